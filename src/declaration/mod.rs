@@ -1,0 +1,251 @@
+//! The plugin's own files (`manifest.yaml`, the provider and datasource YAML, `_assets/`):
+//! loaded once, validated as strictly as the daemon's remote-debug path, and turned into the
+//! JSON declarations the TCP registration sends.
+
+mod rules;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub const MANIFEST_FILE: &str = "manifest.yaml";
+pub const ASSETS_DIR: &str = "_assets";
+
+/// One thing wrong with the plugin's files, named by file and field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found, all at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "the plugin declaration has {} problem(s) the daemon would refuse:",
+            self.0.len()
+        )?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// The validated declaration of the plugin.
+#[derive(Debug, Clone)]
+pub struct PluginDeclaration {
+    manifest: Value,
+    provider: Value,
+    assets: Vec<(String, Vec<u8>)>,
+}
+
+impl PluginDeclaration {
+    /// Loads and validates the plugin files under `dir`.
+    pub fn load(dir: &Path) -> Result<Self, Problems> {
+        let mut problems = Vec::new();
+        let manifest = read_yaml(dir, MANIFEST_FILE, &mut problems);
+        let Some(manifest) = manifest else {
+            return Err(Problems(problems));
+        };
+        rules::check_manifest(&manifest, &mut problems);
+        let provider_file = rules::provider_path(&manifest);
+        let mut provider = provider_file
+            .as_deref()
+            .and_then(|file| read_yaml(dir, file, &mut problems).map(|v| (file.to_string(), v)));
+        if let Some((file, provider)) = provider.as_mut() {
+            rules::check_provider(file, provider, &mut problems);
+            let datasources = inline_datasources(dir, file, provider, &mut problems);
+            for (file, datasource) in &datasources {
+                rules::check_datasource(file, datasource, &mut problems);
+            }
+            if let Some(object) = provider.as_object_mut() {
+                let inlined = datasources.into_iter().map(|(_, d)| d).collect();
+                object.insert("datasources".into(), Value::Array(inlined));
+            }
+        }
+        let assets = read_assets(dir, &mut problems);
+        let icons = rules::icon_references(&manifest, provider.as_ref().map(|(_, p)| p));
+        for (file, field, icon) in icons {
+            let present = assets.iter().any(|(name, _)| *name == icon);
+            if !present {
+                problems.push(Problem {
+                    file,
+                    field,
+                    message: format!("icon {icon:?} is not a file in {ASSETS_DIR}/"),
+                });
+            }
+        }
+        match (problems.is_empty(), provider) {
+            (true, Some((_, provider))) => Ok(PluginDeclaration {
+                manifest,
+                provider,
+                assets,
+            }),
+            _ => Err(Problems(problems)),
+        }
+    }
+
+    /// The manifest as the `manifest_declaration` frame carries it.
+    pub fn manifest_json(&self) -> &Value {
+        &self.manifest
+    }
+
+    /// The provider with its datasources inlined, as the `datasource_declaration` frame
+    /// carries it.
+    pub fn provider_json(&self) -> &Value {
+        &self.provider
+    }
+
+    /// Every top-level file of `_assets/` by name, as the SDK sends them.
+    pub fn assets(&self) -> &[(String, Vec<u8>)] {
+        &self.assets
+    }
+
+    pub fn author(&self) -> &str {
+        self.manifest["author"].as_str().unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.manifest["name"].as_str().unwrap_or_default()
+    }
+
+    pub fn version(&self) -> &str {
+        self.manifest["version"].as_str().unwrap_or_default()
+    }
+
+    /// The files an install needs besides the binary: the YAML files and every icon.
+    pub fn icon_files(&self) -> Vec<String> {
+        let icons = rules::icon_references(&self.manifest, Some(&self.provider));
+        let mut names: Vec<String> = icons.into_iter().map(|(_, _, icon)| icon).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// Where the plugin files are: the working directory (the daemon runs us in the unpacked
+/// package), else next to the binary (`bin/..`).
+pub fn find_plugin_dir() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    if cwd.join(MANIFEST_FILE).is_file() {
+        return cwd;
+    }
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf));
+    match beside_binary {
+        Some(dir) if dir.join(MANIFEST_FILE).is_file() => dir,
+        _ => cwd,
+    }
+}
+
+fn read_yaml(dir: &Path, file: &str, problems: &mut Vec<Problem>) -> Option<Value> {
+    let mut problem = |message: String| {
+        problems.push(Problem {
+            file: file.to_string(),
+            field: String::new(),
+            message,
+        })
+    };
+    if file.split('/').any(|part| part == "..") || Path::new(file).is_absolute() {
+        problem("the path must stay inside the plugin directory".into());
+        return None;
+    }
+    let text = match std::fs::read_to_string(dir.join(file)) {
+        Ok(text) => text,
+        Err(error) => {
+            problem(format!("cannot read it: {error}"));
+            return None;
+        }
+    };
+    let yaml: serde_yaml::Value = match serde_yaml::from_str(&text) {
+        Ok(yaml) => yaml,
+        Err(error) => {
+            problem(format!("not valid YAML: {error}"));
+            return None;
+        }
+    };
+    match serde_json::to_value(yaml) {
+        Ok(value @ Value::Object(_)) => Some(value),
+        Ok(_) => {
+            problem("the file must hold a mapping".into());
+            None
+        }
+        Err(error) => {
+            problem(format!("cannot be read as JSON-compatible data: {error}"));
+            None
+        }
+    }
+}
+
+/// Replaces the provider's datasource paths by the datasource documents they name.
+fn inline_datasources(
+    dir: &Path,
+    provider_file: &str,
+    provider: &Value,
+    problems: &mut Vec<Problem>,
+) -> Vec<(String, Value)> {
+    let Some(entries) = provider.get("datasources").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entry)| match entry {
+            Value::String(path) => read_yaml(dir, path, problems).map(|v| (path.clone(), v)),
+            Value::Object(_) => Some((format!("{provider_file} datasources[{i}]"), entry.clone())),
+            _ => {
+                problems.push(Problem {
+                    file: provider_file.to_string(),
+                    field: format!("datasources[{i}]"),
+                    message: "must be the path of a datasource YAML file".into(),
+                });
+                None
+            }
+        })
+        .collect()
+}
+
+fn read_assets(dir: &Path, problems: &mut Vec<Problem>) -> Vec<(String, Vec<u8>)> {
+    let entries = match std::fs::read_dir(dir.join(ASSETS_DIR)) {
+        Ok(entries) => entries,
+        Err(error) => {
+            problems.push(Problem {
+                file: format!("{ASSETS_DIR}/"),
+                field: String::new(),
+                message: format!("cannot read the icon directory: {error}"),
+            });
+            return Vec::new();
+        }
+    };
+    let mut assets: Vec<(String, Vec<u8>)> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let bytes = std::fs::read(entry.path()).ok()?;
+            Some((name, bytes))
+        })
+        .collect();
+    assets.sort();
+    assets
+}

@@ -1,0 +1,36 @@
+//! What the plugin does with each request the daemon routes to it.
+
+mod validate_credentials;
+
+use crate::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler, Session};
+
+pub const VALIDATE_CREDENTIALS: &str = "validate_datasource_credentials";
+pub const GET_CRAWL: &str = "invoke_website_datasource_get_crawl";
+
+/// The plugin's request handler: datasource credential validation and the website crawl.
+pub struct PluginHandler;
+
+impl RequestHandler for PluginHandler {
+    fn handle(&self, request: Request, session: Session) -> HandlerFuture {
+        Box::pin(async move {
+            match (request.kind.as_str(), request.action.as_str()) {
+                ("datasource", VALIDATE_CREDENTIALS) => {
+                    validate_credentials::handle(&request, &session).await
+                }
+                ("datasource", GET_CRAWL) => Err(ErrorPayload::new(
+                    "CrawlUnavailableError",
+                    "this build of git_datasource has no crawl: install a release that includes it",
+                )),
+                (kind, action) => Err(ErrorPayload::new(
+                    "InvokeBadRequestError",
+                    format!(
+                        "git_datasource does not handle {kind}/{action}; it serves \
+                         datasource/{VALIDATE_CREDENTIALS} and datasource/{GET_CRAWL}"
+                    ),
+                )
+                .with_arg("type", kind)
+                .with_arg("action", action)),
+            }
+        })
+    }
+}

@@ -1,0 +1,6 @@
+//! A Dify datasource plugin that turns a Git repository into a knowledge base.
+
+pub mod credentials;
+pub mod declaration;
+pub mod handlers;
+pub mod protocol;

@@ -1,0 +1,121 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use git_datasource::declaration::{find_plugin_dir, PluginDeclaration};
+use git_datasource::handlers::PluginHandler;
+use git_datasource::protocol::tcp::{self, RemoteTarget};
+use git_datasource::protocol::{stdio, ServeSettings};
+
+/// Turn a Git repository into a Dify knowledge base.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Dify plugin daemon: over stdin/stdout when INSTALL_METHOD=local (what the
+    /// daemon sets, and the default), or dial its debug port when INSTALL_METHOD=remote.
+    Serve,
+    /// Validate manifest.yaml, the provider and the datasource YAML as strictly as the daemon.
+    Check {
+        /// The plugin directory (the one holding manifest.yaml).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Check { dir } => check(&dir),
+        Command::Serve => {
+            // Exit at once: a blocking read of stdin must not hold the process open.
+            let code = serve();
+            std::process::exit(code);
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GIT_DATASOURCE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(false)
+        .compact()
+        .init();
+}
+
+fn check(dir: &std::path::Path) -> ExitCode {
+    match PluginDeclaration::load(dir) {
+        Ok(plugin) => {
+            println!(
+                "{}/{} {}: manifest, provider and datasource declarations are valid",
+                plugin.author(),
+                plugin.name(),
+                plugin.version()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprint!("{problems}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve() -> i32 {
+    let dir = find_plugin_dir();
+    let plugin = match PluginDeclaration::load(&dir) {
+        Ok(plugin) => plugin,
+        Err(problems) => {
+            eprint!("refusing to start: {problems}");
+            return 1;
+        }
+    };
+    let dotenv = tcp::read_dotenv(&dir.join(".env"));
+    let var = |name: &str| {
+        std::env::var(name).ok().or_else(|| {
+            dotenv
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        })
+    };
+    let settings = ServeSettings::from_vars(var);
+    let method = var("INSTALL_METHOD").unwrap_or_else(|| "local".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    let handler = Arc::new(PluginHandler);
+    let result = runtime.block_on(async {
+        match method.trim() {
+            "local" | "" => stdio::serve(handler, &settings).await,
+            "remote" => {
+                let target = RemoteTarget::from_vars(var)?;
+                tcp::serve(handler, &plugin, &target, &settings).await
+            }
+            other => Err(git_datasource::protocol::ServeError::Config(format!(
+                "INSTALL_METHOD={other:?} is not supported; use local (stdio) or remote (debugging)"
+            ))),
+        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("error: {error}");
+            1
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Real key material made with the system's ssh-keygen and openssl.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn ssh_keygen(dir: &Path, name: &str, args: &[&str], passphrase: &str) -> (String, String) {
+    let path: PathBuf = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(args)
+        .args(["-q", "-N", passphrase, "-C", "test@example", "-f"])
+        .arg(&path)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success());
+    let private = std::fs::read_to_string(&path).unwrap();
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (private, public)
+}
+
+/// A self-signed CA certificate in PEM.
+pub fn ca_certificate(dir: &Path) -> String {
+    let key = dir.join("ca.key");
+    let cert = dir.join("ca.pem");
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    std::fs::read_to_string(cert).unwrap()
+}

@@ -1,0 +1,6 @@
+//! Test harness: a fake Dify plugin daemon that speaks the real wire format.
+#![allow(dead_code)]
+
+pub mod daemon_rules;
+pub mod fake_daemon;
+pub mod keys;
