@@ -74,7 +74,10 @@ impl Credentials {
             Some(other) => {
                 problems.push(CredentialProblem {
                     field,
-                    message: format!("must be text, not {}", crate::protocol::wire::json_kind(other)),
+                    message: format!(
+                        "must be text, not {}",
+                        crate::protocol::wire::json_kind(other)
+                    ),
                 });
                 String::new()
             }
@@ -117,7 +120,8 @@ impl Credentials {
         } else if !self.ssh_passphrase.is_empty() {
             problem(
                 "ssh_passphrase",
-                "is set but there is no ssh_private_key; add the key or clear the passphrase".into(),
+                "is set but there is no ssh_private_key; add the key or clear the passphrase"
+                    .into(),
             );
         }
         for (line_no, message) in known_hosts_problems(&self.ssh_known_hosts) {
@@ -183,9 +187,9 @@ fn check_private_key(key: &str, passphrase: &str) -> Result<(), String> {
             if passphrase.is_empty() {
                 return Err("is protected by a passphrase; fill in ssh_passphrase".into());
             }
-            parsed
-                .decrypt(passphrase.as_bytes())
-                .map_err(|_| "cannot be opened with the given ssh_passphrase; check the passphrase".to_string())?;
+            parsed.decrypt(passphrase.as_bytes()).map_err(|_| {
+                "cannot be opened with the given ssh_passphrase; check the passphrase".to_string()
+            })?;
         }
         return Ok(());
     }
@@ -195,7 +199,10 @@ fn check_private_key(key: &str, passphrase: &str) -> Result<(), String> {
             return Err("is protected by a passphrase; fill in ssh_passphrase".into());
         }
         let parsed = if encrypted {
-            openssl::pkey::PKey::private_key_from_pem_passphrase(key.as_bytes(), passphrase.as_bytes())
+            openssl::pkey::PKey::private_key_from_pem_passphrase(
+                key.as_bytes(),
+                passphrase.as_bytes(),
+            )
         } else {
             openssl::pkey::PKey::private_key_from_pem(key.as_bytes())
         };
@@ -246,8 +253,15 @@ mod tests {
     const KEY_BODY: &str = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZWQyNTUxOQAAACBbYXNkZmFzZGZhc2RmYXNkZmFzZGZhc2RmYXNkZmFzZGZhcw";
 
     fn armored(body: &str) -> String {
-        let lines: Vec<String> = body.as_bytes().chunks(70).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
-        format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n", lines.join("\n"))
+        let lines: Vec<String> = body
+            .as_bytes()
+            .chunks(70)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
     }
 
     #[test]
@@ -283,7 +297,10 @@ mod tests {
     fn empty_credentials_are_fine() {
         let credentials = Credentials::from_request(Some(&serde_json::json!({}))).unwrap();
         assert!(credentials.problems().is_empty());
-        assert_eq!(Credentials::from_request(None).unwrap(), Credentials::default());
+        assert_eq!(
+            Credentials::from_request(None).unwrap(),
+            Credentials::default()
+        );
     }
 
     #[test]

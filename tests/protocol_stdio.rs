@@ -9,7 +9,10 @@ use support::fake_daemon::{FakeDaemon, BINARY, REPO_DIR};
 use support::keys;
 
 fn terminal(messages: &[Value]) -> Vec<&Value> {
-    messages.iter().filter(|m| m["type"] == "end" || m["type"] == "error").collect()
+    messages
+        .iter()
+        .filter(|m| m["type"] == "end" || m["type"] == "error")
+        .collect()
 }
 
 /// The session's one error payload, after checking the daemon's `ErrorResponse` rules.
@@ -28,10 +31,20 @@ fn single_error(messages: &[Value]) -> Value {
 #[test]
 fn heartbeat_comes_first_and_keeps_coming() {
     let daemon = FakeDaemon::spawn(&[("HEARTBEAT_INTERVAL", "0.2")]);
-    let first = daemon.wait_for(Duration::from_secs(10), "the first line", |r| r.lines.first().map(|(_, l)| l.clone()));
-    assert_eq!(first, json!({"event": "heartbeat", "session_id": null, "data": {}}));
-    daemon.wait_for(Duration::from_secs(5), "five heartbeats", |r| (r.heartbeats().len() >= 5).then_some(()));
-    assert!(daemon.recorded().junk.is_empty(), "nothing but JSON lines on stdout");
+    let first = daemon.wait_for(Duration::from_secs(10), "the first line", |r| {
+        r.lines.first().map(|(_, l)| l.clone())
+    });
+    assert_eq!(
+        first,
+        json!({"event": "heartbeat", "session_id": null, "data": {}})
+    );
+    daemon.wait_for(Duration::from_secs(5), "five heartbeats", |r| {
+        (r.heartbeats().len() >= 5).then_some(())
+    });
+    assert!(
+        daemon.recorded().junk.is_empty(),
+        "nothing but JSON lines on stdout"
+    );
 }
 
 #[test]
@@ -44,9 +57,19 @@ fn valid_credentials_answer_result_true_then_end() {
     let messages = daemon.finish(&session);
     assert_eq!(
         messages,
-        vec![json!({"type": "stream", "data": {"result": true}}), json!({"type": "end", "data": {}})]
+        vec![
+            json!({"type": "stream", "data": {"result": true}}),
+            json!({"type": "end", "data": {}})
+        ]
     );
-    let raw = daemon.recorded().lines.iter().find(|(_, l)| l["session_id"] == session).unwrap().1.clone();
+    let raw = daemon
+        .recorded()
+        .lines
+        .iter()
+        .find(|(_, l)| l["session_id"] == session)
+        .unwrap()
+        .1
+        .clone();
     assert_eq!(raw["event"], "session");
 }
 
@@ -54,12 +77,26 @@ fn valid_credentials_answer_result_true_then_end() {
 fn real_keys_certificates_and_known_hosts_validate_in_every_pasted_form() {
     let dir = tempfile::tempdir().unwrap();
     let (ed25519, ed25519_pub) = keys::ssh_keygen(dir.path(), "ed", &["-t", "ed25519"], "");
-    let (rsa_pem, _) = keys::ssh_keygen(dir.path(), "rsa", &["-t", "rsa", "-b", "2048", "-m", "PEM"], "");
+    let (rsa_pem, _) = keys::ssh_keygen(
+        dir.path(),
+        "rsa",
+        &["-t", "rsa", "-b", "2048", "-m", "PEM"],
+        "",
+    );
     let (ecdsa, _) = keys::ssh_keygen(dir.path(), "ec", &["-t", "ecdsa"], "");
     let (locked, _) = keys::ssh_keygen(dir.path(), "locked", &["-t", "ed25519"], "open sesame");
-    let (locked_pem, _) = keys::ssh_keygen(dir.path(), "locked_pem", &["-t", "rsa", "-b", "2048", "-m", "PEM"], "pem pass");
+    let (locked_pem, _) = keys::ssh_keygen(
+        dir.path(),
+        "locked_pem",
+        &["-t", "rsa", "-b", "2048", "-m", "PEM"],
+        "pem pass",
+    );
     let ca = keys::ca_certificate(dir.path());
-    let known_hosts = format!("# team servers\ngit.example.com {}\n[git.example.com]:2222 {}", ed25519_pub.trim(), ed25519_pub.trim());
+    let known_hosts = format!(
+        "# team servers\ngit.example.com {}\n[git.example.com]:2222 {}",
+        ed25519_pub.trim(),
+        ed25519_pub.trim()
+    );
 
     let daemon = FakeDaemon::spawn(&[]);
     let forms = |key: &str| {
@@ -81,35 +118,99 @@ fn real_keys_certificates_and_known_hosts_validate_in_every_pasted_form() {
     }
     cases.push(json!({"ssh_private_key": locked_pem, "ssh_passphrase": "pem pass"}));
     for credentials in cases {
-        let session = daemon.request("validate_datasource_credentials", json!({"credentials": credentials}));
+        let session = daemon.request(
+            "validate_datasource_credentials",
+            json!({"credentials": credentials}),
+        );
         let messages = daemon.finish(&session);
-        assert_eq!(messages[0], json!({"type": "stream", "data": {"result": true}}), "{credentials}");
+        assert_eq!(
+            messages[0],
+            json!({"type": "stream", "data": {"result": true}}),
+            "{credentials}"
+        );
     }
 
     // Wrong or missing passphrases, a public key, junk: each named by field, no secret echoed.
     let bad = [
-        (json!({"ssh_private_key": locked, "ssh_passphrase": "wrong guess"}), "ssh_private_key", "passphrase"),
-        (json!({"ssh_private_key": locked}), "ssh_private_key", "ssh_passphrase"),
-        (json!({"ssh_private_key": locked_pem, "ssh_passphrase": "nope nope"}), "ssh_private_key", "passphrase"),
-        (json!({"ssh_private_key": ed25519_pub}), "ssh_private_key", "public key"),
-        (json!({"access_token": "ghp_abc def"}), "access_token", "spaces"),
-        (json!({"ca_certificate": "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----"}), "ca_certificate", "PEM"),
-        (json!({"ssh_known_hosts": "git.example.com ssh-ed25519 AAAAnotakey"}), "ssh_known_hosts", "line 1"),
-        (json!({"ssh_passphrase": "dangling secret"}), "ssh_passphrase", "ssh_private_key"),
-        (json!({"access_token": ["not", "text"]}), "access_token", "text"),
+        (
+            json!({"ssh_private_key": locked, "ssh_passphrase": "wrong guess"}),
+            "ssh_private_key",
+            "passphrase",
+        ),
+        (
+            json!({"ssh_private_key": locked}),
+            "ssh_private_key",
+            "ssh_passphrase",
+        ),
+        (
+            json!({"ssh_private_key": locked_pem, "ssh_passphrase": "nope nope"}),
+            "ssh_private_key",
+            "passphrase",
+        ),
+        (
+            json!({"ssh_private_key": ed25519_pub}),
+            "ssh_private_key",
+            "public key",
+        ),
+        (
+            json!({"access_token": "ghp_abc def"}),
+            "access_token",
+            "spaces",
+        ),
+        (
+            json!({"ca_certificate": "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----"}),
+            "ca_certificate",
+            "PEM",
+        ),
+        (
+            json!({"ssh_known_hosts": "git.example.com ssh-ed25519 AAAAnotakey"}),
+            "ssh_known_hosts",
+            "line 1",
+        ),
+        (
+            json!({"ssh_passphrase": "dangling secret"}),
+            "ssh_passphrase",
+            "ssh_private_key",
+        ),
+        (
+            json!({"access_token": ["not", "text"]}),
+            "access_token",
+            "text",
+        ),
     ];
     for (credentials, field, hint) in bad {
-        let session = daemon.request("validate_datasource_credentials", json!({"credentials": credentials}));
+        let session = daemon.request(
+            "validate_datasource_credentials",
+            json!({"credentials": credentials}),
+        );
         let error = single_error(&daemon.finish(&session));
         assert_eq!(error["error_type"], "CredentialsValidateFailedError");
         let message = error["message"].as_str().unwrap();
-        assert!(message.contains(field) && message.contains(hint), "{message}");
+        assert!(
+            message.contains(field) && message.contains(hint),
+            "{message}"
+        );
         assert!(error["args"].get(field).is_some(), "{error}");
-        for secret in ["wrong guess", "dangling secret", "ghp_abc", "nope nope", "AAAAnotakey"] {
-            assert!(!error.to_string().contains(secret), "secret echoed: {error}");
+        for secret in [
+            "wrong guess",
+            "dangling secret",
+            "ghp_abc",
+            "nope nope",
+            "AAAAnotakey",
+        ] {
+            assert!(
+                !error.to_string().contains(secret),
+                "secret echoed: {error}"
+            );
         }
     }
-    for secret in ["open sesame", "pem pass", "wrong guess", "dangling secret", "ghp_abc"] {
+    for secret in [
+        "open sesame",
+        "pem pass",
+        "wrong guess",
+        "dangling secret",
+        "ghp_abc",
+    ] {
         assert!(!daemon.stderr_text().contains(secret), "secret in the log");
     }
 }
@@ -127,7 +228,10 @@ fn crawl_and_unknown_actions_get_a_clear_error() {
     let unknown = daemon.request("invoke_online_drive_browse_files", json!({}));
     let error = single_error(&daemon.finish(&unknown));
     assert_eq!(error["error_type"], "InvokeBadRequestError");
-    assert!(error["message"].as_str().unwrap().contains("invoke_online_drive_browse_files"));
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("invoke_online_drive_browse_files"));
 }
 
 #[test]
@@ -137,7 +241,10 @@ fn twenty_interleaved_sessions_each_get_their_own_end() {
         .map(|i| {
             let valid = i % 3 != 0;
             let token = if valid { "tok" } else { "t o k" };
-            let id = daemon.request("validate_datasource_credentials", json!({"credentials": {"access_token": token}}));
+            let id = daemon.request(
+                "validate_datasource_credentials",
+                json!({"credentials": {"access_token": token}}),
+            );
             (id, valid)
         })
         .collect();
@@ -145,7 +252,11 @@ fn twenty_interleaved_sessions_each_get_their_own_end() {
         let messages = daemon.finish(id);
         let ends = terminal(&messages);
         assert_eq!(ends.len(), 1, "{id}: {messages:?}");
-        assert_eq!(ends[0]["type"], if *valid { "end" } else { "error" }, "{id}");
+        assert_eq!(
+            ends[0]["type"],
+            if *valid { "end" } else { "error" },
+            "{id}"
+        );
     }
     // Nothing arrives for a session after its end.
     std::thread::sleep(Duration::from_millis(200));
@@ -164,7 +275,9 @@ fn bad_input_never_takes_the_process_down() {
     daemon.send_raw(b"\xff\xfe\x00 not utf-8 \xc3\x28\n");
     daemon.send_raw(b"[1,2,3]\n\n\r\n");
     daemon.send_raw(b"{\"event\":\"request\",\"data\":{\"type\":\"datasource\"}}\n");
-    daemon.send_raw(b"{\"session_id\":\"s-data\",\"event\":\"request\",\"data\":\"not an object\"}\n");
+    daemon.send_raw(
+        b"{\"session_id\":\"s-data\",\"event\":\"request\",\"data\":\"not an object\"}\n",
+    );
     daemon.send_raw(b"{\"session_id\":\"s-type\",\"event\":\"request\",\"data\":{\"type\":7,\"action\":\"validate_datasource_credentials\"}}\n");
     daemon.send_raw(b"{\"session_id\":\"s-noaction\",\"event\":\"request\",\"data\":{\"type\":\"datasource\"}}\n");
     daemon.send_raw(b"{\"session_id\":\"s-event\",\"event\":\"mystery\",\"data\":{}}\n");
@@ -178,9 +291,19 @@ fn bad_input_never_takes_the_process_down() {
     drop(huge);
     for id in ["s-data", "s-type", "s-noaction", "s-event", "s-creds"] {
         let error = single_error(&daemon.finish(id));
-        assert_eq!(error["error_type"], if id == "s-creds" { "CredentialsValidateFailedError" } else { "InvokeBadRequestError" });
+        assert_eq!(
+            error["error_type"],
+            if id == "s-creds" {
+                "CredentialsValidateFailedError"
+            } else {
+                "InvokeBadRequestError"
+            }
+        );
     }
-    let session = daemon.request("validate_datasource_credentials", json!({"credentials": {}}));
+    let session = daemon.request(
+        "validate_datasource_credentials",
+        json!({"credentials": {}}),
+    );
     assert_eq!(daemon.finish(&session).last().unwrap()["type"], "end");
     let stderr = daemon.stderr_text();
     assert!(stderr.contains("not JSON"), "{stderr}");
@@ -191,7 +314,10 @@ fn bad_input_never_takes_the_process_down() {
 #[test]
 fn a_line_that_would_reach_the_cap_fails_its_session_instead() {
     // The legacy variable wins when it is not its default, as in the daemon.
-    let daemon = FakeDaemon::spawn(&[("PLUGIN_STDIO_MAX_BUFFER_SIZE", "700"), ("PLUGIN_RUNTIME_MAX_BUFFER_SIZE", "5242880")]);
+    let daemon = FakeDaemon::spawn(&[
+        ("PLUGIN_STDIO_MAX_BUFFER_SIZE", "700"),
+        ("PLUGIN_RUNTIME_MAX_BUFFER_SIZE", "5242880"),
+    ]);
     let session = daemon.request(
         "validate_datasource_credentials",
         json!({"credentials": {"access_token": "a b", "username": "c d", "ca_certificate": "x", "ssh_known_hosts": "y", "ssh_private_key": "z"}}),
@@ -200,15 +326,22 @@ fn a_line_that_would_reach_the_cap_fails_its_session_instead() {
     assert_eq!(error["error_type"], "ResponseTooLargeError");
     assert!(error["message"].as_str().unwrap().contains("700"));
     let recorded = daemon.recorded();
-    assert!(recorded.lines.iter().all(|(_, l)| l.to_string().len() < 700));
+    assert!(recorded
+        .lines
+        .iter()
+        .all(|(_, l)| l.to_string().len() < 700));
 }
 
 #[test]
 fn end_of_input_ends_the_process_promptly() {
     let mut daemon = FakeDaemon::spawn(&[]);
-    daemon.wait_for(Duration::from_secs(10), "the first heartbeat", |r| (!r.heartbeats().is_empty()).then_some(()));
+    daemon.wait_for(Duration::from_secs(10), "the first heartbeat", |r| {
+        (!r.heartbeats().is_empty()).then_some(())
+    });
     let started = Instant::now();
-    let status = daemon.close_and_wait(Duration::from_secs(5)).expect("exits after EOF");
+    let status = daemon
+        .close_and_wait(Duration::from_secs(5))
+        .expect("exits after EOF");
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
@@ -225,17 +358,26 @@ fn losing_the_parent_ends_the_process() {
     let pid = daemon.wait_for(Duration::from_secs(10), "the plugin pid", |r| {
         r.lines.iter().find_map(|(_, l)| l["pid"].as_u64())
     });
-    daemon.wait_for(Duration::from_secs(10), "a heartbeat", |r| (!r.heartbeats().is_empty()).then_some(()));
+    daemon.wait_for(Duration::from_secs(10), "a heartbeat", |r| {
+        (!r.heartbeats().is_empty()).then_some(())
+    });
     daemon.child.as_mut().unwrap().kill().unwrap();
     daemon.child.as_mut().unwrap().wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let gone = || {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| stat.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')))
+            .map(|stat| {
+                stat.split(") ")
+                    .nth(1)
+                    .is_some_and(|rest| rest.starts_with('Z'))
+            })
             .unwrap_or(true)
     };
     while !gone() {
-        assert!(Instant::now() < deadline, "the orphaned plugin {pid} is still running");
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned plugin {pid} is still running"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -243,20 +385,45 @@ fn losing_the_parent_ends_the_process() {
 #[test]
 fn a_broken_declaration_is_refused_at_start_with_the_check_message() {
     let dir = tempfile::tempdir().unwrap();
-    for path in ["manifest.yaml", "provider/git_datasource.yaml", "datasources/git_datasource.yaml", "_assets/icon.svg", "_assets/icon-dark.svg"] {
+    for path in [
+        "manifest.yaml",
+        "provider/git_datasource.yaml",
+        "datasources/git_datasource.yaml",
+        "_assets/icon.svg",
+        "_assets/icon-dark.svg",
+    ] {
         let target = dir.path().join(path);
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::copy(std::path::Path::new(REPO_DIR).join(path), target).unwrap();
     }
     let manifest = dir.path().join("manifest.yaml");
-    let text = std::fs::read_to_string(&manifest).unwrap().replace("language: python", "language: rust");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("language: python", "language: rust");
     std::fs::write(&manifest, text).unwrap();
-    let serve = std::process::Command::new(BINARY).current_dir(dir.path()).env("INSTALL_METHOD", "local").output().unwrap();
-    let check = std::process::Command::new(BINARY).args(["check", "--dir"]).arg(dir.path()).output().unwrap();
+    let serve = std::process::Command::new(BINARY)
+        .current_dir(dir.path())
+        .env("INSTALL_METHOD", "local")
+        .output()
+        .unwrap();
+    let check = std::process::Command::new(BINARY)
+        .args(["check", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!serve.status.success() && !check.status.success());
     let serve_err = String::from_utf8_lossy(&serve.stderr);
     let check_err = String::from_utf8_lossy(&check.stderr);
-    assert!(check_err.contains("manifest.yaml: meta.runner.language: must be `python`"), "{check_err}");
-    assert!(serve_err.contains("manifest.yaml: meta.runner.language: must be `python`"), "{serve_err}");
-    assert!(serve.stdout.is_empty(), "nothing on stdout when refusing to start");
+    assert!(
+        check_err.contains("manifest.yaml: meta.runner.language: must be `python`"),
+        "{check_err}"
+    );
+    assert!(
+        serve_err.contains("manifest.yaml: meta.runner.language: must be `python`"),
+        "{serve_err}"
+    );
+    assert!(
+        serve.stdout.is_empty(),
+        "nothing on stdout when refusing to start"
+    );
 }

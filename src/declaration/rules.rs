@@ -1,40 +1,95 @@
 //! The daemon's validation rules for the three declaration files (`docs/packaging.md` §2–3,
 //! `docs/protocol.md` §3.3), each problem named by file and field.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Problem, MANIFEST_FILE};
 
 const LOCALES: [&str; 4] = ["en_US", "zh_Hans", "ja_JP", "pt_BR"];
 const TAGS: [&str; 19] = [
-    "search", "image", "videos", "weather", "finance", "design", "travel", "social", "news",
-    "medical", "productivity", "education", "business", "entertainment", "utilities", "agent",
-    "rag", "other", "trigger",
+    "search",
+    "image",
+    "videos",
+    "weather",
+    "finance",
+    "design",
+    "travel",
+    "social",
+    "news",
+    "medical",
+    "productivity",
+    "education",
+    "business",
+    "entertainment",
+    "utilities",
+    "agent",
+    "rag",
+    "other",
+    "trigger",
 ];
 const ARCHES: [&str; 2] = ["amd64", "arm64"];
 const PROVIDER_TYPES: [&str; 3] = ["website_crawl", "online_document", "online_drive"];
 const PARAMETER_TYPES: [&str; 5] = ["string", "number", "boolean", "select", "secret-input"];
 const CREDENTIAL_TYPES: [&str; 7] = [
-    "secret-input", "text-input", "select", "boolean", "app-selector", "model-selector",
+    "secret-input",
+    "text-input",
+    "select",
+    "boolean",
+    "app-selector",
+    "model-selector",
     "array[tools]",
 ];
 const SELECTOR_TYPES: [&str; 3] = ["app-selector", "model-selector", "array[tools]"];
 /// Plugin kinds a datasource plugin may not be mixed with (`ManifestValidate`).
-const OTHER_KINDS: [&str; 5] = ["tools", "models", "endpoints", "agent_strategies", "triggers"];
+const OTHER_KINDS: [&str; 5] = [
+    "tools",
+    "models",
+    "endpoints",
+    "agent_strategies",
+    "triggers",
+];
 const MIN_STORAGE: u64 = 1024;
 const MAX_STORAGE: u64 = 1_073_741_824;
 
 /// Collects problems for one file.
 struct Checker<'a> {
     file: &'a str,
+    /// Where the checked value sits in the file, e.g. `parameters[2]`.
+    prefix: String,
     problems: &'a mut Vec<Problem>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    fn new(file: &'a str, problems: &'a mut Vec<Problem>) -> Self {
+        Checker {
+            file,
+            prefix: String::new(),
+            problems,
+        }
+    }
+
+    /// A checker for a value nested at `at`, reporting full field paths.
+    fn nested(&mut self, at: &str) -> Checker<'_> {
+        Checker {
+            file: self.file,
+            prefix: self.path(at),
+            problems: self.problems,
+        }
+    }
+
+    fn path(&self, field: &str) -> String {
+        match (self.prefix.is_empty(), field.is_empty()) {
+            (true, _) => field.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}.{field}", self.prefix),
+        }
+    }
+
     fn problem(&mut self, field: &str, message: impl Into<String>) {
+        let field = self.path(field);
         self.problems.push(Problem {
             file: self.file.to_string(),
-            field: field.to_string(),
+            field,
             message: message.into(),
         });
     }
@@ -55,6 +110,10 @@ impl Checker<'_> {
                 None
             }
             Some(Value::String(s)) => Some(s),
+            Some(Value::Number(_)) => {
+                self.problem(field, "must be text, not a number (quote it in the YAML)");
+                None
+            }
             Some(_) => {
                 self.problem(field, "must be a string");
                 None
@@ -62,7 +121,14 @@ impl Checker<'_> {
         }
     }
 
-    fn matching(&mut self, value: &Value, field: &str, max: usize, ok: fn(&str) -> bool, rule: &str) {
+    fn matching(
+        &mut self,
+        value: &Value,
+        field: &str,
+        max: usize,
+        ok: fn(&str) -> bool,
+        rule: &str,
+    ) {
         if let Some(s) = self.string(value, field, max) {
             if !ok(s) {
                 self.problem(field, format!("{s:?} must match {rule}"));
@@ -79,7 +145,10 @@ impl Checker<'_> {
             return;
         };
         let Some(object) = object.as_object() else {
-            self.problem(field, "must be an object of texts by locale, with at least en_US");
+            self.problem(
+                field,
+                "must be an object of texts by locale, with at least en_US",
+            );
             return;
         };
         if !object.contains_key("en_US") {
@@ -88,11 +157,16 @@ impl Checker<'_> {
         for (locale, text) in object {
             let at = format!("{field}.{locale}");
             if !LOCALES.contains(&locale.as_str()) {
-                self.problem(&at, format!("unknown locale (the daemon drops it); use one of {LOCALES:?}"));
+                self.problem(
+                    &at,
+                    format!("unknown locale (the daemon drops it); use one of {LOCALES:?}"),
+                );
             }
             match text.as_str() {
                 Some(s) if s.trim().is_empty() => self.problem(&at, "must not be empty"),
-                Some(s) if s.chars().count() >= 1024 => self.problem(&at, "must be under 1024 characters"),
+                Some(s) if s.chars().count() >= 1024 => {
+                    self.problem(&at, "must be under 1024 characters")
+                }
                 Some(_) => {}
                 None => self.problem(&at, "must be a string"),
             }
@@ -113,7 +187,10 @@ impl Checker<'_> {
             Some(Value::Array(tags)) => {
                 for (i, tag) in tags.iter().enumerate() {
                     if !tag.as_str().is_some_and(|t| TAGS.contains(&t)) {
-                        self.problem(&format!("{field}[{i}]"), format!("{tag} is not one of {TAGS:?}"));
+                        self.problem(
+                            &format!("{field}[{i}]"),
+                            format!("{tag} is not one of {TAGS:?}"),
+                        );
                     }
                 }
             }
@@ -140,37 +217,34 @@ impl Checker<'_> {
         for (i, item) in items.iter().enumerate() {
             if let Some(name) = item.get("name").and_then(Value::as_str) {
                 if !seen.insert(name) {
-                    self.problem(&format!("{field}[{i}].name"), format!("{name:?} is declared twice"));
+                    self.problem(
+                        &format!("{field}[{i}].name"),
+                        format!("{name:?} is declared twice"),
+                    );
                 }
             }
         }
     }
 
     /// `options` of a select: fewer than 128, each with a short string value and a label.
-    fn options(&mut self, item: &Value, at: &str) -> Vec<String> {
+    fn options(&mut self, item: &Value) -> Vec<String> {
         let options = match item.get("options") {
             Some(Value::Array(options)) if !options.is_empty() => options,
             _ => {
-                self.problem(&format!("{at}.options"), "a select needs a non-empty list of options");
+                self.problem("options", "a select needs a non-empty list of options");
                 return Vec::new();
             }
         };
         if options.len() >= 128 {
-            self.problem(&format!("{at}.options"), "must have fewer than 128 options");
+            self.problem("options", "must have fewer than 128 options");
         }
         let mut values = Vec::new();
         for (i, option) in options.iter().enumerate() {
-            let field = format!("{at}.options[{i}]");
-            if let Some(value) = self.string(option, "value", 127) {
+            let mut c = self.nested(&format!("options[{i}]"));
+            if let Some(value) = c.string(option, "value", 127) {
                 values.push(value.to_string());
-            } else {
-                self.problem(&field, "needs a string value under 128 characters");
             }
-            if option.get("label").is_none() {
-                self.problem(&format!("{field}.label"), "is required");
-            } else {
-                self.i18n(option, "label", true);
-            }
+            c.i18n(option, "label", true);
         }
         values
     }
@@ -198,32 +272,50 @@ fn is_version(s: &str) -> bool {
 }
 
 fn is_plugin_author(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
 }
 
 fn is_plugin_name(s: &str) -> bool {
-    (1..=128).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
 }
 
 fn is_identity_name(s: &str) -> bool {
-    (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// `8-4-4-4-12` hex digits: the daemon refuses such authors on upload.
 fn looks_like_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// RFC 3339 with a zone: `2026-01-15T10:00:00Z` or `...+02:00`, fractions allowed.
 fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     let base = b.len() >= 20
-        && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
         && matches!(b[10], b'T' | b't' | b' ')
-        && digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19);
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
     if !base || s.starts_with("0000-") {
         return false;
     }
@@ -245,8 +337,14 @@ fn is_rfc3339(s: &str) -> bool {
 }
 
 pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) {
-    let mut c = Checker { file: MANIFEST_FILE, problems };
-    c.matching(manifest, "version", 32, is_version, r"^\d{1,4}(\.\d{1,4}){2}(-\w{1,16})?$");
+    let mut c = Checker::new(MANIFEST_FILE, problems);
+    c.matching(
+        manifest,
+        "version",
+        32,
+        is_version,
+        r"^\d{1,4}(\.\d{1,4}){2}(-\w{1,16})?$",
+    );
     if let Some(kind) = c.string(manifest, "type", 16) {
         if kind != "plugin" {
             c.problem("type", "must be `plugin`");
@@ -254,11 +352,20 @@ pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) {
     }
     if let Some(author) = c.string(manifest, "author", 64) {
         if !is_plugin_author(author) {
-            c.problem("author", format!("{author:?} must match ^[a-z0-9_-]{{1,64}}$ (lowercase only)"));
+            c.problem(
+                "author",
+                format!("{author:?} must match ^[a-z0-9_-]{{1,64}}$ (lowercase only)"),
+            );
         } else if looks_like_uuid(author) {
-            c.problem("author", "must not look like a UUID (the daemon refuses such uploads)");
+            c.problem(
+                "author",
+                "must not look like a UUID (the daemon refuses such uploads)",
+            );
         } else if author == "langgenius" {
-            c.problem("author", "`langgenius` is reserved for signed official plugins");
+            c.problem(
+                "author",
+                "`langgenius` is reserved for signed official plugins",
+            );
         }
     }
     c.matching(manifest, "name", 128, is_plugin_name, "^[a-z0-9_-]{1,128}$");
@@ -274,7 +381,10 @@ pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) {
     }
     if let Some(storage) = lookup(manifest, "resource.permission.storage") {
         if !storage.get("enabled").is_none_or(Value::is_boolean) {
-            c.problem("resource.permission.storage.enabled", "must be true or false");
+            c.problem(
+                "resource.permission.storage.enabled",
+                "must be true or false",
+            );
         }
         let size = storage.get("size").and_then(Value::as_u64);
         if !size.is_some_and(|s| (MIN_STORAGE..=MAX_STORAGE).contains(&s)) {
@@ -286,20 +396,32 @@ pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) {
     }
     match lookup(manifest, "plugins.datasources") {
         Some(Value::Array(paths)) if paths.len() == 1 => {
-            if !paths[0].as_str().is_some_and(|p| !p.is_empty() && p.len() <= 128) {
-                c.problem("plugins.datasources[0]", "must be the provider YAML path (at most 128 characters)");
+            if !paths[0]
+                .as_str()
+                .is_some_and(|p| !p.is_empty() && p.len() <= 128)
+            {
+                c.problem(
+                    "plugins.datasources[0]",
+                    "must be the provider YAML path (at most 128 characters)",
+                );
             }
         }
         Some(Value::Array(paths)) if paths.len() > 1 => c.problem(
             "plugins.datasources",
             "declare exactly one provider file (the daemon keeps only the last)",
         ),
-        _ => c.problem("plugins.datasources", "is required: a list with the provider YAML path"),
+        _ => c.problem(
+            "plugins.datasources",
+            "is required: a list with the provider YAML path",
+        ),
     }
     for kind in OTHER_KINDS {
         let field = format!("plugins.{kind}");
         if lookup(manifest, &field).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
-            c.problem(&field, "a datasource plugin cannot also declare other plugin kinds");
+            c.problem(
+                &field,
+                "a datasource plugin cannot also declare other plugin kinds",
+            );
         }
     }
     c.matching(manifest, "meta.version", 32, is_version, "x.y.z");
@@ -307,7 +429,10 @@ pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) {
         Some(Value::Array(arches)) if !arches.is_empty() => {
             for (i, arch) in arches.iter().enumerate() {
                 if !arch.as_str().is_some_and(|a| ARCHES.contains(&a)) {
-                    c.problem(&format!("meta.arch[{i}]"), format!("{arch} is not one of {ARCHES:?}"));
+                    c.problem(
+                        &format!("meta.arch[{i}]"),
+                        format!("{arch} is not one of {ARCHES:?}"),
+                    );
                 }
             }
         }
@@ -330,7 +455,10 @@ pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) {
     }
     if let Some(created) = c.string(manifest, "created_at", 64) {
         if !is_rfc3339(created) {
-            c.problem("created_at", "must be an RFC 3339 time with a zone, like 2026-01-15T10:00:00Z");
+            c.problem(
+                "created_at",
+                "must be an RFC 3339 time with a zone, like 2026-01-15T10:00:00Z",
+            );
         }
     }
     c.tags(manifest, "tags");
@@ -348,9 +476,15 @@ pub(super) fn provider_path(manifest: &Value) -> Option<String> {
 }
 
 pub(super) fn check_provider(file: &str, provider: &Value, problems: &mut Vec<Problem>) {
-    let mut c = Checker { file, problems };
+    let mut c = Checker::new(file, problems);
     c.string(provider, "identity.author", 64);
-    c.matching(provider, "identity.name", 128, is_identity_name, "^[A-Za-z0-9_-]{1,128}$");
+    c.matching(
+        provider,
+        "identity.name",
+        128,
+        is_identity_name,
+        "^[A-Za-z0-9_-]{1,128}$",
+    );
     c.i18n(provider, "identity.label", true);
     c.i18n(provider, "identity.description", true);
     c.string(provider, "identity.icon", 128);
@@ -375,33 +509,38 @@ pub(super) fn check_provider(file: &str, provider: &Value, problems: &mut Vec<Pr
 }
 
 fn check_credential(c: &mut Checker, item: &Value, at: &str) {
-    let field = |name: &str| format!("{at}.{name}");
+    let mut c = c.nested(at);
     if item.as_object().is_none() {
-        c.problem(at, "must be a mapping");
+        c.problem("", "must be a mapping");
         return;
     }
-    if c.string(item, "name", 128).is_none() {
-        c.problem(&field("name"), "every credential needs a name");
-    }
+    c.string(item, "name", 128);
     let kind = c.one_of(item, "type", &CREDENTIAL_TYPES);
     c.i18n(item, "label", true);
     c.i18n(item, "help", false);
     c.i18n(item, "placeholder", false);
     if item.get("required").is_some_and(|r| !r.is_boolean()) {
-        c.problem(&field("required"), "must be true or false");
+        c.problem("required", "must be true or false");
     }
-    if item.get("scope").is_some() && !kind.as_deref().is_some_and(|k| SELECTOR_TYPES.contains(&k)) {
-        c.problem(&field("scope"), "only selector credentials may have a scope");
+    if item.get("scope").is_some() && !kind.as_deref().is_some_and(|k| SELECTOR_TYPES.contains(&k))
+    {
+        c.problem("scope", "only selector credentials may have a scope");
     }
     if kind.as_deref() == Some("select") {
-        c.options(item, at);
+        c.options(item);
     }
 }
 
 pub(super) fn check_datasource(file: &str, datasource: &Value, problems: &mut Vec<Problem>) {
-    let mut c = Checker { file, problems };
+    let mut c = Checker::new(file, problems);
     c.string(datasource, "identity.author", 64);
-    c.matching(datasource, "identity.name", 128, is_identity_name, "^[A-Za-z0-9_-]{1,128}$");
+    c.matching(
+        datasource,
+        "identity.name",
+        128,
+        is_identity_name,
+        "^[A-Za-z0-9_-]{1,128}$",
+    );
     c.i18n(datasource, "identity.label", true);
     if lookup(datasource, "identity.icon").is_some_and(|v| !v.is_null()) {
         c.string(datasource, "identity.icon", 128);
@@ -420,51 +559,51 @@ pub(super) fn check_datasource(file: &str, datasource: &Value, problems: &mut Ve
 }
 
 fn check_parameter(c: &mut Checker, parameter: &Value, at: &str) {
-    let field = |name: &str| format!("{at}.{name}");
+    let mut c = c.nested(at);
     let Some(object) = parameter.as_object() else {
-        c.problem(at, "must be a mapping");
+        c.problem("", "must be a mapping");
         return;
     };
-    if c.string(parameter, "name", 1023).is_none() {
-        c.problem(&field("name"), "every parameter needs a name");
-    }
+    c.string(parameter, "name", 1023);
     let kind = c.one_of(parameter, "type", &PARAMETER_TYPES);
     c.i18n(parameter, "label", true);
     c.i18n(parameter, "description", true);
     if object.contains_key("scope") {
-        c.problem(&field("scope"), "must not be set on a datasource parameter (the daemon refuses it)");
+        c.problem(
+            "scope",
+            "must not be set on a datasource parameter (the daemon refuses it)",
+        );
     }
     if object.get("required").is_some_and(|r| !r.is_boolean()) {
-        c.problem(&field("required"), "must be true or false");
+        c.problem("required", "must be true or false");
     }
     for bound in ["min", "max", "precision"] {
-        if object.get(bound).is_some_and(|v| !v.is_number() && !v.is_null()) {
-            c.problem(&field(bound), "must be a number");
+        if object
+            .get(bound)
+            .is_some_and(|v| !v.is_number() && !v.is_null())
+        {
+            c.problem(bound, "must be a number");
         }
     }
-    check_default(c, object, kind.as_deref(), at);
-}
-
-fn check_default(c: &mut Checker, object: &Map<String, Value>, kind: Option<&str>, at: &str) {
     let default = object.get("default").filter(|d| !d.is_null());
-    let at_default = format!("{at}.default");
-    if let Some(d) = default {
-        if d.is_array() || d.is_object() {
-            c.problem(&at_default, "must be a single value");
-        }
+    if default.is_some_and(|d| d.is_array() || d.is_object()) {
+        c.problem("default", "must be a single value");
     }
-    if kind == Some("select") {
-        let values = c.options(&Value::Object(object.clone()), at);
+    if kind.as_deref() == Some("select") {
+        let values = c.options(parameter);
         if let Some(d) = default.and_then(Value::as_str) {
             if !values.iter().any(|v| v == d) {
-                c.problem(&at_default, format!("{d:?} is not one of the options"));
+                c.problem("default", format!("{d:?} is not one of the options"));
             }
         }
     }
 }
 
 /// Every icon a declaration names: `(file, field, icon name)`.
-pub(super) fn icon_references(manifest: &Value, provider: Option<&Value>) -> Vec<(String, String, String)> {
+pub(super) fn icon_references(
+    manifest: &Value,
+    provider: Option<&Value>,
+) -> Vec<(String, String, String)> {
     let mut icons = Vec::new();
     let mut add = |file: &str, field: &str, value: Option<&Value>| {
         if let Some(icon) = value.and_then(Value::as_str).filter(|s| !s.is_empty()) {
@@ -478,7 +617,11 @@ pub(super) fn icon_references(manifest: &Value, provider: Option<&Value>) -> Vec
         add(&file, "identity.icon", lookup(provider, "identity.icon"));
         let datasources = provider.get("datasources").and_then(Value::as_array);
         for (i, datasource) in datasources.into_iter().flatten().enumerate() {
-            add(&file, &format!("datasources[{i}].identity.icon"), lookup(datasource, "identity.icon"));
+            add(
+                &file,
+                &format!("datasources[{i}].identity.icon"),
+                lookup(datasource, "identity.icon"),
+            );
         }
     }
     icons
@@ -494,17 +637,33 @@ mod tests {
         for ok in ["0.1.0", "1.9.0", "1234.0.9999", "0.0.1-beta_1"] {
             assert!(is_version(ok), "{ok}");
         }
-        for bad in ["1.0", "1.0.0.0", "v1.0.0", "1.0.0-", "12345.0.0", "1.0.0-toolongsuffix12345"] {
+        for bad in [
+            "1.0",
+            "1.0.0.0",
+            "v1.0.0",
+            "1.0.0-",
+            "12345.0.0",
+            "1.0.0-toolongsuffix12345",
+        ] {
             assert!(!is_version(bad), "{bad}");
         }
     }
 
     #[test]
     fn times() {
-        for ok in ["2026-11-22T00:00:00Z", "2026-01-15T10:00:00+00:00", "2026-01-15T10:00:00.123-07:30"] {
+        for ok in [
+            "2026-11-22T00:00:00Z",
+            "2026-01-15T10:00:00+00:00",
+            "2026-01-15T10:00:00.123-07:30",
+        ] {
             assert!(is_rfc3339(ok), "{ok}");
         }
-        for bad in ["2026-11-22", "2026-11-22T00:00:00", "0000-01-01T00:00:00Z", "2026-11-22T00:00:00+0000"] {
+        for bad in [
+            "2026-11-22",
+            "2026-11-22T00:00:00",
+            "0000-01-01T00:00:00Z",
+            "2026-11-22T00:00:00+0000",
+        ] {
             assert!(!is_rfc3339(bad), "{bad}");
         }
     }

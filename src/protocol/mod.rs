@@ -51,7 +51,8 @@ impl ServeSettings {
                 .map(Duration::from_secs_f64)
         };
         ServeSettings {
-            heartbeat_interval: seconds("HEARTBEAT_INTERVAL").unwrap_or(heartbeat::DEFAULT_INTERVAL),
+            heartbeat_interval: seconds("HEARTBEAT_INTERVAL")
+                .unwrap_or(heartbeat::DEFAULT_INTERVAL),
             invoke_timeout: seconds("MAX_INVOCATION_TIMEOUT")
                 .unwrap_or(session::DEFAULT_INVOKE_TIMEOUT),
             reconnect_delay: Duration::from_secs(2),

@@ -55,7 +55,9 @@ where
         match read_line(&mut reader, &mut line, MAX_INCOMING_LINE).await? {
             None => return Ok(RouterEnd::EndOfStream),
             Some(LineRead::TooLong(len)) => {
-                tracing::warn!("skipped an incoming line of {len} bytes (limit {MAX_INCOMING_LINE})");
+                tracing::warn!(
+                    "skipped an incoming line of {len} bytes (limit {MAX_INCOMING_LINE})"
+                );
             }
             Some(LineRead::Line) => {
                 while line.last() == Some(&b'\r') {
@@ -69,7 +71,10 @@ where
                         let text = String::from_utf8_lossy(&line).trim().to_string();
                         return Ok(RouterEnd::DaemonSaid(text));
                     }
-                    tracing::warn!("skipped an incoming line that is not JSON ({} bytes)", line.len());
+                    tracing::warn!(
+                        "skipped an incoming line that is not JSON ({} bytes)",
+                        line.len()
+                    );
                     continue;
                 };
                 let context = Context {
@@ -101,7 +106,10 @@ impl Context<'_> {
         let incoming = match serde_json::from_value::<IncomingLine>(value) {
             Ok(incoming) => incoming,
             Err(error) => {
-                self.refuse(session_id, format!("the message is not a daemon event: {error}"));
+                self.refuse(
+                    session_id,
+                    format!("the message is not a daemon event: {error}"),
+                );
                 return;
             }
         };
@@ -175,7 +183,10 @@ async fn run_session(session: Session, work: HandlerFuture) {
     let outcome = match tokio::spawn(work).await {
         Ok(outcome) => outcome,
         Err(join_error) => {
-            tracing::error!(session = session.id(), "request handler crashed: {join_error}");
+            tracing::error!(
+                session = session.id(),
+                "request handler crashed: {join_error}"
+            );
             Err(ErrorPayload::new(
                 "InternalError",
                 "the plugin failed while handling this request; the plugin log has the details",

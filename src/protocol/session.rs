@@ -176,7 +176,11 @@ impl Session {
 
     /// A backwards invocation: sends `invoke` and collects the `data` of every `response`
     /// event until `end`.
-    pub async fn invoke(&self, invoke_type: &str, request: Value) -> Result<Vec<Value>, InvokeError> {
+    pub async fn invoke(
+        &self,
+        invoke_type: &str,
+        request: Value,
+    ) -> Result<Vec<Value>, InvokeError> {
         let (request_id, mut replies, _guard) = self.inner.backwards.register();
         let message = invoke_message(self.id(), &request_id, invoke_type, request);
         self.inner

@@ -70,3 +70,45 @@ async fn parent_gone() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap(vars: &[(&str, &str)]) -> usize {
+        line_cap_from(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn the_line_cap_resolves_like_the_daemon() {
+        assert_eq!(cap(&[]), 5_242_880);
+        assert_eq!(
+            cap(&[("PLUGIN_RUNTIME_MAX_BUFFER_SIZE", "10485760")]),
+            10_485_760
+        );
+        // The legacy name wins only when it differs from its default.
+        assert_eq!(
+            cap(&[
+                ("PLUGIN_STDIO_MAX_BUFFER_SIZE", "5242880"),
+                ("PLUGIN_RUNTIME_MAX_BUFFER_SIZE", "8000000")
+            ]),
+            8_000_000
+        );
+        assert_eq!(
+            cap(&[
+                ("PLUGIN_STDIO_MAX_BUFFER_SIZE", "2000000"),
+                ("PLUGIN_RUNTIME_MAX_BUFFER_SIZE", "8000000")
+            ]),
+            2_000_000
+        );
+        assert_eq!(cap(&[("PLUGIN_STDIO_MAX_BUFFER_SIZE", "0")]), 5_242_880);
+        assert_eq!(
+            cap(&[("PLUGIN_RUNTIME_MAX_BUFFER_SIZE", "lots")]),
+            5_242_880
+        );
+    }
+}

@@ -125,16 +125,16 @@ impl Storage {
 
     /// One invocation; returns the `data` field of its `response`.
     async fn call(&self, request: Value) -> Result<Value, StorageError> {
-        let responses = self
-            .session
-            .invoke("storage", request)
-            .await
-            .map_err(|error| match error {
-                InvokeError::Write(WriteError::LineTooLong { len, .. }) => {
-                    StorageError::Unavailable(format!("request line of {len} bytes refused"))
-                }
-                other => other.into(),
-            })?;
+        let responses =
+            self.session
+                .invoke("storage", request)
+                .await
+                .map_err(|error| match error {
+                    InvokeError::Write(WriteError::LineTooLong { len, .. }) => {
+                        StorageError::Unavailable(format!("request line of {len} bytes refused"))
+                    }
+                    other => other.into(),
+                })?;
         let response = responses
             .into_iter()
             .next()

@@ -40,7 +40,11 @@ impl RemoteTarget {
     /// Reads `REMOTE_INSTALL_URL` (`host:port` or a URL) or `REMOTE_INSTALL_HOST` and
     /// `REMOTE_INSTALL_PORT`, and `REMOTE_INSTALL_KEY`, the names the Python SDK uses.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ServeError> {
-        let var = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let var = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let key = var("REMOTE_INSTALL_KEY").ok_or_else(|| {
             ServeError::Config(
                 "REMOTE_INSTALL_KEY is not set: copy the debug key from Dify's plugin page \
@@ -148,7 +152,9 @@ pub async fn serve(
             Err(error) if failures < RECONNECT_ATTEMPTS => {
                 failures += 1;
                 let pause = settings.reconnect_delay * 2u32.pow(failures - 1);
-                tracing::warn!("{error}; connecting again in {pause:?} ({failures}/{RECONNECT_ATTEMPTS})");
+                tracing::warn!(
+                    "{error}; connecting again in {pause:?} ({failures}/{RECONNECT_ATTEMPTS})"
+                );
                 tokio::time::sleep(pause).await;
             }
             Err(error) => return Err(error),
@@ -187,24 +193,41 @@ async fn serve_connection(
         invoke_timeout: settings.invoke_timeout,
         non_json_is_fatal: true,
     };
+    let routed = route(reader, writer, handler, config);
+    tokio::pin!(routed);
     let result = tokio::select! {
-        routed = route(reader, writer, handler, config) => match routed {
-            Ok(RouterEnd::DaemonSaid(text)) => Err(ServeError::Refused(text)),
-            Ok(RouterEnd::EndOfStream) => Err(ServeError::Dropped("the daemon closed the connection".into())),
-            Err(error) => Err(ServeError::Dropped(error.to_string())),
-        },
-        written = writer_task => Err(ServeError::Dropped(match written {
-            Ok(Ok(())) => "the connection closed".to_string(),
-            Ok(Err(error)) => error.to_string(),
-            Err(join) => join.to_string(),
-        })),
+        routed = &mut routed => routed_outcome(routed),
+        written = writer_task => {
+            // A refusal usually arrives as a write fails: give the reader a moment to see it.
+            match tokio::time::timeout(Duration::from_secs(2), &mut routed).await {
+                Ok(routed @ Ok(RouterEnd::DaemonSaid(_))) => routed_outcome(routed),
+                _ => Err(ServeError::Dropped(match written {
+                    Ok(Ok(())) => "the connection closed".to_string(),
+                    Ok(Err(error)) => error.to_string(),
+                    Err(join) => join.to_string(),
+                })),
+            }
+        }
     };
     beats.abort();
     result
 }
 
+fn routed_outcome(routed: std::io::Result<RouterEnd>) -> Result<(), ServeError> {
+    match routed {
+        Ok(RouterEnd::DaemonSaid(text)) => Err(ServeError::Refused(text)),
+        Ok(RouterEnd::EndOfStream) => Err(ServeError::Dropped(
+            "the daemon closed the connection".into(),
+        )),
+        Err(error) => Err(ServeError::Dropped(error.to_string())),
+    }
+}
+
 /// After a failed write, the daemon may have said why before closing: prefer its words.
-async fn refusal_or(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, other: ServeError) -> ServeError {
+async fn refusal_or(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    other: ServeError,
+) -> ServeError {
     let mut text = String::new();
     let read = tokio::time::timeout(Duration::from_secs(2), reader.read_to_string(&mut text)).await;
     match read {
@@ -219,9 +242,18 @@ mod tests {
 
     #[test]
     fn addresses_parse_like_the_sdk() {
-        assert_eq!(parse_address("localhost:5003").unwrap(), ("localhost".into(), 5003));
-        assert_eq!(parse_address("debug.example.com").unwrap(), ("debug.example.com".into(), 5003));
-        assert_eq!(parse_address("tcp://10.0.0.5:6000/").unwrap(), ("10.0.0.5".into(), 6000));
+        assert_eq!(
+            parse_address("localhost:5003").unwrap(),
+            ("localhost".into(), 5003)
+        );
+        assert_eq!(
+            parse_address("debug.example.com").unwrap(),
+            ("debug.example.com".into(), 5003)
+        );
+        assert_eq!(
+            parse_address("tcp://10.0.0.5:6000/").unwrap(),
+            ("10.0.0.5".into(), 6000)
+        );
         assert_eq!(parse_address("[::1]:5003").unwrap(), ("::1".into(), 5003));
         assert!(parse_address("host:notaport").is_err());
         assert!(parse_address(":5003").is_err());
@@ -236,7 +268,10 @@ mod tests {
             _ => None,
         };
         let target = RemoteTarget::from_vars(vars).unwrap();
-        assert_eq!((target.host.as_str(), target.port, target.key.as_str()), ("daemon", 5100, "k-1"));
+        assert_eq!(
+            (target.host.as_str(), target.port, target.key.as_str()),
+            ("daemon", 5100, "k-1")
+        );
         assert!(!format!("{target:?}").contains("k-1"));
         assert!(RemoteTarget::from_vars(|_| None).is_err());
     }
@@ -255,7 +290,10 @@ mod tests {
             vars,
             vec![
                 ("INSTALL_METHOD".to_string(), "remote".to_string()),
-                ("REMOTE_INSTALL_URL".to_string(), "localhost:5003".to_string()),
+                (
+                    "REMOTE_INSTALL_URL".to_string(),
+                    "localhost:5003".to_string()
+                ),
                 ("REMOTE_INSTALL_KEY".to_string(), "abc".to_string()),
                 ("X".to_string(), "1".to_string()),
             ]

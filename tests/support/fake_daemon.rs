@@ -45,11 +45,13 @@ impl Recorded {
             .collect()
     }
 
-    /// The session messages (`{type, data}`) written for one session, in order.
+    /// The replies (`{type, data}` of `stream`, `end`, `error`) written for one session, in
+    /// order; its storage invocations are left out.
     pub fn session(&self, session_id: &str) -> Vec<Value> {
         self.lines
             .iter()
             .filter(|(_, line)| line["event"] == "session" && line["session_id"] == session_id)
+            .filter(|(_, line)| line["data"]["type"] != "invoke")
             .map(|(_, line)| line["data"].clone())
             .collect()
     }
@@ -71,13 +73,17 @@ pub struct FakeDaemon {
 
 impl FakeDaemon {
     /// Talks to a plugin over any pair of byte streams.
-    pub fn over(from_plugin: impl Read + Send + 'static, to_plugin: impl Write + Send + 'static) -> Self {
+    pub fn over(
+        from_plugin: impl Read + Send + 'static,
+        to_plugin: impl Write + Send + 'static,
+    ) -> Self {
         let shared = Arc::new(Shared {
             recorded: Mutex::new(Recorded::default()),
             changed: Condvar::new(),
             storage_mode: Mutex::new(StorageMode::Normal),
         });
-        let to_plugin: Arc<Mutex<Box<dyn Write + Send>>> = Arc::new(Mutex::new(Box::new(to_plugin)));
+        let to_plugin: Arc<Mutex<Box<dyn Write + Send>>> =
+            Arc::new(Mutex::new(Box::new(to_plugin)));
         let reader_shared = shared.clone();
         let reader_out = to_plugin.clone();
         std::thread::spawn(move || read_plugin(from_plugin, reader_shared, reader_out));
@@ -167,7 +173,12 @@ impl FakeDaemon {
     }
 
     /// Waits until `ready` holds for the recording, or panics after `timeout`.
-    pub fn wait_for<T>(&self, timeout: Duration, what: &str, mut ready: impl FnMut(&Recorded) -> Option<T>) -> T {
+    pub fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut ready: impl FnMut(&Recorded) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         let mut recorded = self.shared.recorded.lock().unwrap();
         loop {
@@ -176,19 +187,33 @@ impl FakeDaemon {
             }
             let now = Instant::now();
             if now >= deadline {
-                panic!("timed out waiting for {what}; stderr: {}", self.stderr_text());
+                panic!(
+                    "timed out waiting for {what}; stderr: {}",
+                    self.stderr_text()
+                );
             }
-            recorded = self.shared.changed.wait_timeout(recorded, deadline - now).unwrap().0;
+            recorded = self
+                .shared
+                .changed
+                .wait_timeout(recorded, deadline - now)
+                .unwrap()
+                .0;
         }
     }
 
     /// Waits for the session's `end` or `error` and returns all its messages.
     pub fn finish(&self, session_id: &str) -> Vec<Value> {
-        self.wait_for(Duration::from_secs(20), &format!("the end of session {session_id}"), |r| {
-            let messages = r.session(session_id);
-            let done = messages.iter().any(|m| m["type"] == "end" || m["type"] == "error");
-            done.then_some(messages)
-        })
+        self.wait_for(
+            Duration::from_secs(20),
+            &format!("the end of session {session_id}"),
+            |r| {
+                let messages = r.session(session_id);
+                let done = messages
+                    .iter()
+                    .any(|m| m["type"] == "end" || m["type"] == "error");
+                done.then_some(messages)
+            },
+        )
     }
 
     /// Closes the plugin's stdin and waits for it to exit.
@@ -231,7 +256,11 @@ pub fn envelope(session_id: &str, event: &str, data: Value) -> String {
     )
 }
 
-fn read_plugin(from_plugin: impl Read, shared: Arc<Shared>, to_plugin: Arc<Mutex<Box<dyn Write + Send>>>) {
+fn read_plugin(
+    from_plugin: impl Read,
+    shared: Arc<Shared>,
+    to_plugin: Arc<Mutex<Box<dyn Write + Send>>>,
+) {
     let mut reader = BufReader::new(from_plugin);
     let mut line = Vec::new();
     loop {
@@ -276,7 +305,10 @@ fn read_plugin(from_plugin: impl Read, shared: Arc<Shared>, to_plugin: Arc<Mutex
 fn answer_invoke(shared: &Shared, line: &Value) -> Vec<String> {
     let session_id = line["session_id"].as_str().unwrap_or_default();
     let invoke = &line["data"]["data"];
-    let id = invoke["backwards_request_id"].as_str().unwrap_or_default().to_string();
+    let id = invoke["backwards_request_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let mode = *shared.storage_mode.lock().unwrap();
     if mode == StorageMode::Silent {
         return Vec::new();
@@ -306,9 +338,14 @@ fn answer_invoke(shared: &Shared, line: &Value) -> Vec<String> {
         match opt {
             "get" => match recorded.storage.get(&key) {
                 Some(value) => Ok(json!({"data": hex::encode(value)})),
-                None => Err("load data failed, please check if the key is correct or you have not set it".into()),
+                None => Err(
+                    "load data failed, please check if the key is correct or you have not set it"
+                        .into(),
+                ),
             },
-            "set" if key.len() > 256 => Err("save data failed: key length must be less than 256 characters".into()),
+            "set" if key.len() > 256 => {
+                Err("save data failed: key length must be less than 256 characters".into())
+            }
             "set" => match hex::decode(request["value"].as_str().unwrap_or_default()) {
                 Ok(value) => {
                     recorded.storage.insert(key, value);
@@ -324,7 +361,9 @@ fn answer_invoke(shared: &Shared, line: &Value) -> Vec<String> {
                 let removed = recorded.storage.remove(&key).is_some();
                 Ok(json!({"data": "ok", "deleted_num": i32::from(removed)}))
             }
-            other => Err(format!("unmarshal backwards invoke request failed: unknown opt {other:?}")),
+            other => Err(format!(
+                "unmarshal backwards invoke request failed: unknown opt {other:?}"
+            )),
         }
     };
     match outcome {

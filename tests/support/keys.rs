@@ -22,7 +22,17 @@ pub fn ca_certificate(dir: &Path) -> String {
     let key = dir.join("ca.key");
     let cert = dir.join("ca.pem");
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Test CA",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
