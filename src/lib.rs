@@ -2,5 +2,6 @@
 
 pub mod credentials;
 pub mod declaration;
+pub mod git;
 pub mod handlers;
 pub mod protocol;

@@ -3,4 +3,5 @@
 
 pub mod daemon_rules;
 pub mod fake_daemon;
+pub mod git_servers;
 pub mod keys;

@@ -1,0 +1,160 @@
+//! Reading blobs straight from the object database and sorting them into text or a skip
+//! reason, spread over the available cores.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use git2::{Oid, Repository};
+
+use super::tree::{FileEntry, SkipReason};
+
+/// The default limit on a file's size.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 5_000_000;
+/// How much of a file is searched for a NUL byte.
+const BINARY_SNIFF: usize = 8 * 1024;
+const LFS_POINTER_PREFIX: &[u8] = b"version https://git-lfs.github.com/spec/v1";
+const BOM: &str = "\u{feff}";
+
+/// Signatures of common binary formats that may not contain a NUL early on.
+const MAGIC: [&[u8]; 16] = [
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"%PDF-",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"\x7fELF",
+    b"BZh",
+    b"7z\xbc\xaf\x27\x1c",
+    b"\xfd7zXZ\x00",
+    b"\x00asm",
+    b"OggS",
+    b"RIFF",
+    b"ID3",
+    b"\xca\xfe\xba\xbe",
+];
+
+/// What reading one blob gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobRead {
+    Text(String),
+    /// Permanently not deliverable.
+    Skipped(SkipReason),
+    /// The object could not be read; worth retrying on a later run.
+    Failed(String),
+}
+
+/// Sorts a file's bytes into text (UTF-8, a BOM dropped) or why it is not text.
+pub fn classify(bytes: &[u8]) -> Result<&str, SkipReason> {
+    if bytes.starts_with(LFS_POINTER_PREFIX) && bytes.len() < 1024 {
+        return Err(SkipReason::LfsPointer);
+    }
+    if MAGIC.iter().any(|magic| bytes.starts_with(magic))
+        || bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0)
+    {
+        return Err(SkipReason::Binary);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| SkipReason::NotUtf8)?;
+    Ok(text.strip_prefix(BOM).unwrap_or(text))
+}
+
+/// Reads one blob: the size from the object header first, so a large file is never loaded.
+pub fn read_blob(repo: &Repository, oid: Oid, max_bytes: u64) -> BlobRead {
+    let odb = match repo.odb() {
+        Ok(odb) => odb,
+        Err(e) => return BlobRead::Failed(e.message().to_string()),
+    };
+    match odb.read_header(oid) {
+        Ok((size, _)) if size as u64 > max_bytes => {
+            return BlobRead::Skipped(SkipReason::TooLarge {
+                size: size as u64,
+                limit: max_bytes,
+            })
+        }
+        Ok(_) => {}
+        Err(e) => return BlobRead::Failed(format!("blob {oid}: {}", e.message())),
+    }
+    match repo.find_blob(oid) {
+        Ok(blob) => match classify(blob.content()) {
+            Ok(text) => BlobRead::Text(text.to_string()),
+            Err(reason) => BlobRead::Skipped(reason),
+        },
+        Err(e) => BlobRead::Failed(format!("blob {oid}: {}", e.message())),
+    }
+}
+
+/// Reads every entry's blob, in parallel over the available cores, results in entry order.
+pub fn read_blobs(repo_dir: &Path, entries: &[FileEntry], max_bytes: u64) -> Vec<BlobRead> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(entries.len().div_ceil(8))
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, BlobRead)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    let repo = Repository::open_bare(repo_dir);
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(entry) = entries.get(i) else {
+                            break;
+                        };
+                        let read = match &repo {
+                            Ok(repo) => read_blob(repo, entry.oid, max_bytes),
+                            Err(e) => BlobRead::Failed(e.message().to_string()),
+                        };
+                        done.push((i, read));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("blob reader thread"))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, read)| read).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn kinds_of_content() {
+        assert_eq!(classify(b"hello"), Ok("hello"));
+        assert_eq!(classify("\u{feff}# Title".as_bytes()), Ok("# Title"));
+        assert_eq!(classify(b"\x89PNG\r\n\x1a\nrest"), Err(SkipReason::Binary));
+        assert_eq!(classify(b"%PDF-1.7 text-looking"), Err(SkipReason::Binary));
+        assert_eq!(classify(b"abc\0def"), Err(SkipReason::Binary));
+        assert_eq!(classify(b"caf\xe9"), Err(SkipReason::NotUtf8));
+        let pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n";
+        assert_eq!(classify(pointer), Err(SkipReason::LfsPointer));
+        assert_eq!(classify(b""), Ok(""));
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_without_nul_is_text(s in "[^\u{0}]{0,200}") {
+            prop_assume!(!MAGIC.iter().any(|m| s.as_bytes().starts_with(m)) && !s.starts_with("version https://git-lfs"));
+            let expected = s.strip_prefix(BOM).unwrap_or(&s);
+            prop_assert_eq!(classify(s.as_bytes()), Ok(expected));
+        }
+
+        #[test]
+        fn a_nul_in_the_first_8k_means_binary(prefix in "[a-z]{0,100}", at in 0usize..8000) {
+            let mut bytes = prefix.into_bytes();
+            bytes.resize(at.max(bytes.len()), b'a');
+            bytes.push(0);
+            bytes.extend_from_slice(b"tail");
+            prop_assert_eq!(classify(&bytes), Err(SkipReason::Binary));
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Bringing a cached bare clone up to date with one ref, shallow, and resolving the ref to a
+//! commit. Retries transient failures; a damaged cache entry is cloned again.
+
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use git2::{AutotagOption, FetchOptions, Oid, Repository};
+
+use super::auth::{Authenticator, HostKeyStore};
+use super::cache::{EntryLock, RepoCache};
+use super::url::{RepoUrl, Transport};
+use super::GitError;
+use crate::credentials::Credentials;
+
+/// How fetching behaves; `from_env` reads the operator's settings.
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    /// History depth to fetch; 0 fetches everything.
+    pub depth: i32,
+    pub allow_local: bool,
+    pub allow_insecure_http: bool,
+    pub attempts: u32,
+    pub retry_delay: Duration,
+}
+
+impl FetchSettings {
+    /// `GIT_DATASOURCE_FETCH_DEPTH` (1), `GIT_DATASOURCE_ALLOW_LOCAL`,
+    /// `GIT_DATASOURCE_ALLOW_INSECURE_HTTP`.
+    pub fn from_env() -> Self {
+        let flag = |name: &str| {
+            std::env::var(name).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+        };
+        FetchSettings {
+            depth: std::env::var("GIT_DATASOURCE_FETCH_DEPTH")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(1),
+            allow_local: flag("GIT_DATASOURCE_ALLOW_LOCAL"),
+            allow_insecure_http: flag("GIT_DATASOURCE_ALLOW_INSECURE_HTTP"),
+            attempts: 3,
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a fetch is for.
+pub struct FetchRequest<'a> {
+    pub url: &'a str,
+    /// A branch, a tag or a full commit id.
+    pub reference: &'a str,
+    pub credentials: &'a Credentials,
+    pub host_keys: &'a dyn HostKeyStore,
+    /// Give up (with a timeout error) once this passes.
+    pub deadline: Option<Instant>,
+    /// Called as objects arrive: (received objects, total objects, received bytes).
+    pub progress: Option<&'a (dyn Fn(usize, usize, usize) + Sync)>,
+}
+
+/// What the ref named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefKind {
+    Branch,
+    Tag,
+    Commit,
+}
+
+/// A fetched commit in the cache. The cache entry stays locked while this lives.
+#[derive(Debug)]
+pub struct Fetched {
+    pub url: RepoUrl,
+    pub repo_dir: PathBuf,
+    pub commit: Oid,
+    pub kind: RefKind,
+    _lock: EntryLock,
+}
+
+impl Fetched {
+    /// A new handle on the repository (one per thread: libgit2 handles are not shared).
+    pub fn open(&self) -> Result<Repository, GitError> {
+        Repository::open_bare(&self.repo_dir).map_err(|e| GitError::Read(e.message().to_string()))
+    }
+}
+
+pub struct GitClient {
+    cache: RepoCache,
+    settings: FetchSettings,
+}
+
+impl GitClient {
+    pub fn new(cache: RepoCache, settings: FetchSettings) -> Self {
+        init_libgit2();
+        GitClient { cache, settings }
+    }
+
+    pub fn cache(&self) -> &RepoCache {
+        &self.cache
+    }
+
+    pub fn fetch(&self, request: &FetchRequest<'_>) -> Result<Fetched, GitError> {
+        let url = RepoUrl::parse(request.url)?;
+        if url.transport == Transport::Local && !self.settings.allow_local {
+            return Err(GitError::NotAllowed(format!(
+                "{}: local paths and file:// URLs are refused (they would expose the plugin host's disk); \
+                 use a remote URL, or have the operator set GIT_DATASOURCE_ALLOW_LOCAL=1",
+                url.masked()
+            )));
+        }
+        let reference = request.reference.trim();
+        let reference = if reference.is_empty() {
+            "main"
+        } else {
+            reference
+        };
+        let entry = self.cache.entry(&url);
+        let lock = self.cache.lock(&entry)?;
+        let mut attempt = 1;
+        let mut recloned = false;
+        let (commit, kind) = loop {
+            let repo = entry.open_or_init()?;
+            match self.fetch_once(&repo, &url, reference, request) {
+                Ok(found) => break found,
+                Err(FetchFailure::Damaged(why)) if !recloned => {
+                    tracing::warn!("{}: {why}; cloning again", url.masked());
+                    entry.reset()?;
+                    recloned = true;
+                }
+                Err(FetchFailure::Damaged(why)) => return Err(GitError::Cache(why)),
+                Err(FetchFailure::Git(error))
+                    if error.is_transient() && attempt < self.settings.attempts =>
+                {
+                    let pause = self.settings.retry_delay * 2u32.pow(attempt - 1);
+                    tracing::warn!("{error}; trying again in {pause:?}");
+                    std::thread::sleep(pause);
+                    attempt += 1;
+                }
+                Err(FetchFailure::Git(error)) => return Err(error),
+            }
+        };
+        entry.mark_complete()?;
+        self.cache.evict(&entry);
+        Ok(Fetched {
+            url,
+            repo_dir: entry.dir.clone(),
+            commit,
+            kind,
+            _lock: lock,
+        })
+    }
+
+    fn fetch_once(
+        &self,
+        repo: &Repository,
+        url: &RepoUrl,
+        reference: &str,
+        request: &FetchRequest<'_>,
+    ) -> Result<(Oid, RefKind), FetchFailure> {
+        let as_commit = Oid::from_str(reference)
+            .ok()
+            .filter(|_| is_full_hex(reference));
+        if let Some(oid) = as_commit {
+            if repo.find_commit(oid).is_ok() {
+                return Ok((oid, RefKind::Commit));
+            }
+        }
+        let auth = Authenticator {
+            url,
+            credentials: request.credentials,
+            host_keys: request.host_keys,
+            allow_insecure_http: self.settings.allow_insecure_http,
+            outcome: Default::default(),
+        };
+        let mut callbacks = auth.callbacks();
+        let deadline = request.deadline;
+        let progress = request.progress;
+        callbacks.transfer_progress(move |stats| {
+            if let Some(report) = progress {
+                report(
+                    stats.received_objects(),
+                    stats.total_objects(),
+                    stats.received_bytes(),
+                );
+            }
+            deadline.is_none_or(|d| Instant::now() < d)
+        });
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        options.download_tags(AutotagOption::None);
+        options.update_fetchhead(false);
+        if self.settings.depth > 0 && url.transport != Transport::Local {
+            options.depth(self.settings.depth);
+        }
+        let refspecs = match as_commit {
+            Some(oid) => vec![format!("+{oid}:refs/datasource/commit")],
+            None => vec![
+                format!("+refs/heads/{reference}:refs/datasource/heads/{reference}"),
+                format!("+refs/tags/{reference}:refs/datasource/tags/{reference}"),
+            ],
+        };
+        let mut remote = repo.remote_anonymous(url.fetch_url()).map_err(|e| {
+            FetchFailure::Git(GitError::InvalidUrl(format!(
+                "{}: {}",
+                url.masked(),
+                e.message()
+            )))
+        })?;
+        let fetched = remote.fetch(&refspecs, Some(&mut options), None);
+        if let Err(error) = fetched {
+            let recorded = auth.outcome.borrow_mut().error.take();
+            if let Some(recorded) = recorded {
+                return Err(FetchFailure::Git(recorded));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(FetchFailure::Git(GitError::Timeout(format!(
+                    "fetching {} did not finish within the run's time budget",
+                    url.masked()
+                ))));
+            }
+            let refused_want = ["want", "not our ref", "unexpected packet"]
+                .iter()
+                .any(|text| error.message().contains(text));
+            if as_commit.is_some() && refused_want {
+                return Err(FetchFailure::Git(not_fetchable_commit(url, reference)));
+            }
+            if matches!(
+                error.class(),
+                git2::ErrorClass::Odb
+                    | git2::ErrorClass::Zlib
+                    | git2::ErrorClass::Indexer
+                    | git2::ErrorClass::Repository
+            ) {
+                return Err(FetchFailure::Damaged(error.message().to_string()));
+            }
+            return Err(FetchFailure::Git(GitError::from_remote(
+                &error,
+                &url.masked(),
+            )));
+        }
+        let heads: Vec<(String, Oid)> = remote
+            .list()
+            .map(|heads| {
+                heads
+                    .iter()
+                    .map(|h| (h.name().to_string(), h.oid()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let find = |name: &str| heads.iter().find(|(n, _)| n == name).map(|(_, oid)| *oid);
+        let (oid, kind) = if let Some(oid) = as_commit {
+            (oid, RefKind::Commit)
+        } else if let Some(oid) = find(&format!("refs/heads/{reference}")) {
+            (oid, RefKind::Branch)
+        } else if let Some(oid) = find(&format!("refs/tags/{reference}^{{}}"))
+            .or_else(|| find(&format!("refs/tags/{reference}")))
+        {
+            (oid, RefKind::Tag)
+        } else {
+            return Err(FetchFailure::Git(ref_not_found(url, reference, &heads)));
+        };
+        let commit = repo
+            .find_object(oid, None)
+            .and_then(|object| object.peel_to_commit())
+            .map_err(|e| match kind {
+                RefKind::Commit => FetchFailure::Git(not_fetchable_commit(url, reference)),
+                _ => FetchFailure::Damaged(format!(
+                    "{oid} is missing after the fetch: {}",
+                    e.message()
+                )),
+            })?;
+        commit.tree().map_err(|e| {
+            FetchFailure::Damaged(format!("the tree of {oid} is unreadable: {}", e.message()))
+        })?;
+        Ok((commit.id(), kind))
+    }
+}
+
+enum FetchFailure {
+    Git(GitError),
+    /// The cache entry is damaged: clone again.
+    Damaged(String),
+}
+
+fn is_full_hex(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn not_fetchable_commit(url: &RepoUrl, reference: &str) -> GitError {
+    GitError::RefNotFound(format!(
+        "commit {reference} could not be fetched from {} (it does not exist, or the server does not allow \
+         fetching a commit by id); use a branch or tag",
+        url.masked()
+    ))
+}
+
+fn ref_not_found(url: &RepoUrl, reference: &str, heads: &[(String, Oid)]) -> GitError {
+    let names = |prefix: &str| -> Vec<String> {
+        let mut names: Vec<String> = heads
+            .iter()
+            .filter_map(|(name, _)| name.strip_prefix(prefix))
+            .filter(|name| !name.ends_with("^{}"))
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let list = |names: Vec<String>| {
+        let shown: Vec<&str> = names.iter().take(15).map(String::as_str).collect();
+        let more = names.len().saturating_sub(shown.len());
+        match (shown.is_empty(), more) {
+            (true, _) => "none".to_string(),
+            (false, 0) => shown.join(", "),
+            (false, more) => format!("{} and {more} more", shown.join(", ")),
+        }
+    };
+    let branches = names("refs/heads/");
+    let tags = names("refs/tags/");
+    GitError::RefNotFound(format!(
+        "{reference:?} is not a branch, tag or commit of {}; its branches: {}; its tags: {}",
+        url.masked(),
+        list(branches),
+        list(tags)
+    ))
+}
+
+/// Process-wide libgit2 settings: where the system's CA certificates are (the vendored
+/// OpenSSL does not know), and network timeouts
+/// (`GIT_DATASOURCE_CONNECT_TIMEOUT_SECS`, `GIT_DATASOURCE_IO_TIMEOUT_SECS`).
+fn init_libgit2() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let probe = openssl_probe::probe();
+        let seconds = |name: &str, default: i32| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<i32>().ok())
+                .unwrap_or(default)
+                .saturating_mul(1000)
+        };
+        // SAFETY: called once, before any other libgit2 use in this process.
+        unsafe {
+            if let Some(file) = probe.cert_file {
+                let _ = git2::opts::set_ssl_cert_file(file);
+            }
+            if let Some(dir) = probe.cert_dir {
+                let _ = git2::opts::set_ssl_cert_dir(dir);
+            }
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(seconds(
+                "GIT_DATASOURCE_CONNECT_TIMEOUT_SECS",
+                15,
+            ));
+            let _ = git2::opts::set_server_timeout_in_milliseconds(seconds(
+                "GIT_DATASOURCE_IO_TIMEOUT_SECS",
+                60,
+            ));
+        }
+    });
+}

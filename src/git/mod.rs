@@ -1,0 +1,19 @@
+//! The Git side of the crawl: a cache of bare clones brought up to date shallowly, every
+//! authentication path, the filtered tree walk and blob classification.
+
+pub mod auth;
+pub mod blob;
+pub mod cache;
+pub mod client;
+mod error;
+pub mod filters;
+pub mod tree;
+pub mod url;
+
+pub use auth::{HostKeyStore, MemoryHostKeys};
+pub use blob::{read_blobs, BlobRead};
+pub use cache::RepoCache;
+pub use client::{FetchRequest, FetchSettings, Fetched, GitClient, RefKind};
+pub use error::GitError;
+pub use filters::PathFilter;
+pub use tree::{diff_commits, list_files, Change, FileEntry, SkipReason, Skipped, TreeListing};

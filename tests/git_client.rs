@@ -1,0 +1,861 @@
+//! The GitClient against real servers on loopback: every authentication path and failure
+//! kind, shallow fetch and updates, concurrency, a damaged cache, and what a tree holds.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use git_datasource::credentials::Credentials;
+use git_datasource::git::{
+    diff_commits, list_files, read_blobs, BlobRead, Change, FetchRequest, FetchSettings, Fetched,
+    GitClient, GitError, MemoryHostKeys, PathFilter, RefKind, RepoCache, SkipReason,
+};
+use support::git_servers::{files_containing, git, HttpServer, SshServer, TestRepo, ALICE, TOKEN};
+use support::keys::ssh_keygen;
+
+fn settings() -> FetchSettings {
+    FetchSettings {
+        depth: 1,
+        allow_local: false,
+        allow_insecure_http: false,
+        attempts: 2,
+        retry_delay: Duration::from_millis(100),
+    }
+}
+
+fn client(cache: &Path, settings: FetchSettings) -> GitClient {
+    GitClient::new(RepoCache::new(cache.to_path_buf(), u64::MAX), settings)
+}
+
+fn fetch(
+    client: &GitClient,
+    url: &str,
+    reference: &str,
+    credentials: &Credentials,
+) -> Result<Fetched, GitError> {
+    let host_keys = MemoryHostKeys::default();
+    fetch_with(client, url, reference, credentials, &host_keys)
+}
+
+fn fetch_with(
+    client: &GitClient,
+    url: &str,
+    reference: &str,
+    credentials: &Credentials,
+    host_keys: &MemoryHostKeys,
+) -> Result<Fetched, GitError> {
+    client.fetch(&FetchRequest {
+        url,
+        reference,
+        credentials,
+        host_keys,
+        deadline: None,
+        progress: None,
+    })
+}
+
+fn token(ca: &str) -> Credentials {
+    Credentials {
+        access_token: TOKEN.into(),
+        ca_certificate: ca.into(),
+        ..Credentials::default()
+    }
+}
+
+fn assert_kind(result: Result<Fetched, GitError>, kind: &str) -> String {
+    match result {
+        Err(error) => {
+            assert_eq!(error.kind(), kind, "{error}");
+            error.to_string()
+        }
+        Ok(fetched) => panic!("expected {kind}, fetched {}", fetched.commit),
+    }
+}
+
+#[test]
+fn https_token_username_anonymous_and_every_failure_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(dir.path());
+    let private = TestRepo::create(
+        &server.root.join("private"),
+        "docs",
+        &[("README.md", b"# private")],
+    );
+    TestRepo::create(&server.root.join("public"), "open", &[("a.txt", b"public")]);
+    let ca = server.ca.ca_pem.clone();
+    let client = client(&dir.path().join("cache"), settings());
+
+    let fetched = fetch(
+        &client,
+        &server.https_url("private", "docs"),
+        "main",
+        &token(&ca),
+    )
+    .unwrap();
+    assert_eq!(fetched.commit.to_string(), private.head());
+    assert_eq!(fetched.kind, RefKind::Branch);
+    drop(fetched);
+
+    let alice = Credentials {
+        username: ALICE.into(),
+        ..token(&ca)
+    };
+    fetch(
+        &client,
+        &server.https_url("private", "docs"),
+        "main",
+        &alice,
+    )
+    .unwrap();
+
+    let anonymous = Credentials {
+        ca_certificate: ca.clone(),
+        ..Credentials::default()
+    };
+    fetch(
+        &client,
+        &server.https_url("public", "open"),
+        "main",
+        &anonymous,
+    )
+    .unwrap();
+
+    // Embedded in the URL, the token still never reaches the cache.
+    let embedded = format!(
+        "https://x-access-token:{TOKEN}@127.0.0.1:{}/private/docs.git",
+        server.https_port
+    );
+    fetch(&client, &embedded, "main", &anonymous).unwrap();
+
+    let wrong = Credentials {
+        access_token: "not-the-token".into(),
+        ..token(&ca)
+    };
+    let message = assert_kind(
+        fetch(
+            &client,
+            &server.https_url("private", "docs"),
+            "main",
+            &wrong,
+        ),
+        "auth_failed",
+    );
+    assert!(!message.contains("not-the-token"));
+    assert_kind(
+        fetch(
+            &client,
+            &server.https_url("private", "docs"),
+            "main",
+            &anonymous,
+        ),
+        "auth_failed",
+    );
+    assert_kind(
+        fetch(
+            &client,
+            &server.https_url("public", "missing"),
+            "main",
+            &anonymous,
+        ),
+        "repo_not_found",
+    );
+    let message = assert_kind(
+        fetch(
+            &client,
+            &server.https_url("private", "docs"),
+            "main",
+            &Credentials {
+                access_token: TOKEN.into(),
+                ..Credentials::default()
+            },
+        ),
+        "tls",
+    );
+    assert!(message.contains("ca_certificate"), "{message}");
+    let message = assert_kind(
+        fetch(
+            &client,
+            &server.https_url("private", "docs"),
+            "no-such-branch",
+            &token(&ca),
+        ),
+        "ref_not_found",
+    );
+    assert!(message.contains("its branches: main"), "{message}");
+    assert_kind(
+        fetch(
+            &client,
+            "https://127.0.0.1:1/nothing.git",
+            "main",
+            &anonymous,
+        ),
+        "network",
+    );
+    assert_kind(
+        fetch(&client, "ftp://example.com/r.git", "main", &anonymous),
+        "invalid_url",
+    );
+
+    // Plain http: public works; a token is never sent unless the operator allows it.
+    fetch(
+        &client,
+        &server.http_url("public", "open"),
+        "main",
+        &token(""),
+    )
+    .unwrap();
+    let message = assert_kind(
+        fetch(
+            &client,
+            &server.http_url("private", "docs"),
+            "main",
+            &token(""),
+        ),
+        "not_allowed",
+    );
+    assert!(
+        message.contains("GIT_DATASOURCE_ALLOW_INSECURE_HTTP"),
+        "{message}"
+    );
+    let insecure = client_with(
+        dir.path(),
+        FetchSettings {
+            allow_insecure_http: true,
+            ..settings()
+        },
+    );
+    fetch(
+        &insecure,
+        &server.http_url("private", "docs"),
+        "main",
+        &token(""),
+    )
+    .unwrap();
+
+    let leaks = files_containing(&dir.path().join("cache"), &[TOKEN]);
+    assert!(leaks.is_empty(), "the token reached {leaks:?}");
+}
+
+fn client_with(dir: &Path, settings: FetchSettings) -> GitClient {
+    client(&dir.join("cache"), settings)
+}
+
+#[test]
+fn ssh_keys_of_every_type_passphrases_and_host_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (ed25519, ed25519_pub) = ssh_keygen(&keys, "ed", &["-t", "ed25519"], "");
+    let (rsa, rsa_pub) = ssh_keygen(&keys, "rsa", &["-t", "rsa", "-b", "3072", "-m", "PEM"], "");
+    let (ecdsa, ecdsa_pub) = ssh_keygen(&keys, "ec", &["-t", "ecdsa"], "");
+    let (locked, locked_pub) = ssh_keygen(&keys, "locked", &["-t", "ed25519"], "correct horse");
+    let (stranger, _) = ssh_keygen(&keys, "stranger", &["-t", "ed25519"], "");
+    let server = SshServer::start(
+        &dir.path().join("sshd"),
+        &[&ed25519_pub, &rsa_pub, &ecdsa_pub, &locked_pub],
+    );
+    let repo = TestRepo::create(
+        &dir.path().join("repos"),
+        "code",
+        &[("src/lib.rs", b"fn main() {}")],
+    );
+    let url = server.url(&repo.bare);
+    let client = client(&dir.path().join("cache"), settings());
+    let with_key = |key: &str, passphrase: &str, known_hosts: &str| Credentials {
+        ssh_private_key: key.into(),
+        ssh_passphrase: passphrase.into(),
+        ssh_known_hosts: known_hosts.into(),
+        ..Credentials::default()
+    };
+    let known = server.known_hosts_line();
+
+    for (key, passphrase) in [
+        (&ed25519, ""),
+        (&rsa, ""),
+        (&ecdsa, ""),
+        (&locked, "correct horse"),
+    ] {
+        let fetched = fetch(&client, &url, "main", &with_key(key, passphrase, &known)).unwrap();
+        assert_eq!(fetched.commit.to_string(), repo.head());
+    }
+    // Pasted with literal \n, the key still works.
+    fetch(
+        &client,
+        &url,
+        "main",
+        &with_key(&ed25519.replace('\n', "\\n"), "", &known),
+    )
+    .unwrap();
+
+    assert_kind(
+        fetch(&client, &url, "main", &with_key(&stranger, "", &known)),
+        "auth_failed",
+    );
+    let message = assert_kind(
+        fetch(
+            &client,
+            &url,
+            "main",
+            &with_key(&locked, "wrong horse", &known),
+        ),
+        "auth_failed",
+    );
+    assert!(!message.contains("wrong horse"));
+    assert_kind(
+        fetch(
+            &client,
+            &url,
+            "main",
+            &Credentials {
+                ssh_known_hosts: known.clone(),
+                ..Credentials::default()
+            },
+        ),
+        "auth_failed",
+    );
+
+    // known_hosts: a different key for this host is a mismatch; no entry is unknown.
+    let other_key = std::fs::read_to_string(keys.join("stranger.pub")).unwrap();
+    let other_key = other_key
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let wrong_known = format!("[127.0.0.1]:{} {other_key}", server.port);
+    assert_kind(
+        fetch(&client, &url, "main", &with_key(&ed25519, "", &wrong_known)),
+        "host_key_mismatch",
+    );
+    let message = assert_kind(
+        fetch(
+            &client,
+            &url,
+            "main",
+            &with_key(&ed25519, "", &format!("git.example.com {other_key}")),
+        ),
+        "host_key_unknown",
+    );
+    assert!(message.contains("ssh-keyscan -p"), "{message}");
+
+    // Trust on first use: recorded, accepted again, and a changed key is refused.
+    let host_keys = MemoryHostKeys::default();
+    fetch_with(
+        &client,
+        &url,
+        "main",
+        &with_key(&ed25519, "", ""),
+        &host_keys,
+    )
+    .unwrap();
+    use git_datasource::git::HostKeyStore;
+    let name = format!("[127.0.0.1]:{}", server.port);
+    assert_eq!(
+        host_keys.recorded(&name).as_deref(),
+        Some(server.host_key.as_str())
+    );
+    fetch_with(
+        &client,
+        &url,
+        "main",
+        &with_key(&ed25519, "", ""),
+        &host_keys,
+    )
+    .unwrap();
+    host_keys.record(&name, &other_key);
+    let message = assert_kind(
+        fetch_with(
+            &client,
+            &url,
+            "main",
+            &with_key(&ed25519, "", ""),
+            &host_keys,
+        ),
+        "host_key_mismatch",
+    );
+    assert!(
+        message.contains("changed") && message.contains("ssh_known_hosts"),
+        "{message}"
+    );
+
+    let leaks = files_containing(&dir.path().join("cache"), &["correct horse", "PRIVATE KEY"]);
+    assert!(leaks.is_empty(), "key material reached {leaks:?}");
+}
+
+#[test]
+fn shallow_fetch_then_updates_after_new_commits_and_a_force_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(dir.path());
+    let repo = TestRepo::create(&server.root.join("public"), "evolving", &[("a.md", b"one")]);
+    repo.commit(&[("b.md", b"two")], &[], "second");
+    let url = server.https_url("public", "evolving");
+    let credentials = Credentials {
+        ca_certificate: server.ca.ca_pem.clone(),
+        ..Credentials::default()
+    };
+    let client = client(&dir.path().join("cache"), settings());
+
+    let first = fetch(&client, &url, "main", &credentials).unwrap();
+    let opened = first.open().unwrap();
+    assert!(opened.is_shallow(), "depth 1 gives a shallow clone");
+    let parent = opened
+        .find_commit(first.commit)
+        .unwrap()
+        .parent_id(0)
+        .unwrap();
+    assert!(
+        opened.find_commit(parent).is_err(),
+        "history beyond depth 1 is not fetched"
+    );
+    drop((first, opened));
+
+    let newer = repo.commit(&[("c.md", b"three")], &["a.md"], "third");
+    let second = fetch(&client, &url, "main", &credentials).unwrap();
+    assert_eq!(second.commit.to_string(), newer);
+    drop(second);
+
+    let rewritten = repo.rewrite(&[("only.md", b"new history")]);
+    let third = fetch(&client, &url, "main", &credentials).unwrap();
+    assert_eq!(third.commit.to_string(), rewritten);
+    let listing = list_files(&third.open().unwrap(), third.commit, &PathFilter::default()).unwrap();
+    let paths: Vec<&str> = listing.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["only.md"]);
+}
+
+#[test]
+fn branches_tags_and_commit_ids_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(dir.path());
+    let repo = TestRepo::create(&server.root.join("public"), "refs", &[("a.md", b"v1")]);
+    let v1 = repo.head();
+    repo.tag("v1.0");
+    git(
+        &repo.work,
+        &["push", "-q", "origin", "HEAD:refs/heads/release"],
+    );
+    let v2 = repo.commit(&[("a.md", b"v2")], &[], "v2");
+    let url = server.https_url("public", "refs");
+    let credentials = Credentials {
+        ca_certificate: server.ca.ca_pem.clone(),
+        ..Credentials::default()
+    };
+    let client = client(&dir.path().join("cache"), settings());
+
+    let tag = fetch(&client, &url, "v1.0", &credentials).unwrap();
+    assert_eq!(
+        (tag.commit.to_string(), tag.kind.clone()),
+        (v1.clone(), RefKind::Tag)
+    );
+    drop(tag);
+    assert_eq!(
+        fetch(&client, &url, "release", &credentials)
+            .unwrap()
+            .commit
+            .to_string(),
+        v1
+    );
+    let by_id = fetch(&client, &url, &v2, &credentials).unwrap();
+    assert_eq!(
+        (by_id.commit.to_string(), by_id.kind.clone()),
+        (v2.clone(), RefKind::Commit)
+    );
+    drop(by_id);
+    let message = assert_kind(fetch(&client, &url, "v9", &credentials), "ref_not_found");
+    assert!(
+        message.contains("main") && message.contains("release") && message.contains("v1.0"),
+        "{message}"
+    );
+    assert_kind(
+        fetch(&client, &url, &"ab".repeat(20), &credentials),
+        "ref_not_found",
+    );
+}
+
+#[test]
+fn concurrent_fetches_of_one_repository_wait_for_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(dir.path());
+    let files: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| {
+            (
+                format!("d{}/f{i}.txt", i % 7),
+                format!("file {i}\n").repeat(50).into_bytes(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    let repo = TestRepo::create(&server.root.join("public"), "busy", &refs);
+    let url = server.https_url("public", "busy");
+    let credentials = Credentials {
+        ca_certificate: server.ca.ca_pem.clone(),
+        ..Credentials::default()
+    };
+    let client = client(&dir.path().join("cache"), settings());
+    let commits: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let fetched = fetch(&client, &url, "main", &credentials).unwrap();
+                    let listing = list_files(
+                        &fetched.open().unwrap(),
+                        fetched.commit,
+                        &PathFilter::default(),
+                    )
+                    .unwrap();
+                    assert_eq!(listing.files.len(), 300);
+                    fetched.commit.to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(commits.iter().all(|c| *c == repo.head()));
+}
+
+#[test]
+fn a_damaged_cache_entry_is_cloned_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(dir.path());
+    let repo = TestRepo::create(
+        &server.root.join("public"),
+        "fragile",
+        &[("a.md", b"alpha"), ("b.md", b"beta")],
+    );
+    let url = server.https_url("public", "fragile");
+    let credentials = Credentials {
+        ca_certificate: server.ca.ca_pem.clone(),
+        ..Credentials::default()
+    };
+    let cache = dir.path().join("cache");
+    let client = client(&cache, settings());
+    let repo_dir = fetch(&client, &url, "main", &credentials)
+        .unwrap()
+        .repo_dir
+        .clone();
+
+    // Every pack and object file truncated to nothing: the entry cannot be trusted.
+    for path in walk_files(&repo_dir.join("objects")) {
+        std::fs::write(path, b"").unwrap();
+    }
+    let fetched = fetch(&client, &url, "main", &credentials).unwrap();
+    assert_eq!(fetched.commit.to_string(), repo.head());
+    let listing = list_files(
+        &fetched.open().unwrap(),
+        fetched.commit,
+        &PathFilter::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        read_blobs(&fetched.repo_dir, &listing.files, 1000)[0],
+        BlobRead::Text("alpha".into())
+    );
+    drop(fetched);
+
+    // A half-written entry (no completion marker) is not trusted either.
+    std::fs::remove_file(repo_dir.join("git-datasource-complete")).unwrap();
+    std::fs::write(repo_dir.join("HEAD"), b"garbage").unwrap();
+    assert_eq!(
+        fetch(&client, &url, "main", &credentials)
+            .unwrap()
+            .commit
+            .to_string(),
+        repo.head()
+    );
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path))
+        } else {
+            files.push(path)
+        }
+    }
+    files
+}
+
+#[test]
+fn local_paths_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(dir.path(), "local", &[("a.md", b"local")]);
+    let refused = client(&dir.path().join("cache"), settings());
+    for url in [
+        repo.bare.display().to_string(),
+        format!("file://{}", repo.bare.display()),
+    ] {
+        let message = assert_kind(
+            fetch(&refused, &url, "main", &Credentials::default()),
+            "not_allowed",
+        );
+        assert!(message.contains("GIT_DATASOURCE_ALLOW_LOCAL"), "{message}");
+    }
+    let allowed = client(
+        &dir.path().join("cache"),
+        FetchSettings {
+            allow_local: true,
+            ..settings()
+        },
+    );
+    let fetched = fetch(
+        &allowed,
+        &format!("file://{}", repo.bare.display()),
+        "main",
+        &Credentials::default(),
+    )
+    .unwrap();
+    assert_eq!(fetched.commit.to_string(), repo.head());
+}
+
+#[test]
+fn a_tree_of_every_kind_of_file_is_walked_and_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(2000);
+    let lfs = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n";
+    let repo = TestRepo::create(
+        dir.path(),
+        "fixture",
+        &[
+            ("README.md", b"# Fixture\n"),
+            ("docs/guide.md", "\u{feff}Guide with a BOM\n".as_bytes()),
+            ("docs/deep/nested/notes.TXT", b"deep notes"),
+            ("docs/image.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            ("docs/data.bin", b"abc\0def"),
+            ("docs/latin1.txt", b"caf\xe9 cr\xe8me"),
+            ("docs/big.md", big.as_bytes()),
+            ("docs/model.md", lfs),
+            (".github/workflows/ci.yml", b"on: push\n"),
+            ("src/main.rs", b"fn main() {}\n"),
+        ],
+    );
+    std::os::unix::fs::symlink("README.md", repo.work.join("docs/link.md")).unwrap();
+    git(
+        &repo.work,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{},docs/vendored", repo.head()),
+        ],
+    );
+    let first = repo.head();
+    git(&repo.work, &["add", "docs/link.md"]);
+    git(&repo.work, &["commit", "-q", "-m", "symlink and submodule"]);
+    git(&repo.work, &["push", "-q", "origin", "HEAD:main"]);
+    let second = repo.head();
+    let client = client(
+        &dir.path().join("cache"),
+        FetchSettings {
+            allow_local: true,
+            ..settings()
+        },
+    );
+    let fetched = fetch(
+        &client,
+        &repo.bare.display().to_string(),
+        "main",
+        &Credentials::default(),
+    )
+    .unwrap();
+    assert_eq!(fetched.commit.to_string(), second);
+    let repository = fetched.open().unwrap();
+
+    let all = list_files(&repository, fetched.commit, &PathFilter::default()).unwrap();
+    let paths: Vec<&str> = all.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            ".github/workflows/ci.yml",
+            "README.md",
+            "docs/big.md",
+            "docs/data.bin",
+            "docs/deep/nested/notes.TXT",
+            "docs/guide.md",
+            "docs/image.png",
+            "docs/latin1.txt",
+            "docs/model.md",
+            "src/main.rs",
+        ]
+    );
+    let skipped: Vec<(&str, &SkipReason)> = all
+        .skipped
+        .iter()
+        .map(|s| (s.path.as_str(), &s.reason))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("docs/link.md", &SkipReason::Symlink),
+            ("docs/vendored", &SkipReason::Submodule)
+        ]
+    );
+    assert_eq!(
+        all.files
+            .iter()
+            .find(|f| f.path == "docs/big.md")
+            .unwrap()
+            .size,
+        2000
+    );
+
+    let reads = read_blobs(&fetched.repo_dir, &all.files, 1000);
+    let by_path: Vec<(&str, &BlobRead)> = paths.iter().copied().zip(reads.iter()).collect();
+    let expect = [
+        (
+            ".github/workflows/ci.yml",
+            BlobRead::Text("on: push\n".into()),
+        ),
+        ("README.md", BlobRead::Text("# Fixture\n".into())),
+        (
+            "docs/big.md",
+            BlobRead::Skipped(SkipReason::TooLarge {
+                size: 2000,
+                limit: 1000,
+            }),
+        ),
+        ("docs/data.bin", BlobRead::Skipped(SkipReason::Binary)),
+        (
+            "docs/deep/nested/notes.TXT",
+            BlobRead::Text("deep notes".into()),
+        ),
+        ("docs/guide.md", BlobRead::Text("Guide with a BOM\n".into())),
+        ("docs/image.png", BlobRead::Skipped(SkipReason::Binary)),
+        ("docs/latin1.txt", BlobRead::Skipped(SkipReason::NotUtf8)),
+        ("docs/model.md", BlobRead::Skipped(SkipReason::LfsPointer)),
+        ("src/main.rs", BlobRead::Text("fn main() {}\n".into())),
+    ];
+    for ((path, read), (expected_path, expected)) in by_path.iter().zip(expect.iter()) {
+        assert_eq!((*path, *read), (*expected_path, expected));
+    }
+
+    let docs_text = PathFilter::new("docs", "md, .txt", "", "**/deep/**").unwrap();
+    let filtered = list_files(&repository, fetched.commit, &docs_text).unwrap();
+    let paths: Vec<&str> = filtered.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "docs/big.md",
+            "docs/guide.md",
+            "docs/latin1.txt",
+            "docs/model.md"
+        ]
+    );
+    assert_eq!(
+        filtered.skipped.len(),
+        1,
+        "the symlink matches the filter, the submodule does not"
+    );
+
+    // Tree to tree: added, modified, deleted and renamed, under the same filter.
+    drop(repository);
+    drop(fetched);
+    // (`git add -A` in this commit also drops the submodule, which has no work tree.)
+    repo.commit(
+        &[
+            ("docs/new.md", b"brand new"),
+            ("README.md", b"# Fixture, edited\n"),
+        ],
+        &["src/main.rs"],
+        "changes",
+    );
+    git(&repo.work, &["mv", "docs/guide.md", "docs/handbook.md"]);
+    git(&repo.work, &["commit", "-q", "-m", "rename"]);
+    git(&repo.work, &["push", "-q", "origin", "HEAD:main"]);
+    let full = client_full_history(dir.path());
+    let fetched = fetch(
+        &full,
+        &repo.bare.display().to_string(),
+        "main",
+        &Credentials::default(),
+    )
+    .unwrap();
+    let repository = fetched.open().unwrap();
+    let first_oid = git2::Oid::from_str(&first).unwrap();
+    let mut changes = diff_commits(
+        &repository,
+        first_oid,
+        fetched.commit,
+        &PathFilter::default(),
+    )
+    .unwrap();
+    changes.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(
+        changes,
+        [
+            Change::Added("docs/link.md".into()),
+            Change::Added("docs/new.md".into()),
+            Change::Deleted("src/main.rs".into()),
+            Change::Modified("README.md".into()),
+            Change::Renamed {
+                from: "docs/guide.md".into(),
+                to: "docs/handbook.md".into()
+            },
+        ]
+    );
+    let only_src = diff_commits(
+        &repository,
+        first_oid,
+        fetched.commit,
+        &PathFilter::new("src", "", "", "").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(only_src, [Change::Deleted("src/main.rs".into())]);
+}
+
+fn client_full_history(dir: &Path) -> GitClient {
+    client(
+        &dir.join("cache-full"),
+        FetchSettings {
+            allow_local: true,
+            depth: 0,
+            ..settings()
+        },
+    )
+}
+
+#[test]
+fn the_cache_evicts_least_recently_used_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos: Vec<TestRepo> = (0..3)
+        .map(|i| {
+            TestRepo::create(
+                dir.path(),
+                &format!("r{i}"),
+                &[("blob.txt", format!("{i}").repeat(40_000).as_bytes())],
+            )
+        })
+        .collect();
+    let cache = dir.path().join("cache");
+    let small = GitClient::new(
+        RepoCache::new(cache.clone(), 1),
+        FetchSettings {
+            allow_local: true,
+            ..settings()
+        },
+    );
+    for repo in &repos {
+        fetch(
+            &small,
+            &repo.bare.display().to_string(),
+            "main",
+            &Credentials::default(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "git"))
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "only the entry in use stays under a tiny bound"
+    );
+    assert!(left[0].file_name().to_string_lossy().starts_with("r2-"));
+}
