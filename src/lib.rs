@@ -1,5 +1,7 @@
 //! A Dify datasource plugin that turns a Git repository into a knowledge base.
 
+pub mod crawl;
+pub mod crawl_command;
 pub mod credentials;
 pub mod declaration;
 pub mod git;

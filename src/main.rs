@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use git_datasource::crawl_command::{describe, CrawlCommand};
 use git_datasource::declaration::{find_plugin_dir, PluginDeclaration};
+use git_datasource::git::{FetchSettings, GitClient, RepoCache};
 use git_datasource::handlers::PluginHandler;
 use git_datasource::protocol::tcp::{self, RemoteTarget};
 use git_datasource::protocol::{stdio, ServeSettings};
@@ -22,6 +24,35 @@ enum Command {
     /// Serve the Dify plugin daemon: over stdin/stdout when INSTALL_METHOD=local (what the
     /// daemon sets, and the default), or dial its debug port when INSTALL_METHOD=remote.
     Serve,
+    /// Crawl a repository from the terminal, exactly as the plugin does, with sync state in
+    /// files: the first run delivers every text file, later runs what changed.
+    Crawl {
+        /// A repository URL or a local path (local paths are allowed here).
+        repo: String,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Only files under this directory.
+        #[arg(long, default_value = "")]
+        subdir: String,
+        /// Comma-separated extensions, e.g. md,txt.
+        #[arg(long, default_value = "")]
+        extensions: String,
+        /// Comma-separated globs a path must match.
+        #[arg(long, default_value = "")]
+        include: String,
+        /// Comma-separated globs of paths to leave out.
+        #[arg(long, default_value = "")]
+        exclude: String,
+        /// Ignore the stored state and deliver everything.
+        #[arg(long)]
+        full: bool,
+        /// Where sync state is kept (default: ~/.cache/git-datasource/state).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Print the delivered documents as JSON lines on stdout (the summary goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate manifest.yaml, the provider and the datasource YAML as strictly as the daemon.
     Check {
         /// The plugin directory (the one holding manifest.yaml).
@@ -35,6 +66,30 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Check { dir } => check(&dir),
+        Command::Crawl {
+            repo,
+            branch,
+            subdir,
+            extensions,
+            include,
+            exclude,
+            full,
+            state_dir,
+            json,
+        } => {
+            let command = CrawlCommand {
+                repo,
+                branch,
+                subdir,
+                extensions,
+                include,
+                exclude,
+                full,
+                state_dir,
+                json,
+            };
+            crawl(&command)
+        }
         Command::Serve => {
             // Exit at once: a blocking read of stdin must not hold the process open.
             let code = serve();
@@ -53,6 +108,28 @@ fn init_logging() {
         .with_ansi(false)
         .compact()
         .init();
+}
+
+fn crawl(command: &CrawlCommand) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    match runtime.block_on(command.run()) {
+        Ok(summary) => {
+            let text = describe(&summary);
+            if command.json {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check(dir: &std::path::Path) -> ExitCode {
@@ -97,7 +174,8 @@ fn serve() -> i32 {
         .enable_all()
         .build()
         .expect("the async runtime starts");
-    let handler = Arc::new(PluginHandler);
+    let git = GitClient::new(RepoCache::from_env(), FetchSettings::from_env());
+    let handler = Arc::new(PluginHandler { git: Arc::new(git) });
     let result = runtime.block_on(async {
         match method.trim() {
             "local" | "" => stdio::serve(handler, &settings).await,

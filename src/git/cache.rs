@@ -43,10 +43,7 @@ impl RepoCache {
     /// keeps the plugin's working directory across restarts), else the system temp dir.
     /// `GIT_DATASOURCE_CACHE_MAX_BYTES` bounds its size.
     pub fn from_env() -> Self {
-        let max_bytes = std::env::var("GIT_DATASOURCE_CACHE_MAX_BYTES")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_MAX_BYTES);
+        let max_bytes = Self::from_env_max_bytes();
         let configured = std::env::var_os("GIT_DATASOURCE_CACHE_DIR").map(PathBuf::from);
         let under_cwd = std::env::current_dir()
             .ok()
@@ -57,6 +54,14 @@ impl RepoCache {
             .find(|dir| std::fs::create_dir_all(dir).is_ok() && is_writable(dir))
             .unwrap_or_else(|| std::env::temp_dir().join("git-datasource-cache"));
         RepoCache::new(root, max_bytes)
+    }
+
+    /// `GIT_DATASOURCE_CACHE_MAX_BYTES`, else the default bound.
+    pub fn from_env_max_bytes() -> u64 {
+        std::env::var("GIT_DATASOURCE_CACHE_MAX_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MAX_BYTES)
     }
 
     pub fn root(&self) -> &Path {

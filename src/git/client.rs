@@ -148,6 +148,20 @@ impl GitClient {
         })
     }
 
+    /// Brings one more commit (by id) into an entry already held by `fetched`; `None` when
+    /// the server does not have it or will not serve it by id.
+    pub fn fetch_commit(
+        &self,
+        fetched: &Fetched,
+        commit: &str,
+        request: &FetchRequest<'_>,
+    ) -> Option<Oid> {
+        let repo = fetched.open().ok()?;
+        self.fetch_once(&repo, &fetched.url, commit, request)
+            .ok()
+            .map(|(oid, _)| oid)
+    }
+
     fn fetch_once(
         &self,
         repo: &Repository,

@@ -1,26 +1,30 @@
 //! What the plugin does with each request the daemon routes to it.
 
+mod crawl;
 mod validate_credentials;
 
+use std::sync::Arc;
+
+use crate::git::GitClient;
 use crate::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler, Session};
 
 pub const VALIDATE_CREDENTIALS: &str = "validate_datasource_credentials";
 pub const GET_CRAWL: &str = "invoke_website_datasource_get_crawl";
 
 /// The plugin's request handler: datasource credential validation and the website crawl.
-pub struct PluginHandler;
+pub struct PluginHandler {
+    pub git: Arc<GitClient>,
+}
 
 impl RequestHandler for PluginHandler {
     fn handle(&self, request: Request, session: Session) -> HandlerFuture {
+        let git = self.git.clone();
         Box::pin(async move {
             match (request.kind.as_str(), request.action.as_str()) {
                 ("datasource", VALIDATE_CREDENTIALS) => {
                     validate_credentials::handle(&request, &session).await
                 }
-                ("datasource", GET_CRAWL) => Err(ErrorPayload::new(
-                    "CrawlUnavailableError",
-                    "this build of git_datasource has no crawl: install a release that includes it",
-                )),
+                ("datasource", GET_CRAWL) => crawl::handle(&request, &session, git).await,
                 (kind, action) => Err(ErrorPayload::new(
                     "InvokeBadRequestError",
                     format!(

@@ -1,0 +1,128 @@
+//! Names compatible with the Python plugin: the config hash, storage keys, `source_url`;
+//! plus the document title and description.
+
+use sha2::{Digest, Sha256};
+
+use super::params::CrawlParams;
+use crate::git::filters::split_list;
+
+/// Dify stores a document name in `varchar(255)`.
+pub const MAX_TITLE_CHARS: usize = 255;
+const TITLE_MARKER: &str = "…";
+
+/// `sha256("{repo_url}:{branch}:{subdir}:{extensions}")[:16]`, extensions lower-cased,
+/// trimmed, blanks dropped, sorted and joined with `,` (the Python plugin's formula). Include
+/// and exclude globs, when given, are appended canonically so different filters never share
+/// state.
+pub fn config_hash(params: &CrawlParams) -> String {
+    let mut extensions: Vec<String> = split_list(&params.extensions)
+        .iter()
+        .map(|e| e.to_lowercase())
+        .collect();
+    extensions.sort();
+    let mut input = format!(
+        "{}:{}:{}:{}",
+        params.repo_url,
+        params.branch,
+        params.subdir,
+        extensions.join(",")
+    );
+    for (name, list) in [("include", &params.include), ("exclude", &params.exclude)] {
+        let mut globs = split_list(list);
+        if !globs.is_empty() {
+            globs.sort();
+            globs.dedup();
+            input.push_str(&format!(":{name}={}", globs.join(",")));
+        }
+    }
+    hex::encode(&Sha256::digest(input.as_bytes())[..8])
+}
+
+pub fn source_url(config_hash: &str, path: &str) -> String {
+    format!("git:{config_hash}:{path}")
+}
+
+/// The path, shortened from the left with a marker when over 255 characters.
+pub fn title(path: &str) -> String {
+    let count = path.chars().count();
+    if count <= MAX_TITLE_CHARS {
+        return path.to_string();
+    }
+    let keep = MAX_TITLE_CHARS - TITLE_MARKER.chars().count();
+    let tail: String = path.chars().skip(count - keep).collect();
+    format!("{TITLE_MARKER}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crawl::params::SyncMode;
+    use proptest::prelude::*;
+
+    fn params(
+        url: &str,
+        branch: &str,
+        subdir: &str,
+        ext: &str,
+        include: &str,
+        exclude: &str,
+    ) -> CrawlParams {
+        CrawlParams {
+            repo_url: url.into(),
+            branch: branch.into(),
+            subdir: subdir.into(),
+            extensions: ext.into(),
+            include: include.into(),
+            exclude: exclude.into(),
+            sync_mode: SyncMode::Incremental,
+        }
+    }
+
+    #[test]
+    fn matches_the_python_plugin() {
+        // hashlib.sha256(b"https://github.com/acme/docs.git:main:docs:.md,txt").hexdigest()[:16]
+        let expected = hex::encode(
+            &Sha256::digest(b"https://github.com/acme/docs.git:main:docs:.md,txt")[..8],
+        );
+        let p = params(
+            "https://github.com/acme/docs.git",
+            "main",
+            "docs",
+            " TXT, .md ,",
+            "",
+            "",
+        );
+        assert_eq!(config_hash(&p), expected);
+        assert_eq!(config_hash(&p).len(), 16);
+        assert_eq!(
+            config_hash(&params("u", "main", "", "", "", "")),
+            hex::encode(&Sha256::digest(b"u:main::")[..8])
+        );
+    }
+
+    #[test]
+    fn filters_change_the_hash_canonically() {
+        let base = config_hash(&params("u", "main", "", "", "", ""));
+        let a = config_hash(&params("u", "main", "", "", "docs/**, *.md", ""));
+        let b = config_hash(&params("u", "main", "", "", "*.md,docs/**", ""));
+        let c = config_hash(&params("u", "main", "", "", "", "docs/**,*.md"));
+        assert_ne!(base, a);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    proptest! {
+        #[test]
+        fn titles_fit_and_keep_the_end(path in "[a-zé/]{0,600}") {
+            let t = title(&path);
+            prop_assert!(t.chars().count() <= MAX_TITLE_CHARS);
+            if path.chars().count() <= MAX_TITLE_CHARS {
+                prop_assert_eq!(t, path);
+            } else {
+                prop_assert!(t.starts_with(TITLE_MARKER));
+                let tail: String = t.chars().skip(1).collect();
+                prop_assert!(path.ends_with(&tail));
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The crawl: parameters → fetch → plan → read → deliver → record. It knows nothing of
+//! JSON lines: it reports through a [`CrawlSink`] and remembers through a [`StateStore`],
+//! which is what lets the command line reuse it with a progress bar and files.
+
+pub mod deliver;
+pub mod identity;
+pub mod params;
+pub mod plan;
+pub mod snapshot;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::credentials::Credentials;
+use crate::git::{
+    self, BlobRead, FetchRequest, Fetched, GitClient, GitError, HostKeyStore, MemoryHostKeys,
+    SkipReason,
+};
+use deliver::{Delivery, Document, Fit};
+use params::{CrawlParams, SyncMode};
+use snapshot::Entries;
+use state::{StateError, StateStore, SyncState};
+
+/// Files read and reported per progress message.
+pub const BATCH: usize = 50;
+/// Progress is reported at least this often while fetching.
+pub const FETCH_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// The default time budget of one run, well under the daemon's 600 s.
+pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_secs(420);
+
+/// Where a run's messages go: the daemon session, or the terminal.
+pub trait CrawlSink: Send + Sync {
+    fn progress(
+        &self,
+        total: usize,
+        completed: usize,
+    ) -> impl Future<Output = Result<(), CrawlError>> + Send;
+    /// The most bytes the final message's data may take.
+    fn data_budget(&self) -> usize;
+    /// Writes the final `completed` message (its serialized `data`).
+    fn finish(&self, data: Vec<u8>) -> impl Future<Output = Result<(), CrawlError>> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct CrawlSettings {
+    pub max_file_bytes: u64,
+    pub time_budget: Duration,
+}
+
+impl CrawlSettings {
+    /// `GIT_DATASOURCE_MAX_FILE_BYTES` (5,000,000) and `GIT_DATASOURCE_TIME_BUDGET_SECS` (420).
+    pub fn from_env() -> Self {
+        let number = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        CrawlSettings {
+            max_file_bytes: number("GIT_DATASOURCE_MAX_FILE_BYTES")
+                .unwrap_or(git::blob::DEFAULT_MAX_FILE_BYTES),
+            time_budget: number("GIT_DATASOURCE_TIME_BUDGET_SECS")
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_TIME_BUDGET),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CrawlError {
+    #[error("invalid parameters: {}", .0.join("; "))]
+    Params(Vec<String>),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("sending the result failed: {0}")]
+    Output(String),
+}
+
+/// What a run did, for logs and the command line.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    pub commit: String,
+    pub config_hash: String,
+    /// Files in the change set, and how many of them this run attempted.
+    pub total: usize,
+    pub attempted: usize,
+    pub delivered: usize,
+    pub bytes: usize,
+    pub skipped: BTreeMap<&'static str, usize>,
+    pub failed: Vec<String>,
+    pub deleted: Vec<String>,
+    pub renamed: Vec<(String, String)>,
+    /// False when the change set did not fit: the next run continues it.
+    pub complete: bool,
+    pub unchanged: bool,
+    pub fetch_time: Duration,
+    pub plan_time: Duration,
+    pub read_time: Duration,
+    pub record_time: Duration,
+}
+
+pub struct Crawl<'a, S: StateStore, K: CrawlSink> {
+    pub params: &'a CrawlParams,
+    pub credentials: &'a Credentials,
+    pub store: &'a S,
+    pub sink: &'a K,
+    pub client: Arc<GitClient>,
+    pub settings: &'a CrawlSettings,
+}
+
+impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
+    pub async fn run(&self) -> Result<RunSummary, CrawlError> {
+        let started = Instant::now();
+        let deadline = started + self.settings.time_budget;
+        let hash = identity::config_hash(self.params);
+        let old = state::load(self.store, &hash).await?;
+        let mut summary = RunSummary {
+            config_hash: hash.clone(),
+            ..RunSummary::default()
+        };
+
+        let (fetched, host_keys) = self.fetch(deadline).await?;
+        self.remember_host_key(&fetched, &host_keys).await?;
+        let commit = fetched.commit.to_string();
+        summary.commit = commit.clone();
+        summary.fetch_time = started.elapsed();
+
+        let full = self.params.sync_mode == SyncMode::Full;
+        let settled = old.last_commit.as_deref() == Some(commit.as_str())
+            && old.pending.is_none()
+            && old.failed.is_empty();
+        if !full && settled {
+            self.sink
+                .finish(Delivery::new(usize::MAX).into_final_message(0, 0))
+                .await?;
+            summary.complete = true;
+            summary.unchanged = true;
+            return Ok(summary);
+        }
+
+        let plan_started = Instant::now();
+        let fetched = Arc::new(fetched);
+        let filter = self.params.filter();
+        let listing = {
+            let (fetched, filter) = (fetched.clone(), filter.clone());
+            blocking(move || git::list_files(&fetched.open()?, fetched.commit, &filter)).await?
+        };
+        let (snapshot, failed_before) = match full {
+            true => (Entries::new(), Vec::new()),
+            false => (
+                self.previous_delivery(&old, &fetched, &filter).await,
+                old.failed.clone(),
+            ),
+        };
+        let mut delivered_before = snapshot.clone();
+        if let (false, Some((_, pending))) = (full, &old.pending) {
+            delivered_before.extend(pending.iter().map(|(p, o)| (p.clone(), *o)));
+        }
+        let plan = plan::plan(&listing.files, &delivered_before, &snapshot, &failed_before);
+        summary.total = plan.candidates.len();
+        summary.deleted = plan.deleted.clone();
+        summary.renamed = plan.renamed.clone();
+        summary.plan_time = plan_started.elapsed();
+
+        let read_started = Instant::now();
+        let mut delivery = Delivery::new(self.sink.data_budget());
+        let mut handled = Entries::new();
+        let mut failed_now = Vec::new();
+        let description_head = format!(
+            "Repository {}, branch {}, commit {commit}",
+            fetched.url.masked(),
+            self.params.branch
+        );
+        let mut stopped = false;
+        'batches: for batch in plan.candidates.chunks(BATCH) {
+            if summary.attempted > 0 && Instant::now() >= deadline {
+                tracing::warn!(
+                    "time budget spent after {} of {} files",
+                    summary.attempted,
+                    summary.total
+                );
+                stopped = true;
+                break;
+            }
+            let reads = {
+                let (fetched, batch, limit) = (
+                    fetched.clone(),
+                    batch.to_vec(),
+                    self.settings.max_file_bytes,
+                );
+                blocking(move || Ok(git::read_blobs(&fetched.repo_dir, &batch, limit))).await?
+            };
+            for (file, read) in batch.iter().zip(reads) {
+                match read {
+                    BlobRead::Text(text) => {
+                        let url = identity::source_url(&hash, &file.path);
+                        let title = identity::title(&file.path);
+                        let description = format!("{description_head}, blob {}", file.oid);
+                        let document = Document {
+                            source_url: &url,
+                            content: &text,
+                            title: &title,
+                            description: &description,
+                        };
+                        match delivery.try_add(&document) {
+                            Fit::Added => summary.delivered += 1,
+                            Fit::Full => {
+                                stopped = true;
+                                break 'batches;
+                            }
+                            Fit::TooLarge => {
+                                let (size, limit) =
+                                    (text.len() as u64, self.sink.data_budget() as u64);
+                                skip(&mut summary, &SkipReason::TooLarge { size, limit });
+                            }
+                        }
+                        handled.insert(file.path.clone(), file.oid);
+                    }
+                    BlobRead::Skipped(reason) => {
+                        skip(&mut summary, &reason);
+                        handled.insert(file.path.clone(), file.oid);
+                    }
+                    BlobRead::Failed(why) => {
+                        tracing::warn!("reading {} failed: {why}", file.path);
+                        failed_now.push(file.path.clone());
+                    }
+                }
+                summary.attempted += 1;
+            }
+            self.sink.progress(summary.total, summary.attempted).await?;
+        }
+        summary.complete = !stopped;
+        summary.bytes = delivery.bytes();
+        summary.read_time = read_started.elapsed();
+
+        self.sink
+            .finish(delivery.into_final_message(summary.total, summary.attempted))
+            .await?;
+
+        // Only now, with the final message written, is anything recorded.
+        let record_started = Instant::now();
+        let attempted: std::collections::BTreeSet<&str> = plan
+            .candidates
+            .iter()
+            .take(summary.attempted)
+            .map(|f| f.path.as_str())
+            .collect();
+        let present: std::collections::BTreeSet<&str> =
+            listing.files.iter().map(|f| f.path.as_str()).collect();
+        let mut failed: Vec<String> = failed_before
+            .iter()
+            .filter(|p| !attempted.contains(p.as_str()) && present.contains(p.as_str()))
+            .cloned()
+            .chain(failed_now.iter().cloned())
+            .collect();
+        failed.sort();
+        failed.dedup();
+        if summary.complete {
+            let delivered: Entries = listing
+                .files
+                .iter()
+                .filter(|f| !failed_now.contains(&f.path))
+                .map(|f| (f.path.clone(), f.oid))
+                .collect();
+            state::save_complete(self.store, &hash, &commit, &delivered, &failed, &old).await?;
+        } else {
+            let mut pending = match (full, &old.pending) {
+                (false, Some((_, pending))) => pending.clone(),
+                _ => Entries::new(),
+            };
+            pending.extend(handled);
+            state::save_pending(self.store, &hash, &commit, &pending, &failed, &old).await?;
+        }
+        summary.failed = failed_now;
+        summary.record_time = record_started.elapsed();
+        Ok(summary)
+    }
+
+    /// Fetches on a blocking thread, reporting progress at least every 10 s meanwhile.
+    async fn fetch(&self, deadline: Instant) -> Result<(Fetched, Arc<MemoryHostKeys>), CrawlError> {
+        let host_keys = Arc::new(MemoryHostKeys::default());
+        let url = git::url::RepoUrl::parse(&self.params.repo_url)?;
+        if url.transport == git::url::Transport::Ssh {
+            let name = url.known_hosts_name();
+            if let Some(key) = self.store.get(&state::host_key_key(&name)).await? {
+                host_keys.record(&name, &String::from_utf8_lossy(&key));
+            }
+        }
+        let work = {
+            let (client, params, credentials, host_keys) = (
+                self.client.clone(),
+                self.params.clone(),
+                self.credentials.clone(),
+                host_keys.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                client.fetch(&FetchRequest {
+                    url: &params.repo_url,
+                    reference: &params.branch,
+                    credentials: &credentials,
+                    host_keys: host_keys.as_ref(),
+                    deadline: Some(deadline),
+                    progress: None,
+                })
+            })
+        };
+        tokio::pin!(work);
+        let mut ticks = tokio::time::interval_at(
+            tokio::time::Instant::now() + FETCH_PROGRESS_EVERY,
+            FETCH_PROGRESS_EVERY,
+        );
+        let fetched = loop {
+            tokio::select! {
+                done = &mut work => break done.map_err(|e| CrawlError::Output(format!("the fetch crashed: {e}")))??,
+                _ = ticks.tick() => self.sink.progress(0, 0).await?,
+            }
+        };
+        Ok((fetched, host_keys))
+    }
+
+    /// Records an SSH host key trusted on first use.
+    async fn remember_host_key(
+        &self,
+        fetched: &Fetched,
+        host_keys: &MemoryHostKeys,
+    ) -> Result<(), CrawlError> {
+        if fetched.url.transport != git::url::Transport::Ssh
+            || !self.credentials.ssh_known_hosts.trim().is_empty()
+        {
+            return Ok(());
+        }
+        let name = fetched.url.known_hosts_name();
+        let key = state::host_key_key(&name);
+        if let Some(seen) = host_keys.recorded(&name) {
+            if self.store.get(&key).await?.as_deref() != Some(seen.as_bytes()) {
+                self.store.set(&key, seen.as_bytes()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The snapshot; or, with only the Python plugin's `git_sha`, that commit's tree when it
+    /// can still be fetched; else nothing (a full sync).
+    async fn previous_delivery(
+        &self,
+        old: &SyncState,
+        fetched: &Arc<Fetched>,
+        filter: &git::PathFilter,
+    ) -> Entries {
+        if let Some((_, entries)) = &old.snapshot {
+            return entries.clone();
+        }
+        let Some(previous) = old.last_commit.clone() else {
+            return Entries::new();
+        };
+        let (client, fetched, filter, credentials) = (
+            self.client.clone(),
+            fetched.clone(),
+            filter.clone(),
+            self.credentials.clone(),
+        );
+        let listed = tokio::task::spawn_blocking(move || {
+            let host_keys = MemoryHostKeys::default();
+            let request = FetchRequest {
+                url: fetched.url.fetch_url(),
+                reference: &previous,
+                credentials: &credentials,
+                host_keys: &host_keys,
+                deadline: None,
+                progress: None,
+            };
+            let oid = client.fetch_commit(&fetched, &previous, &request)?;
+            git::list_files(&fetched.open().ok()?, oid, &filter).ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        match listed {
+            Some(listing) => {
+                tracing::info!("continuing from the Python plugin's last commit");
+                listing.files.into_iter().map(|f| (f.path, f.oid)).collect()
+            }
+            None => {
+                tracing::info!("the last synced commit cannot be fetched; syncing everything");
+                Entries::new()
+            }
+        }
+    }
+}
+
+fn skip(summary: &mut RunSummary, reason: &SkipReason) {
+    *summary.skipped.entry(reason.name()).or_default() += 1;
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, GitError> + Send + 'static,
+) -> Result<T, CrawlError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CrawlError::Output(format!("a worker crashed: {e}")))?
+        .map_err(CrawlError::Git)
+}

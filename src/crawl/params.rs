@@ -1,0 +1,153 @@
+//! The datasource parameters of a crawl, read leniently: values may arrive as numbers or
+//! booleans, are trimmed, and an unresolved pipeline variable (`{{#...#}}`) counts as missing.
+
+use serde_json::{Map, Value};
+
+use crate::git::PathFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Only what changed since the last complete run.
+    Incremental,
+    /// Ignore stored state, deliver everything, then record it.
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrawlParams {
+    pub repo_url: String,
+    pub branch: String,
+    pub subdir: String,
+    pub extensions: String,
+    pub include: String,
+    pub exclude: String,
+    pub sync_mode: SyncMode,
+}
+
+impl CrawlParams {
+    /// Reads `datasource_parameters`; every problem is listed at once.
+    pub fn from_json(value: Option<&Value>) -> Result<CrawlParams, Vec<String>> {
+        let empty = Map::new();
+        let object = match value {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(object)) => object,
+            Some(_) => return Err(vec!["datasource_parameters must be an object".into()]),
+        };
+        let mut problems = Vec::new();
+        let mut text = |name: &str| -> String {
+            match object.get(name) {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => clean(s),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(other) => {
+                    problems.push(format!(
+                        "{name} must be text, not {}",
+                        crate::protocol::wire::json_kind(other)
+                    ));
+                    String::new()
+                }
+            }
+        };
+        let repo_url = text("repo_url");
+        let branch = text("branch");
+        let subdir = text("subdir");
+        let extensions = text("extensions");
+        let include = text("include");
+        let exclude = text("exclude");
+        let mode = text("sync_mode");
+        if repo_url.is_empty() {
+            problems.push(
+                "repo_url is missing: set the repository URL in the datasource node (or map it to a \
+                 pipeline input that has a value)"
+                    .into(),
+            );
+        }
+        let sync_mode = match mode.to_ascii_lowercase().as_str() {
+            "" | "incremental" => SyncMode::Incremental,
+            "full" => SyncMode::Full,
+            other => {
+                problems.push(format!(
+                    "sync_mode must be incremental or full, not {other:?}"
+                ));
+                SyncMode::Incremental
+            }
+        };
+        if let Err(error) = PathFilter::new(&subdir, &extensions, &include, &exclude) {
+            problems.push(error.0);
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(CrawlParams {
+            repo_url,
+            branch: if branch.is_empty() {
+                "main".into()
+            } else {
+                branch
+            },
+            subdir,
+            extensions,
+            include,
+            exclude,
+            sync_mode,
+        })
+    }
+
+    pub fn filter(&self) -> PathFilter {
+        PathFilter::new(&self.subdir, &self.extensions, &self.include, &self.exclude)
+            .expect("checked when the parameters were read")
+    }
+}
+
+/// Trims, and treats a value still shaped like a pipeline variable as missing.
+fn clean(text: &str) -> String {
+    let text = text.trim();
+    if text.starts_with("{{#") && text.contains("#}}") {
+        return String::new();
+    }
+    text.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lenient_values() {
+        let params = CrawlParams::from_json(Some(&json!({
+            "repo_url": "  https://example.com/r.git ", "branch": 2024, "subdir": "{{#rag.shared.subdir#}}",
+            "extensions": null, "sync_mode": "FULL"
+        })))
+        .unwrap();
+        assert_eq!(params.repo_url, "https://example.com/r.git");
+        assert_eq!(params.branch, "2024");
+        assert_eq!(params.subdir, "");
+        assert_eq!(params.sync_mode, SyncMode::Full);
+    }
+
+    #[test]
+    fn every_problem_at_once() {
+        let problems = CrawlParams::from_json(Some(&json!({
+            "repo_url": "{{#rag.1.url#}}", "sync_mode": "sometimes", "include": "a/[", "branch": ["x"]
+        })))
+        .unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("repo_url is missing")));
+        assert!(problems.iter().any(|p| p.contains("sync_mode")));
+        assert!(problems.iter().any(|p| p.contains("include")));
+        assert!(problems.iter().any(|p| p.contains("branch must be text")));
+    }
+
+    #[test]
+    fn defaults() {
+        let params =
+            CrawlParams::from_json(Some(&json!({"repo_url": "git@h:o/r.git", "branch": ""})))
+                .unwrap();
+        assert_eq!(
+            (params.branch.as_str(), params.sync_mode),
+            ("main", SyncMode::Incremental)
+        );
+    }
+}

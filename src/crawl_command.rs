@@ -1,0 +1,271 @@
+//! `git-datasource crawl`: the plugin's crawl from a terminal, with state in files, a
+//! progress bar, and a summary (or the documents as JSON lines).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::crawl::params::{CrawlParams, SyncMode};
+use crate::crawl::state::{StateError, StateStore};
+use crate::crawl::{Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
+use crate::credentials::Credentials;
+use crate::git::{FetchSettings, GitClient, RepoCache};
+use crate::protocol::stdio;
+
+/// What the command line asked for.
+pub struct CrawlCommand {
+    pub repo: String,
+    pub branch: String,
+    pub subdir: String,
+    pub extensions: String,
+    pub include: String,
+    pub exclude: String,
+    pub full: bool,
+    pub state_dir: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// `$XDG_CACHE_HOME/git-datasource`, else `~/.cache/git-datasource`.
+pub fn user_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("git-datasource")
+}
+
+impl CrawlCommand {
+    pub async fn run(&self) -> Result<RunSummary, CrawlError> {
+        let params = CrawlParams::from_json(Some(&serde_json::json!({
+            "repo_url": self.repo, "branch": self.branch, "subdir": self.subdir, "extensions": self.extensions,
+            "include": self.include, "exclude": self.exclude, "sync_mode": if self.full { "full" } else { "incremental" },
+        })))
+        .map_err(CrawlError::Params)?;
+        debug_assert!(params.sync_mode == SyncMode::Full || !self.full);
+        let credentials = Credentials {
+            access_token: std::env::var("GIT_DATASOURCE_TOKEN").unwrap_or_default(),
+            username: std::env::var("GIT_DATASOURCE_USERNAME").unwrap_or_default(),
+            ssh_private_key: read_env_file("GIT_DATASOURCE_SSH_KEY_FILE"),
+            ssh_passphrase: std::env::var("GIT_DATASOURCE_SSH_PASSPHRASE").unwrap_or_default(),
+            ssh_known_hosts: read_env_file("GIT_DATASOURCE_KNOWN_HOSTS_FILE"),
+            ca_certificate: read_env_file("GIT_DATASOURCE_CA_FILE"),
+        };
+        let cache = match std::env::var_os("GIT_DATASOURCE_CACHE_DIR") {
+            Some(_) => RepoCache::from_env(),
+            None => RepoCache::new(
+                user_cache_dir().join("repos"),
+                RepoCache::from_env_max_bytes(),
+            ),
+        };
+        let settings = FetchSettings {
+            allow_local: true,
+            ..FetchSettings::from_env()
+        };
+        let client = Arc::new(GitClient::new(cache, settings));
+        let store = FileStore::new(
+            self.state_dir
+                .clone()
+                .unwrap_or_else(|| user_cache_dir().join("state")),
+        );
+        let sink = TerminalSink::new(self.json);
+        let crawl_settings = CrawlSettings::from_env();
+        let crawl = Crawl {
+            params: &params,
+            credentials: &credentials,
+            store: &store,
+            sink: &sink,
+            client,
+            settings: &crawl_settings,
+        };
+        let summary = crawl.run().await;
+        sink.bar.finish_and_clear();
+        summary
+    }
+}
+
+fn read_env_file(name: &str) -> String {
+    std::env::var_os(name)
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default()
+}
+
+/// The summary a person reads at the end of a run.
+pub fn describe(summary: &RunSummary) -> String {
+    let mut out = String::new();
+    let short = &summary.commit[..summary.commit.len().min(12)];
+    if summary.unchanged {
+        out.push_str(&format!(
+            "commit {short}: unchanged since the last run, nothing to deliver\n"
+        ));
+    } else {
+        out.push_str(&format!(
+            "commit {short}: delivered {} of {} changed files ({} bytes){}\n",
+            summary.delivered,
+            summary.total,
+            summary.bytes,
+            if summary.complete {
+                ""
+            } else {
+                "; the rest continues on the next run"
+            }
+        ));
+    }
+    if !summary.skipped.is_empty() {
+        let reasons: Vec<String> = summary
+            .skipped
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        out.push_str(&format!("skipped: {}\n", reasons.join(", ")));
+    }
+    if !summary.failed.is_empty() {
+        out.push_str(&format!(
+            "failed (retried next run): {}\n",
+            summary.failed.join(", ")
+        ));
+    }
+    if !summary.deleted.is_empty() {
+        out.push_str(&format!(
+            "deleted since the last run: {}\n",
+            summary.deleted.join(", ")
+        ));
+    }
+    if !summary.renamed.is_empty() {
+        let renames: Vec<String> = summary
+            .renamed
+            .iter()
+            .map(|(from, to)| format!("{from} -> {to}"))
+            .collect();
+        out.push_str(&format!(
+            "renamed since the last run: {}\n",
+            renames.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "time: fetch {:.2?}, plan {:.2?}, read {:.2?}, record {:.2?}\n",
+        summary.fetch_time, summary.plan_time, summary.read_time, summary.record_time
+    ));
+    out
+}
+
+/// Sync state as files, one per key, in a directory.
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(dir: PathBuf) -> Self {
+        FileStore { dir }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        let name: String = key
+            .chars()
+            .map(|c| match c {
+                '/' => "%2F".to_string(),
+                '%' => "%25".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
+        self.dir.join(name)
+    }
+}
+
+fn state_error(path: &Path, error: std::io::Error) -> StateError {
+    StateError(format!("{}: {error}", path.display()))
+}
+
+impl StateStore for FileStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let path = self.path(key);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(state_error(&path, error)),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| state_error(&self.dir, e))?;
+        let path = self.path(key);
+        let temporary = path.with_extension("partial");
+        std::fs::write(&temporary, value).map_err(|e| state_error(&temporary, e))?;
+        std::fs::rename(&temporary, &path).map_err(|e| state_error(&path, e))
+    }
+
+    async fn del(&self, key: &str) -> Result<(), StateError> {
+        let path = self.path(key);
+        match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                Err(state_error(&path, error))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Progress on a terminal bar (stderr), documents as JSON lines on stdout with `--json`.
+pub struct TerminalSink {
+    json: bool,
+    bar: ProgressBar,
+}
+
+impl TerminalSink {
+    pub fn new(json: bool) -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:30}] {pos}/{len} files ({elapsed})",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message("fetching");
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        TerminalSink { json, bar }
+    }
+}
+
+impl CrawlSink for TerminalSink {
+    async fn progress(&self, total: usize, completed: usize) -> Result<(), CrawlError> {
+        if total > 0 {
+            self.bar.set_message("reading");
+            self.bar.set_length(total as u64);
+            self.bar.set_position(completed as u64);
+        }
+        Ok(())
+    }
+
+    fn data_budget(&self) -> usize {
+        let override_bytes = std::env::var("GIT_DATASOURCE_MAX_RESULT_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        // The same budget as the plugin on the daemon's default stdio line.
+        override_bytes.unwrap_or(stdio::line_cap_from(|name| std::env::var(name).ok()) - 64 * 1024)
+    }
+
+    async fn finish(&self, data: Vec<u8>) -> Result<(), CrawlError> {
+        if !self.json {
+            return Ok(());
+        }
+        let message: serde_json::Value =
+            serde_json::from_slice(&data).map_err(|e| CrawlError::Output(e.to_string()))?;
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        for document in message["result"]["web_info_list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            writeln!(out, "{document}").map_err(|e| CrawlError::Output(e.to_string()))?;
+        }
+        out.flush().map_err(|e| CrawlError::Output(e.to_string()))
+    }
+}

@@ -1,0 +1,150 @@
+//! `invoke_website_datasource_get_crawl`: the crawl over a daemon session, with plugin
+//! storage for state and the session's stream for progress and the final result.
+
+use std::sync::Arc;
+
+use crate::crawl::params::CrawlParams;
+use crate::crawl::state::{StateError, StateStore};
+use crate::crawl::{Crawl, CrawlError, CrawlSettings, CrawlSink};
+use crate::credentials::Credentials;
+use crate::git::GitClient;
+use crate::protocol::stdio::DEFAULT_LINE_CAP;
+use crate::protocol::storage::Storage;
+use crate::protocol::{ErrorPayload, Request, Session};
+
+/// Kept free below the transport's line cap for the envelope and safety.
+const LINE_MARGIN: usize = 64 * 1024;
+
+pub async fn handle(
+    request: &Request,
+    session: &Session,
+    client: Arc<GitClient>,
+) -> Result<(), ErrorPayload> {
+    let params = CrawlParams::from_json(request.fields.get("datasource_parameters")).map_err(
+        |problems| {
+            ErrorPayload::new(
+                "CrawlParameterError",
+                format!(
+                    "the datasource parameters have problems: {}",
+                    problems.join("; ")
+                ),
+            )
+        },
+    )?;
+    let credentials =
+        Credentials::from_request(request.fields.get("credentials")).map_err(|problems| {
+            let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            ErrorPayload::new("CredentialsValidateFailedError", listed.join("; "))
+        })?;
+    let store = SessionStore(session.storage());
+    let sink = SessionSink {
+        session: session.clone(),
+        override_bytes: result_bytes_override(),
+    };
+    let settings = CrawlSettings::from_env();
+    let crawl = Crawl {
+        params: &params,
+        credentials: &credentials,
+        store: &store,
+        sink: &sink,
+        client,
+        settings: &settings,
+    };
+    match crawl.run().await {
+        Ok(summary) => {
+            tracing::info!(
+                commit = %summary.commit,
+                delivered = summary.delivered,
+                total = summary.total,
+                attempted = summary.attempted,
+                bytes = summary.bytes,
+                deleted = summary.deleted.len(),
+                renamed = summary.renamed.len(),
+                failed = summary.failed.len(),
+                complete = summary.complete,
+                "crawl of {} finished",
+                summary.config_hash
+            );
+            Ok(())
+        }
+        Err(error) => Err(error_payload(&error)),
+    }
+}
+
+fn result_bytes_override() -> Option<usize> {
+    std::env::var("GIT_DATASOURCE_MAX_RESULT_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn error_payload(error: &CrawlError) -> ErrorPayload {
+    let error_type = match error {
+        CrawlError::Params(_) => "CrawlParameterError",
+        CrawlError::Git(git) => match git.kind() {
+            "auth_failed" => "GitAuthenticationError",
+            "repo_not_found" => "GitRepositoryNotFoundError",
+            "ref_not_found" => "GitRefNotFoundError",
+            "host_key_mismatch" | "host_key_unknown" => "GitHostKeyError",
+            "tls" => "GitTlsError",
+            "network" | "timeout" => "GitNetworkError",
+            "invalid_url" | "not_allowed" => "GitUrlError",
+            _ => "GitError",
+        },
+        CrawlError::State(_) => "PluginStorageError",
+        CrawlError::Output(_) => "InternalError",
+    };
+    let mut payload = ErrorPayload::new(error_type, error.to_string());
+    if let CrawlError::Git(git) = error {
+        payload = payload.with_arg("kind", git.kind());
+    }
+    payload
+}
+
+struct SessionStore(Storage);
+
+impl StateStore for SessionStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.0.get(key).await.map_err(|e| StateError(e.to_string()))
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
+        self.0
+            .set(key, value)
+            .await
+            .map_err(|e| StateError(e.to_string()))
+    }
+
+    async fn del(&self, key: &str) -> Result<(), StateError> {
+        self.0.del(key).await.map_err(|e| StateError(e.to_string()))
+    }
+}
+
+struct SessionSink {
+    session: Session,
+    override_bytes: Option<usize>,
+}
+
+impl CrawlSink for SessionSink {
+    async fn progress(&self, total: usize, completed: usize) -> Result<(), CrawlError> {
+        self.session
+            .stream(crate::crawl::deliver::progress_message(total, completed))
+            .await
+            .map_err(|e| CrawlError::Output(e.to_string()))
+    }
+
+    fn data_budget(&self) -> usize {
+        let line_cap = self.session.max_line_len().unwrap_or(DEFAULT_LINE_CAP - 1);
+        let line_budget = match self.override_bytes {
+            Some(bytes) => bytes.min(line_cap),
+            None => line_cap.saturating_sub(LINE_MARGIN),
+        };
+        line_budget.saturating_sub(self.session.stream_line_len(0))
+    }
+
+    async fn finish(&self, data: Vec<u8>) -> Result<(), CrawlError> {
+        self.session
+            .stream_serialized(&data)
+            .await
+            .map_err(|e| CrawlError::Output(e.to_string()))
+    }
+}
