@@ -22,6 +22,8 @@ pub enum StorageMode {
     Failing,
     /// Never answers, to exercise timeouts.
     Silent,
+    /// Reads work, every `set` fails (a full quota or a failing backend).
+    FailWrites,
 }
 
 #[derive(Default)]
@@ -328,7 +330,7 @@ fn answer_invoke(shared: &Shared, line: &Value) -> Vec<String> {
     recorded.storage_calls.push(format!("{opt} {key}"));
     let outcome: Result<Value, String> = if invoke["type"] != "storage" {
         Err(format!("unknown invoke type {}", invoke["type"]))
-    } else if mode == StorageMode::Failing {
+    } else if mode == StorageMode::Failing || (mode == StorageMode::FailWrites && opt == "set") {
         Err("save data failed: storage backend unavailable".into())
     } else if key.is_empty() {
         Err("unmarshal backwards invoke request failed: Key: 'InvokeStorageRequest.Key' Error:Field validation for 'Key' failed on the 'required' tag".into())

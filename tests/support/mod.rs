@@ -1,6 +1,7 @@
 //! Test harness: a fake Dify plugin daemon that speaks the real wire format.
 #![allow(dead_code)]
 
+pub mod crawl_harness;
 pub mod daemon_rules;
 pub mod fake_daemon;
 pub mod git_servers;

@@ -1,0 +1,133 @@
+//! `git-datasource crawl` from a terminal, end to end.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::fake_daemon::BINARY;
+use support::git_servers::{git, TestRepo};
+
+fn crawl(
+    repo: &str,
+    state: &std::path::Path,
+    cache: &std::path::Path,
+    args: &[&str],
+) -> (bool, String, String) {
+    let output = Command::new(BINARY)
+        .arg("crawl")
+        .arg(repo)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env("GIT_DATASOURCE_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn json_lines_then_a_summary_of_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(
+        dir.path(),
+        "notes",
+        &[
+            ("a.md", b"alpha"),
+            ("b.md", b"beta"),
+            ("pic.png", b"\x89PNG\r\n\x1a\n\0"),
+            ("src/x.rs", b"fn x() {}"),
+        ],
+    );
+    let (state, cache) = (dir.path().join("state"), dir.path().join("cache"));
+    let url = repo.work.display().to_string();
+
+    let (ok, stdout, stderr) = crawl(&url, &state, &cache, &["--json", "--extensions", "md,png"]);
+    assert!(ok, "{stderr}");
+    let documents: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let titles: Vec<&str> = documents
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["a.md", "b.md"]);
+    assert_eq!(documents[0]["content"], "alpha");
+    assert!(
+        stderr.contains("delivered 2 of 3 changed files") && stderr.contains("skipped: binary 1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("time: fetch"), "{stderr}");
+
+    let (ok, stdout, _) = crawl(&url, &state, &cache, &["--extensions", "md,png"]);
+    assert!(
+        ok && stdout.contains("unchanged since the last run"),
+        "{stdout}"
+    );
+
+    git(&repo.work, &["mv", "a.md", "renamed.md"]);
+    repo.commit(&[("c.md", b"gamma")], &["b.md"], "changes");
+    let (ok, stdout, stderr) = crawl(&url, &state, &cache, &["--extensions", "md,png"]);
+    assert!(ok, "{stderr}");
+    // A renamed file is a new document for Dify (a new source_url), so it is delivered too.
+    assert!(
+        stdout.contains("delivered 2 of 2 changed files"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("deleted since the last run: b.md"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("renamed since the last run: a.md -> renamed.md"),
+        "{stdout}"
+    );
+
+    let (ok, stdout, _) = crawl(
+        &url,
+        &state,
+        &cache,
+        &["--extensions", "md,png", "--full", "--json"],
+    );
+    assert!(ok);
+    assert_eq!(stdout.lines().count(), 2);
+}
+
+#[test]
+fn errors_name_the_problem_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, cache) = (dir.path().join("state"), dir.path().join("cache"));
+    let (ok, _, stderr) = crawl(
+        &dir.path().join("missing").display().to_string(),
+        &state,
+        &cache,
+        &[],
+    );
+    assert!(!ok && stderr.contains("repository not found"), "{stderr}");
+    let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"a")]);
+    let (ok, _, stderr) = crawl(
+        &repo.bare.display().to_string(),
+        &state,
+        &cache,
+        &["--branch", "dev"],
+    );
+    assert!(
+        !ok && stderr.contains("\"dev\" is not a branch, tag or commit") && stderr.contains("main"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = crawl(
+        &repo.bare.display().to_string(),
+        &state,
+        &cache,
+        &["--include", "a/["],
+    );
+    assert!(
+        !ok && stderr.contains("include has invalid glob patterns"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,478 @@
+//! The crawl as Dify drives it: through the fake daemon, with real repositories and real
+//! plugin storage round-trips.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::fake_daemon::{FakeDaemon, StorageMode};
+use support::git_servers::{git, TestRepo};
+
+struct Setup {
+    dir: tempfile::TempDir,
+    repo: TestRepo,
+}
+
+impl Setup {
+    fn new(files: &[(&str, &[u8])]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = TestRepo::create(dir.path(), "kb", files);
+        Setup { dir, repo }
+    }
+
+    fn cache(&self) -> String {
+        self.dir.path().join("cache").display().to_string()
+    }
+
+    fn daemon(&self, extra: &[(&str, &str)]) -> FakeDaemon {
+        let cache = self.cache();
+        let mut envs = vec![
+            ("GIT_DATASOURCE_ALLOW_LOCAL", "1"),
+            ("GIT_DATASOURCE_CACHE_DIR", cache.as_str()),
+        ];
+        envs.extend_from_slice(extra);
+        FakeDaemon::spawn(&envs)
+    }
+
+    fn url(&self) -> String {
+        self.repo.bare.display().to_string()
+    }
+}
+
+fn crawl(daemon: &FakeDaemon, parameters: Value) -> Vec<Value> {
+    let session = daemon.request(
+        "invoke_website_datasource_get_crawl",
+        json!({"provider": "git_datasource", "datasource": "git_datasource", "credentials": {}, "datasource_parameters": parameters}),
+    );
+    daemon.finish(&session)
+}
+
+/// Checks the shape of a successful crawl session and returns its documents by title.
+fn documents(messages: &[Value]) -> BTreeMap<String, Value> {
+    let last = messages.last().unwrap();
+    assert_eq!(last, &json!({"type": "end", "data": {}}), "{messages:?}");
+    let finals: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["data"]["result"]["status"] == "completed")
+        .collect();
+    assert_eq!(finals.len(), 1, "exactly one completed message");
+    let result = &finals[0]["data"]["result"];
+    for progress in messages
+        .iter()
+        .filter(|m| m["data"]["result"]["status"] == "processing")
+    {
+        assert_eq!(progress["data"]["result"]["web_info_list"], json!([]));
+        assert!(
+            progress["data"]["result"]["total"].is_u64()
+                && progress["data"]["result"]["completed"].is_u64()
+        );
+    }
+    let list = result["web_info_list"].as_array().unwrap();
+    let mut by_title = BTreeMap::new();
+    for document in list {
+        for field in ["source_url", "content", "title", "description"] {
+            assert!(
+                document[field].is_string(),
+                "{field} must be a string: {document}"
+            );
+        }
+        assert!(
+            by_title
+                .insert(
+                    document["title"].as_str().unwrap().to_string(),
+                    document.clone()
+                )
+                .is_none(),
+            "duplicate"
+        );
+    }
+    let urls: std::collections::BTreeSet<&str> = list
+        .iter()
+        .map(|d| d["source_url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls.len(), list.len(), "source_url unique within a result");
+    by_title
+}
+
+fn titles(documents: &BTreeMap<String, Value>) -> Vec<&str> {
+    documents.keys().map(String::as_str).collect()
+}
+
+/// Every file of the commit, listed by the git command line (the independent listing).
+fn git_listing(work: &Path) -> Vec<String> {
+    git(work, &["ls-tree", "-r", "--name-only", "HEAD"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn first_sync_delivers_every_text_file_then_nothing_until_something_changes() {
+    let files: Vec<(String, Vec<u8>)> = (0..120)
+        .map(|i| {
+            (
+                format!("docs/page{i:03}.md"),
+                format!("# Page {i}\nBody {i}\n").into_bytes(),
+            )
+        })
+        .collect();
+    let mut refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    refs.push(("README.md", b"# KB\n"));
+    refs.push(("logo.png", b"\x89PNG\r\n\x1a\n\0\0"));
+    let setup = Setup::new(&refs);
+    let daemon = setup.daemon(&[]);
+    let url = setup.url();
+
+    let messages = crawl(&daemon, json!({"repo_url": url, "branch": "main"}));
+    let docs = documents(&messages);
+    let mut expected: Vec<String> = git_listing(&setup.repo.work)
+        .into_iter()
+        .filter(|p| p.ends_with(".md"))
+        .collect();
+    expected.sort();
+    assert_eq!(titles(&docs), expected);
+    let readme = &docs["README.md"];
+    assert_eq!(readme["content"], "# KB\n");
+    let hash = readme["source_url"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(readme["source_url"], format!("git:{hash}:README.md"));
+    let description = readme["description"].as_str().unwrap();
+    assert!(
+        description.contains(&setup.repo.head()) && description.contains("branch main"),
+        "{description}"
+    );
+
+    // Progress after every 50 attempted files; total known up front.
+    let progress: Vec<(u64, u64)> = messages
+        .iter()
+        .filter(|m| m["data"]["result"]["status"] == "processing")
+        .map(|m| {
+            (
+                m["data"]["result"]["total"].as_u64().unwrap(),
+                m["data"]["result"]["completed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(progress, [(122, 50), (122, 100), (122, 122)]);
+
+    let storage = daemon.recorded().storage.clone();
+    assert_eq!(
+        storage[&format!("git_sha:{hash}")],
+        setup.repo.head().into_bytes()
+    );
+    assert_eq!(storage[&format!("git_failed:{hash}")], b"[]".to_vec());
+    assert!(storage.contains_key(&format!("git_snapshot:{hash}")));
+
+    let again = crawl(&daemon, json!({"repo_url": url}));
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert_eq!(
+        again[0]["data"]["result"],
+        json!({"status": "completed", "total": 0, "completed": 0, "web_info_list": []})
+    );
+}
+
+#[test]
+fn each_kind_of_change_behaves_as_specified() {
+    let setup = Setup::new(&[
+        ("keep.md", b"unchanged"),
+        ("edit.md", b"before"),
+        ("drop.md", b"to delete"),
+        ("move.md", b"moving content"),
+    ]);
+    let daemon = setup.daemon(&[("GIT_DATASOURCE_MAX_FILE_BYTES", "1000")]);
+    let url = setup.url();
+    documents(&crawl(&daemon, json!({"repo_url": url})));
+
+    let lfs = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 99\n";
+    let big = "y".repeat(1500);
+    git(&setup.repo.work, &["mv", "move.md", "moved.md"]);
+    std::os::unix::fs::symlink("keep.md", setup.repo.work.join("link.md")).unwrap();
+    setup.repo.commit(
+        &[
+            ("edit.md", b"after"),
+            ("new.md", b"brand new"),
+            ("image.bin", b"\0\x01binary"),
+            ("latin1.txt", b"caf\xe9"),
+            ("big.md", big.as_bytes()),
+            ("model.md", lfs),
+        ],
+        &["drop.md"],
+        "every kind of change",
+    );
+    let head = setup.repo.head();
+    git(
+        &setup.repo.work,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{head},vendor/lib"),
+        ],
+    );
+    git(&setup.repo.work, &["commit", "-q", "-m", "submodule"]);
+    git(&setup.repo.work, &["push", "-q", "origin", "HEAD:main"]);
+
+    let docs = documents(&crawl(&daemon, json!({"repo_url": url})));
+    assert_eq!(titles(&docs), ["edit.md", "moved.md", "new.md"]);
+    assert_eq!(docs["edit.md"]["content"], "after");
+    let stderr = daemon.stderr_text();
+    assert!(
+        stderr.contains("deleted=1") && stderr.contains("renamed=1"),
+        "{stderr}"
+    );
+
+    // Permanent skips are not retried: the next run delivers nothing.
+    let again = crawl(&daemon, json!({"repo_url": url}));
+    assert_eq!(again[0]["data"]["result"]["total"], 0);
+}
+
+#[test]
+fn a_force_push_or_a_wiped_cache_resends_only_changed_content() {
+    let setup = Setup::new(&[("a.md", b"alpha"), ("b.md", b"beta"), ("c.md", b"gamma")]);
+    let daemon = setup.daemon(&[]);
+    let url = setup.url();
+    documents(&crawl(&daemon, json!({"repo_url": url})));
+
+    setup.repo.rewrite(&[
+        ("a.md", b"alpha"),
+        ("b.md", b"beta, rewritten"),
+        ("d.md", b"delta"),
+    ]);
+    let docs = documents(&crawl(&daemon, json!({"repo_url": url})));
+    assert_eq!(titles(&docs), ["b.md", "d.md"]);
+
+    std::fs::remove_dir_all(setup.cache()).unwrap();
+    setup
+        .repo
+        .commit(&[("e.md", b"epsilon")], &[], "after the cache was lost");
+    let docs = documents(&crawl(&daemon, json!({"repo_url": url})));
+    assert_eq!(titles(&docs), ["e.md"]);
+
+    // sync_mode full ignores the state and delivers everything, then records it.
+    let docs = documents(&crawl(
+        &daemon,
+        json!({"repo_url": url, "sync_mode": "full"}),
+    ));
+    assert_eq!(titles(&docs), ["a.md", "b.md", "d.md", "e.md"]);
+    assert_eq!(
+        crawl(&daemon, json!({"repo_url": url}))[0]["data"]["result"]["total"],
+        0
+    );
+}
+
+#[test]
+fn state_left_by_the_python_plugin_is_continued() {
+    let setup = Setup::new(&[
+        ("a.md", b"one"),
+        ("b.md", b"two"),
+        ("retry.md", b"failed before"),
+    ]);
+    let old = setup.repo.head();
+    setup.repo.commit(
+        &[("b.md", b"two, edited"), ("c.md", b"three")],
+        &[],
+        "after the Python plugin",
+    );
+    let daemon = setup.daemon(&[]);
+    let url = setup.url();
+    // The Python plugin's hash of these parameters, and its encodings.
+    let hash = {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(format!("{url}:main::").as_bytes())[..8])
+    };
+    daemon
+        .recorded()
+        .storage
+        .insert(format!("git_sha:{hash}"), old.clone().into_bytes());
+    daemon.recorded().storage.insert(
+        format!("git_failed:{hash}"),
+        br#"["retry.md", "gone.md"]"#.to_vec(),
+    );
+
+    let docs = documents(&crawl(&daemon, json!({"repo_url": url})));
+    assert_eq!(titles(&docs), ["b.md", "c.md", "retry.md"]);
+    assert!(docs["c.md"]["source_url"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("git:{hash}:")));
+    assert_eq!(
+        daemon.recorded().storage[&format!("git_sha:{hash}")],
+        setup.repo.head().into_bytes()
+    );
+}
+
+#[test]
+fn a_small_budget_splits_the_change_set_and_every_final_line_fits() {
+    let files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            (
+                format!("f{i:02}.md"),
+                format!("{i} {}", "z".repeat(3000)).into_bytes(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    let setup = Setup::new(&refs);
+    let daemon = setup.daemon(&[("GIT_DATASOURCE_MAX_RESULT_BYTES", "20000")]);
+    let url = setup.url();
+    let mut seen = Vec::new();
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let messages = crawl(&daemon, json!({"repo_url": url}));
+        let docs = documents(&messages);
+        let hash_key = daemon
+            .recorded()
+            .storage
+            .keys()
+            .any(|k| k.starts_with("git_sha:"));
+        seen.extend(docs.keys().cloned());
+        if docs.is_empty() {
+            break;
+        }
+        assert!(
+            !hash_key || seen.len() == 40,
+            "the commit is recorded only once all 40 are delivered"
+        );
+        assert!(runs < 20);
+    }
+    seen.sort();
+    let expected: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(seen, expected);
+    assert!(
+        runs >= 7,
+        "40 files of 3 KB in 20 KB messages take several runs, took {runs}"
+    );
+    for (_, line) in daemon.recorded().lines.iter() {
+        assert!(line.to_string().len() < 20_000 + 200);
+    }
+}
+
+#[test]
+fn a_final_message_never_reaches_the_daemons_line_cap() {
+    let big = "w".repeat(900_000);
+    let files: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("big{i}.md"), big.clone().into_bytes()))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    let setup = Setup::new(&refs);
+    let daemon = setup.daemon(&[]);
+    let docs = documents(&crawl(&daemon, json!({"repo_url": setup.url()})));
+    assert!(
+        !docs.is_empty() && docs.len() < 8,
+        "{} documents",
+        docs.len()
+    );
+    let longest = daemon
+        .recorded()
+        .lines
+        .iter()
+        .map(|(_, l)| serde_json::to_string(l).unwrap().len())
+        .max()
+        .unwrap();
+    assert!(longest < 5_242_880 - 1, "a line of {longest} bytes");
+    let second = documents(&crawl(&daemon, json!({"repo_url": setup.url()})));
+    assert_eq!(docs.len() + second.len(), 8);
+}
+
+#[test]
+fn a_failing_storage_or_a_killed_process_records_nothing() {
+    let setup = Setup::new(&[("a.md", b"alpha"), ("b.md", b"beta")]);
+    let url = setup.url();
+    let daemon = setup.daemon(&[]);
+    daemon.set_storage_mode(StorageMode::FailWrites);
+    let messages = crawl(&daemon, json!({"repo_url": url}));
+    let error = messages.last().unwrap();
+    assert_eq!(error["type"], "error", "{messages:?}");
+    assert_eq!(error["data"]["error_type"], "PluginStorageError");
+    assert!(daemon
+        .recorded()
+        .storage
+        .keys()
+        .all(|k| !k.starts_with("git_sha:")));
+    daemon.set_storage_mode(StorageMode::Normal);
+    assert_eq!(
+        documents(&crawl(&daemon, json!({"repo_url": url}))).len(),
+        2,
+        "the failed run lost nothing"
+    );
+
+    // Killed mid-run (after a progress message, before the final one): nothing recorded.
+    let files: Vec<(String, Vec<u8>)> = (0..400)
+        .map(|i| (format!("n{i:03}.md"), vec![b'n'; 20_000]))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    let other = Setup::new(&refs);
+    let mut daemon = other.daemon(&[]);
+    let session = daemon.request(
+        "invoke_website_datasource_get_crawl",
+        json!({"datasource_parameters": {"repo_url": other.url()}}),
+    );
+    daemon.wait_for(Duration::from_secs(30), "a progress message", |r| {
+        r.session(&session)
+            .iter()
+            .any(|m| m["data"]["result"]["status"] == "processing")
+            .then_some(())
+    });
+    daemon.child.as_mut().unwrap().kill().unwrap();
+    daemon.wait_exit(Duration::from_secs(5));
+    let storage = daemon.recorded().storage.clone();
+    assert!(
+        storage
+            .keys()
+            .all(|k| !k.starts_with("git_sha:") && !k.starts_with("git_pending:")),
+        "{:?}",
+        storage.keys()
+    );
+}
+
+#[test]
+fn bad_parameters_and_urls_get_clear_errors() {
+    let setup = Setup::new(&[("a.md", b"alpha")]);
+    let daemon = setup.daemon(&[]);
+    let messages = crawl(
+        &daemon,
+        json!({"repo_url": "{{#rag.shared.repo#}}", "sync_mode": "sometimes"}),
+    );
+    let error = &messages.last().unwrap()["data"];
+    assert_eq!(error["error_type"], "CrawlParameterError");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("repo_url is missing")
+            && error["message"].as_str().unwrap().contains("sync_mode")
+    );
+    let messages = crawl(&daemon, json!({"repo_url": setup.url(), "branch": "nope"}));
+    let error = &messages.last().unwrap()["data"];
+    assert_eq!(error["error_type"], "GitRefNotFoundError");
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("its branches: main"));
+    let messages = crawl(&daemon, json!({"repo_url": "https://127.0.0.1:1/r.git"}));
+    assert_eq!(
+        messages.last().unwrap()["data"]["error_type"],
+        "GitNetworkError"
+    );
+}
