@@ -6,4 +6,5 @@ pub mod credentials;
 pub mod declaration;
 pub mod git;
 pub mod handlers;
+pub mod package;
 pub mod protocol;

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use git_datasource::crawl_command::{describe, CrawlCommand};
 use git_datasource::declaration::{find_plugin_dir, PluginDeclaration};
 use git_datasource::git::{FetchSettings, GitClient, RepoCache};
 use git_datasource::handlers::PluginHandler;
+use git_datasource::package::ArchBinary;
 use git_datasource::protocol::tcp::{self, RemoteTarget};
 use git_datasource::protocol::{stdio, ServeSettings};
 
@@ -53,6 +54,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build the installable .difypkg (dist/git_datasource-<version>.difypkg).
+    Package {
+        /// Where to write the package.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The plugin directory (the one holding manifest.yaml).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The binary for this machine's architecture (default: this executable).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// An aarch64 (arm64) Linux binary built elsewhere, to include as well.
+        #[arg(long)]
+        aarch64: Option<PathBuf>,
+    },
     /// Validate manifest.yaml, the provider and the datasource YAML as strictly as the daemon.
     Check {
         /// The plugin directory (the one holding manifest.yaml).
@@ -66,6 +82,12 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Check { dir } => check(&dir),
+        Command::Package {
+            out,
+            dir,
+            binary,
+            aarch64,
+        } => package(&dir, out.as_deref(), binary, aarch64),
         Command::Crawl {
             repo,
             branch,
@@ -132,7 +154,58 @@ fn crawl(command: &CrawlCommand) -> ExitCode {
     }
 }
 
-fn check(dir: &std::path::Path) -> ExitCode {
+fn package(
+    dir: &Path,
+    out: Option<&Path>,
+    binary: Option<PathBuf>,
+    aarch64: Option<PathBuf>,
+) -> ExitCode {
+    let native = match binary {
+        Some(path) => path,
+        None => {
+            if cfg!(debug_assertions) {
+                eprintln!("warning: packaging a debug build; use `cargo run --release -- package`");
+            }
+            std::env::current_exe().expect("the path of this executable")
+        }
+    };
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "aarch64",
+        _ => "x86_64",
+    };
+    let mut binaries = vec![ArchBinary { arch, path: native }];
+    if let Some(path) = aarch64 {
+        binaries.retain(|b| b.arch != "aarch64");
+        binaries.push(ArchBinary {
+            arch: "aarch64",
+            path,
+        });
+    }
+    match git_datasource::package::build(dir, out, &binaries) {
+        Ok(report) => {
+            println!(
+                "package     {} ({} bytes, {} unpacked)",
+                report.path.display(),
+                report.size,
+                report.unpacked_size
+            );
+            println!("identifier  {}", report.identifier);
+            for (name, size) in &report.binaries {
+                println!("binary      {name} ({size} bytes)");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprint!("error: {error}");
+            if !error.to_string().ends_with('\n') {
+                eprintln!();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(dir: &Path) -> ExitCode {
     match PluginDeclaration::load(dir) {
         Ok(plugin) => {
             println!(

@@ -216,14 +216,18 @@ fn real_keys_certificates_and_known_hosts_validate_in_every_pasted_form() {
 }
 
 #[test]
-fn crawl_and_unknown_actions_get_a_clear_error() {
+fn crawl_without_a_url_and_unknown_actions_get_a_clear_error() {
     let daemon = FakeDaemon::spawn(&[]);
     let crawl = daemon.request(
         "invoke_website_datasource_get_crawl",
-        json!({"provider": "git_datasource", "datasource": "git_datasource", "credentials": {}, "datasource_parameters": {"repo_url": "https://example.com/r.git"}}),
+        json!({"provider": "git_datasource", "datasource": "git_datasource", "credentials": {}, "datasource_parameters": {}}),
     );
     let error = single_error(&daemon.finish(&crawl));
-    assert!(error["message"].as_str().unwrap().contains("crawl"));
+    assert_eq!(error["error_type"], "CrawlParameterError");
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("repo_url is missing"));
 
     let unknown = daemon.request("invoke_online_drive_browse_files", json!({}));
     let error = single_error(&daemon.finish(&unknown));

@@ -56,6 +56,8 @@ pub struct PluginDeclaration {
     manifest: Value,
     provider: Value,
     assets: Vec<(String, Vec<u8>)>,
+    /// The declaration files, relative to the plugin directory.
+    files: Vec<String>,
 }
 
 impl PluginDeclaration {
@@ -68,6 +70,7 @@ impl PluginDeclaration {
         };
         rules::check_manifest(&manifest, &mut problems);
         let provider_file = rules::provider_path(&manifest);
+        let mut datasource_files = Vec::new();
         let mut provider = provider_file
             .as_deref()
             .and_then(|file| read_yaml(dir, file, &mut problems).map(|v| (file.to_string(), v)));
@@ -77,6 +80,14 @@ impl PluginDeclaration {
             for (file, datasource) in &datasources {
                 rules::check_datasource(file, datasource, &mut problems);
             }
+            datasource_files.extend(
+                provider["datasources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned),
+            );
             if let Some(object) = provider.as_object_mut() {
                 let inlined = datasources.into_iter().map(|(_, d)| d).collect();
                 object.insert("datasources".into(), Value::Array(inlined));
@@ -94,11 +105,15 @@ impl PluginDeclaration {
                 });
             }
         }
+        let mut files = vec![MANIFEST_FILE.to_string()];
+        files.extend(provider_file);
+        files.extend(datasource_files);
         match (problems.is_empty(), provider) {
             (true, Some((_, provider))) => Ok(PluginDeclaration {
                 manifest,
                 provider,
                 assets,
+                files,
             }),
             _ => Err(Problems(problems)),
         }
@@ -132,7 +147,12 @@ impl PluginDeclaration {
         self.manifest["version"].as_str().unwrap_or_default()
     }
 
-    /// The files an install needs besides the binary: the YAML files and every icon.
+    /// The declaration files (manifest, provider, datasources), relative to the plugin dir.
+    pub fn declaration_files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Every icon the declarations reference, by name under `_assets/`.
     pub fn icon_files(&self) -> Vec<String> {
         let icons = rules::icon_references(&self.manifest, Some(&self.provider));
         let mut names: Vec<String> = icons.into_iter().map(|(_, _, icon)| icon).collect();
