@@ -820,27 +820,20 @@ fn client_full_history(dir: &Path) -> GitClient {
 #[test]
 fn the_cache_evicts_least_recently_used_entries() {
     let dir = tempfile::tempdir().unwrap();
-    let repos: Vec<TestRepo> = (0..3)
-        .map(|i| {
-            TestRepo::create(
-                dir.path(),
-                &format!("r{i}"),
-                &[("blob.txt", format!("{i}").repeat(40_000).as_bytes())],
-            )
-        })
-        .collect();
+    let server = HttpServer::start(dir.path());
+    for i in 0..3 {
+        TestRepo::create(
+            &server.root.join("public"),
+            &format!("r{i}"),
+            &[("blob.txt", format!("{i}").repeat(40_000).as_bytes())],
+        );
+    }
     let cache = dir.path().join("cache");
-    let small = GitClient::new(
-        RepoCache::new(cache.clone(), 1),
-        FetchSettings {
-            allow_local: true,
-            ..settings()
-        },
-    );
-    for repo in &repos {
+    let small = GitClient::new(RepoCache::new(cache.clone(), 1), settings());
+    for i in 0..3 {
         fetch(
             &small,
-            &repo.bare.display().to_string(),
+            &server.http_url("public", &format!("r{i}")),
             "main",
             &Credentials::default(),
         )
@@ -858,4 +851,54 @@ fn the_cache_evicts_least_recently_used_entries() {
         "only the entry in use stays under a tiny bound"
     );
     assert!(left[0].file_name().to_string_lossy().starts_with("r2-"));
+}
+
+#[test]
+fn a_local_repository_is_read_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(dir.path(), "here", &[("a.md", b"local")]);
+    repo.tag("v1");
+    let cache = dir.path().join("cache");
+    let client = client(
+        &cache,
+        FetchSettings {
+            allow_local: true,
+            ..settings()
+        },
+    );
+    for (reference, kind) in [("main", RefKind::Branch), ("v1", RefKind::Tag)] {
+        let fetched = fetch(
+            &client,
+            &repo.work.display().to_string(),
+            reference,
+            &Credentials::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (fetched.commit.to_string(), fetched.kind.clone()),
+            (repo.head(), kind)
+        );
+    }
+    let head = repo.head();
+    assert_eq!(
+        fetch(
+            &client,
+            &repo.bare.display().to_string(),
+            &head,
+            &Credentials::default()
+        )
+        .unwrap()
+        .kind,
+        RefKind::Commit
+    );
+    assert_kind(
+        fetch(
+            &client,
+            &repo.bare.display().to_string(),
+            "nope",
+            &Credentials::default(),
+        ),
+        "ref_not_found",
+    );
+    assert!(!cache.exists(), "nothing copied into the cache");
 }

@@ -122,6 +122,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
         #[test]
         fn round_trips(paths in prop::collection::btree_set("[a-zA-Z0-9_./ é-]{1,40}", 0..3000)) {
             let paths: Vec<String> = paths.into_iter().collect();

@@ -72,7 +72,8 @@ pub struct Fetched {
     pub repo_dir: PathBuf,
     pub commit: Oid,
     pub kind: RefKind,
-    _lock: EntryLock,
+    /// Held for a cached clone; a local repository is read in place.
+    _lock: Option<EntryLock>,
 }
 
 impl Fetched {
@@ -112,6 +113,9 @@ impl GitClient {
         } else {
             reference
         };
+        if let Some(path) = url.local_path() {
+            return open_local(url, &path, reference);
+        }
         let entry = self.cache.entry(&url);
         let lock = self.cache.lock(&entry)?;
         let mut attempt = 1;
@@ -144,7 +148,7 @@ impl GitClient {
             repo_dir: entry.dir.clone(),
             commit,
             kind,
-            _lock: lock,
+            _lock: Some(lock),
         })
     }
 
@@ -286,6 +290,47 @@ impl GitClient {
         })?;
         Ok((commit.id(), kind))
     }
+}
+
+/// A local repository is read where it is: copying it into the cache would only cost time.
+fn open_local(url: RepoUrl, path: &std::path::Path, reference: &str) -> Result<Fetched, GitError> {
+    let repo = Repository::open(path)
+        .map_err(|_| GitError::RepoNotFound(format!("{}: not a Git repository", path.display())))?;
+    let peel = |name: &str| {
+        repo.find_reference(name)
+            .and_then(|r| r.peel_to_commit())
+            .ok()
+            .map(|c| c.id())
+    };
+    let found = if let Some(oid) = peel(&format!("refs/heads/{reference}")) {
+        Some((oid, RefKind::Branch))
+    } else if let Some(oid) = peel(&format!("refs/tags/{reference}")) {
+        Some((oid, RefKind::Tag))
+    } else {
+        Oid::from_str(reference)
+            .ok()
+            .filter(|_| is_full_hex(reference))
+            .and_then(|oid| repo.find_commit(oid).ok())
+            .map(|c| (c.id(), RefKind::Commit))
+    };
+    let Some((commit, kind)) = found else {
+        let heads: Vec<(String, Oid)> = repo
+            .references()
+            .map(|refs| {
+                refs.flatten()
+                    .filter_map(|r| Some((r.name()?.to_string(), r.target()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Err(ref_not_found(&url, reference, &heads));
+    };
+    Ok(Fetched {
+        repo_dir: repo.path().to_path_buf(),
+        url,
+        commit,
+        kind,
+        _lock: None,
+    })
 }
 
 enum FetchFailure {

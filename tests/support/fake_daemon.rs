@@ -220,8 +220,13 @@ impl FakeDaemon {
 
     /// Closes the plugin's stdin and waits for it to exit.
     pub fn close_and_wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        *self.to_plugin.lock().unwrap() = Box::new(std::io::sink());
+        self.close_input();
         self.wait_exit(timeout)
+    }
+
+    /// Closes the plugin's stdin (end of input), without waiting.
+    pub fn close_input(&self) {
+        *self.to_plugin.lock().unwrap() = Box::new(std::io::sink());
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
