@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 use support::fake_daemon::{FakeDaemon, BINARY};
-use support::git_servers::HttpServer;
+use support::git_servers::{run, HttpServer};
 
 const HUGE_BUDGET: &str = "2000000000";
 
@@ -203,18 +203,6 @@ impl Importer {
         child.stdin.take().unwrap().write_all(&stream).unwrap();
         assert!(child.wait().unwrap().success());
     }
-}
-
-fn run(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 // ---------------------------------------------------------------- measuring

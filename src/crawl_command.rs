@@ -7,23 +7,41 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::crawl::params::{CrawlParams, SyncMode};
+use crate::crawl::params::CrawlParams;
 use crate::crawl::state::{StateError, StateStore};
-use crate::crawl::{Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
+use crate::crawl::{result_budget, Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
 use crate::credentials::Credentials;
 use crate::git::{FetchSettings, GitClient, RepoCache};
 use crate::protocol::stdio;
 
-/// What the command line asked for.
+/// Crawl a repository from the terminal, exactly as the plugin does, with sync state in
+/// files: the first run delivers every text file, later runs what changed.
+#[derive(Debug, clap::Args)]
 pub struct CrawlCommand {
+    /// A repository URL or a local path (local paths are allowed here).
     pub repo: String,
+    #[arg(long, default_value = "main")]
     pub branch: String,
+    /// Only files under this directory.
+    #[arg(long, default_value = "")]
     pub subdir: String,
+    /// Comma-separated extensions, e.g. md,txt.
+    #[arg(long, default_value = "")]
     pub extensions: String,
+    /// Comma-separated globs a path must match.
+    #[arg(long, default_value = "")]
     pub include: String,
+    /// Comma-separated globs of paths to leave out.
+    #[arg(long, default_value = "")]
     pub exclude: String,
+    /// Ignore the stored state and deliver everything.
+    #[arg(long)]
     pub full: bool,
+    /// Where sync state is kept (default: ~/.cache/git-datasource/state).
+    #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Print the delivered documents as JSON lines on stdout (the summary goes to stderr).
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -43,7 +61,6 @@ impl CrawlCommand {
             "include": self.include, "exclude": self.exclude, "sync_mode": if self.full { "full" } else { "incremental" },
         })))
         .map_err(CrawlError::Params)?;
-        debug_assert!(params.sync_mode == SyncMode::Full || !self.full);
         let credentials = Credentials {
             access_token: std::env::var("GIT_DATASOURCE_TOKEN").unwrap_or_default(),
             username: std::env::var("GIT_DATASOURCE_USERNAME").unwrap_or_default(),
@@ -244,11 +261,8 @@ impl CrawlSink for TerminalSink {
     }
 
     fn data_budget(&self) -> usize {
-        let override_bytes = std::env::var("GIT_DATASOURCE_MAX_RESULT_BYTES")
-            .ok()
-            .and_then(|v| v.trim().parse().ok());
-        // The same budget as the plugin on the daemon's default stdio line.
-        override_bytes.unwrap_or(stdio::line_cap_from(|name| std::env::var(name).ok()) - 64 * 1024)
+        // The same budget as the plugin has on the daemon's stdio line.
+        result_budget(stdio::line_cap_from(|name| std::env::var(name).ok()) - 1, 0)
     }
 
     async fn finish(&self, data: Vec<u8>) -> Result<(), CrawlError> {

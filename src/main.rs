@@ -25,35 +25,7 @@ enum Command {
     /// Serve the Dify plugin daemon: over stdin/stdout when INSTALL_METHOD=local (what the
     /// daemon sets, and the default), or dial its debug port when INSTALL_METHOD=remote.
     Serve,
-    /// Crawl a repository from the terminal, exactly as the plugin does, with sync state in
-    /// files: the first run delivers every text file, later runs what changed.
-    Crawl {
-        /// A repository URL or a local path (local paths are allowed here).
-        repo: String,
-        #[arg(long, default_value = "main")]
-        branch: String,
-        /// Only files under this directory.
-        #[arg(long, default_value = "")]
-        subdir: String,
-        /// Comma-separated extensions, e.g. md,txt.
-        #[arg(long, default_value = "")]
-        extensions: String,
-        /// Comma-separated globs a path must match.
-        #[arg(long, default_value = "")]
-        include: String,
-        /// Comma-separated globs of paths to leave out.
-        #[arg(long, default_value = "")]
-        exclude: String,
-        /// Ignore the stored state and deliver everything.
-        #[arg(long)]
-        full: bool,
-        /// Where sync state is kept (default: ~/.cache/git-datasource/state).
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
-        /// Print the delivered documents as JSON lines on stdout (the summary goes to stderr).
-        #[arg(long)]
-        json: bool,
-    },
+    Crawl(CrawlCommand),
     /// Build the installable .difypkg (dist/git_datasource-<version>.difypkg).
     Package {
         /// Where to write the package.
@@ -88,30 +60,7 @@ fn main() -> ExitCode {
             binary,
             aarch64,
         } => package(&dir, out.as_deref(), binary, aarch64),
-        Command::Crawl {
-            repo,
-            branch,
-            subdir,
-            extensions,
-            include,
-            exclude,
-            full,
-            state_dir,
-            json,
-        } => {
-            let command = CrawlCommand {
-                repo,
-                branch,
-                subdir,
-                extensions,
-                include,
-                exclude,
-                full,
-                state_dir,
-                json,
-            };
-            crawl(&command)
-        }
+        Command::Crawl(command) => crawl(&command),
         Command::Serve => {
             // Exit at once: a blocking read of stdin must not hold the process open.
             let code = serve();
@@ -132,12 +81,15 @@ fn init_logging() {
         .init();
 }
 
-fn crawl(command: &CrawlCommand) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("the async runtime starts");
-    match runtime.block_on(command.run()) {
+        .expect("the async runtime starts")
+}
+
+fn crawl(command: &CrawlCommand) -> ExitCode {
+    match runtime().block_on(command.run()) {
         Ok(summary) => {
             let text = describe(&summary);
             if command.json {
@@ -243,10 +195,7 @@ fn serve() -> i32 {
     };
     let settings = ServeSettings::from_vars(var);
     let method = var("INSTALL_METHOD").unwrap_or_else(|| "local".into());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("the async runtime starts");
+    let runtime = runtime();
     let git = GitClient::new(RepoCache::from_env(), FetchSettings::from_env());
     let handler = Arc::new(PluginHandler { git: Arc::new(git) });
     let result = runtime.block_on(async {

@@ -6,23 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::fake_daemon::{BINARY, REPO_DIR};
-
-const FILES: [&str; 5] = [
-    "manifest.yaml",
-    "provider/git_datasource.yaml",
-    "datasources/git_datasource.yaml",
-    "_assets/icon.svg",
-    "_assets/icon-dark.svg",
-];
-
-fn copy_plugin(dir: &Path) {
-    for path in FILES {
-        let target = dir.join(path);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(Path::new(REPO_DIR).join(path), target).unwrap();
-    }
-}
+use support::fake_daemon::{copy_plugin, BINARY, REPO_DIR};
 
 fn edit(dir: &Path, file: &str, from: &str, to: &str) {
     let path = dir.join(file);

@@ -24,6 +24,16 @@ fn settings() -> FetchSettings {
     }
 }
 
+fn local_client(cache: &Path) -> GitClient {
+    client(
+        cache,
+        FetchSettings {
+            allow_local: true,
+            ..settings()
+        },
+    )
+}
+
 fn client(cache: &Path, settings: FetchSettings) -> GitClient {
     GitClient::new(RepoCache::new(cache.to_path_buf(), u64::MAX), settings)
 }
@@ -594,13 +604,7 @@ fn local_paths_are_refused_unless_allowed() {
         );
         assert!(message.contains("GIT_DATASOURCE_ALLOW_LOCAL"), "{message}");
     }
-    let allowed = client(
-        &dir.path().join("cache"),
-        FetchSettings {
-            allow_local: true,
-            ..settings()
-        },
-    );
+    let allowed = local_client(&dir.path().join("cache"));
     let fetched = fetch(
         &allowed,
         &format!("file://{}", repo.bare.display()),
@@ -647,13 +651,7 @@ fn a_tree_of_every_kind_of_file_is_walked_and_classified() {
     git(&repo.work, &["commit", "-q", "-m", "symlink and submodule"]);
     git(&repo.work, &["push", "-q", "origin", "HEAD:main"]);
     let second = repo.head();
-    let client = client(
-        &dir.path().join("cache"),
-        FetchSettings {
-            allow_local: true,
-            ..settings()
-        },
-    );
+    let client = local_client(&dir.path().join("cache"));
     let fetched = fetch(
         &client,
         &repo.bare.display().to_string(),

@@ -5,7 +5,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::fake_daemon::{FakeDaemon, BINARY, REPO_DIR};
+use support::fake_daemon::{copy_plugin, FakeDaemon, BINARY, REPO_DIR};
 use support::keys;
 
 fn terminal(messages: &[Value]) -> Vec<&Value> {
@@ -389,17 +389,7 @@ fn losing_the_parent_ends_the_process() {
 #[test]
 fn a_broken_declaration_is_refused_at_start_with_the_check_message() {
     let dir = tempfile::tempdir().unwrap();
-    for path in [
-        "manifest.yaml",
-        "provider/git_datasource.yaml",
-        "datasources/git_datasource.yaml",
-        "_assets/icon.svg",
-        "_assets/icon-dark.svg",
-    ] {
-        let target = dir.path().join(path);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(std::path::Path::new(REPO_DIR).join(path), target).unwrap();
-    }
+    copy_plugin(dir.path());
     let manifest = dir.path().join("manifest.yaml");
     let text = std::fs::read_to_string(&manifest)
         .unwrap()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::daemon_rules::registration_problems;
-use support::fake_daemon::{FakeDaemon, BINARY, REPO_DIR};
+use support::fake_daemon::{copy_plugin, FakeDaemon, BINARY, REPO_DIR};
 
 const KEY: &str = "6f1c2a8e-3b7d-4c55-9e0a-2d9b1f4e7a10";
 
@@ -179,17 +179,7 @@ fn settings_come_from_a_dotenv_file_like_the_sdk() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    for path in [
-        "manifest.yaml",
-        "provider/git_datasource.yaml",
-        "datasources/git_datasource.yaml",
-        "_assets/icon.svg",
-        "_assets/icon-dark.svg",
-    ] {
-        let target = dir.path().join(path);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(Path::new(REPO_DIR).join(path), target).unwrap();
-    }
+    copy_plugin(dir.path());
     std::fs::write(
         dir.path().join(".env"),
         format!("INSTALL_METHOD=remote\nREMOTE_INSTALL_HOST=127.0.0.1\nREMOTE_INSTALL_PORT={port}\nREMOTE_INSTALL_KEY={KEY}\n"),

@@ -30,6 +30,22 @@ pub const BATCH: usize = 50;
 pub const FETCH_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// The default time budget of one run, well under the daemon's 600 s.
 pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_secs(420);
+/// Room kept free below the transport's line cap.
+pub const LINE_MARGIN: usize = 64 * 1024;
+
+/// The byte budget of the final message's data: `GIT_DATASOURCE_MAX_RESULT_BYTES` when set
+/// (never above the line), else the longest line less a margin; less the `envelope` the
+/// transport wraps around the data.
+pub fn result_budget(max_line: usize, envelope: usize) -> usize {
+    let configured = std::env::var("GIT_DATASOURCE_MAX_RESULT_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let line_budget = match configured {
+        Some(bytes) => bytes.min(max_line),
+        None => max_line.saturating_sub(LINE_MARGIN),
+    };
+    line_budget.saturating_sub(envelope)
+}
 
 /// Where a run's messages go: the daemon session, or the terminal.
 pub trait CrawlSink: Send + Sync {

@@ -5,15 +5,12 @@ use std::sync::Arc;
 
 use crate::crawl::params::CrawlParams;
 use crate::crawl::state::{StateError, StateStore};
-use crate::crawl::{Crawl, CrawlError, CrawlSettings, CrawlSink};
+use crate::crawl::{result_budget, Crawl, CrawlError, CrawlSettings, CrawlSink};
 use crate::credentials::Credentials;
 use crate::git::GitClient;
 use crate::protocol::stdio::DEFAULT_LINE_CAP;
 use crate::protocol::storage::Storage;
 use crate::protocol::{ErrorPayload, Request, Session};
-
-/// Kept free below the transport's line cap for the envelope and safety.
-const LINE_MARGIN: usize = 64 * 1024;
 
 pub async fn handle(
     request: &Request,
@@ -39,7 +36,6 @@ pub async fn handle(
     let store = SessionStore(session.storage());
     let sink = SessionSink {
         session: session.clone(),
-        override_bytes: result_bytes_override(),
     };
     let settings = CrawlSettings::from_env();
     let crawl = Crawl {
@@ -69,12 +65,6 @@ pub async fn handle(
         }
         Err(error) => Err(error_payload(&error)),
     }
-}
-
-fn result_bytes_override() -> Option<usize> {
-    std::env::var("GIT_DATASOURCE_MAX_RESULT_BYTES")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
 }
 
 fn error_payload(error: &CrawlError) -> ErrorPayload {
@@ -121,7 +111,6 @@ impl StateStore for SessionStore {
 
 struct SessionSink {
     session: Session,
-    override_bytes: Option<usize>,
 }
 
 impl CrawlSink for SessionSink {
@@ -133,12 +122,9 @@ impl CrawlSink for SessionSink {
     }
 
     fn data_budget(&self) -> usize {
-        let line_cap = self.session.max_line_len().unwrap_or(DEFAULT_LINE_CAP - 1);
-        let line_budget = match self.override_bytes {
-            Some(bytes) => bytes.min(line_cap),
-            None => line_cap.saturating_sub(LINE_MARGIN),
-        };
-        line_budget.saturating_sub(self.session.stream_line_len(0))
+        // TCP has no line cap; keep to the stdio default so a debug session behaves alike.
+        let max_line = self.session.max_line_len().unwrap_or(DEFAULT_LINE_CAP - 1);
+        result_budget(max_line, self.session.stream_line_len(0))
     }
 
     async fn finish(&self, data: Vec<u8>) -> Result<(), CrawlError> {

@@ -13,6 +13,24 @@ use serde_json::{json, Value};
 pub const BINARY: &str = env!("CARGO_BIN_EXE_git-datasource");
 pub const REPO_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The plugin's declaration files and icons.
+pub const PLUGIN_FILES: [&str; 5] = [
+    "manifest.yaml",
+    "provider/git_datasource.yaml",
+    "datasources/git_datasource.yaml",
+    "_assets/icon.svg",
+    "_assets/icon-dark.svg",
+];
+
+/// Copies the plugin's own files into `dir`, to run or check a modified copy there.
+pub fn copy_plugin(dir: &std::path::Path) {
+    for path in PLUGIN_FILES {
+        let target = dir.join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(std::path::Path::new(REPO_DIR).join(path), target).unwrap();
+    }
+}
+
 /// How the fake storage behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageMode {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 pub const TOKEN: &str = "tok-7f3a91c2e5b84d06";
 pub const ALICE: &str = "alice";
 
-fn run(command: &mut Command) -> String {
+/// Runs a command that must succeed; its stdout.
+pub fn run(command: &mut Command) -> String {
     let output = command
         .output()
         .unwrap_or_else(|e| panic!("{command:?}: {e}"));

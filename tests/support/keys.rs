@@ -3,15 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::git_servers::run;
+
 pub fn ssh_keygen(dir: &Path, name: &str, args: &[&str], passphrase: &str) -> (String, String) {
     let path: PathBuf = dir.join(name);
-    let status = Command::new("ssh-keygen")
+    run(Command::new("ssh-keygen")
         .args(args)
         .args(["-q", "-N", passphrase, "-C", "test@example", "-f"])
-        .arg(&path)
-        .status()
-        .expect("ssh-keygen runs");
-    assert!(status.success());
+        .arg(&path));
     let private = std::fs::read_to_string(&path).unwrap();
     let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
     (private, public)
@@ -19,9 +18,8 @@ pub fn ssh_keygen(dir: &Path, name: &str, args: &[&str], passphrase: &str) -> (S
 
 /// A self-signed CA certificate in PEM.
 pub fn ca_certificate(dir: &Path) -> String {
-    let key = dir.join("ca.key");
-    let cert = dir.join("ca.pem");
-    let status = Command::new("openssl")
+    let (key, cert) = (dir.join("ca.key"), dir.join("ca.pem"));
+    run(Command::new("openssl")
         .args([
             "req",
             "-x509",
@@ -37,9 +35,6 @@ pub fn ca_certificate(dir: &Path) -> String {
         .arg(&key)
         .arg("-out")
         .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success());
+        .stderr(std::process::Stdio::null()));
     std::fs::read_to_string(cert).unwrap()
 }
