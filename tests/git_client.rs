@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use git_datasource::credentials::Credentials;
 use git_datasource::git::{
-    diff_commits, list_files, read_blobs, BlobRead, Change, FetchRequest, FetchSettings, Fetched,
-    GitClient, GitError, MemoryHostKeys, PathFilter, RefKind, RepoCache, SkipReason,
+    diff_commits, fill_sizes, list_files, read_blobs, BlobRead, Change, FetchRequest,
+    FetchSettings, Fetched, GitClient, GitError, MemoryHostKeys, PathFilter, RefKind, RepoCache,
+    SkipReason,
 };
 use support::git_servers::{files_containing, git, HttpServer, SshServer, TestRepo, ALICE, TOKEN};
 use support::keys::ssh_keygen;
@@ -662,7 +663,12 @@ fn a_tree_of_every_kind_of_file_is_walked_and_classified() {
     assert_eq!(fetched.commit.to_string(), second);
     let repository = fetched.open().unwrap();
 
-    let all = list_files(&repository, fetched.commit, &PathFilter::default()).unwrap();
+    let mut all = list_files(&repository, fetched.commit, &PathFilter::default()).unwrap();
+    assert!(
+        all.files.iter().all(|f| f.size.is_none()),
+        "the walk reads no blob header"
+    );
+    fill_sizes(&repository, &mut all.files).unwrap();
     let paths: Vec<&str> = all.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -697,7 +703,7 @@ fn a_tree_of_every_kind_of_file_is_walked_and_classified() {
             .find(|f| f.path == "docs/big.md")
             .unwrap()
             .size,
-        2000
+        Some(2000)
     );
 
     let reads = read_blobs(&fetched.repo_dir, &all.files, 1000);

@@ -67,14 +67,15 @@ impl Delivery {
         Fit::Added
     }
 
-    /// The `data` of the final `completed` stream message.
+    /// The `data` of the final `completed` stream message, built in place around the
+    /// documents (no second copy of a large result).
     pub fn into_final_message(self, total: usize, completed: usize) -> Vec<u8> {
         let head = format!(
             r#"{{"result":{{"status":"completed","total":{total},"completed":{completed},"web_info_list":["#
         );
-        let mut message = Vec::with_capacity(head.len() + self.documents.len() + 3);
-        message.extend_from_slice(head.as_bytes());
-        message.extend_from_slice(&self.documents);
+        let mut message = self.documents;
+        message.reserve_exact(head.len() + 3);
+        message.splice(0..0, head.into_bytes());
         message.extend_from_slice(b"]}}");
         message
     }

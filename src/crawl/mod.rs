@@ -191,6 +191,10 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             fetched.url.masked(),
             self.params.branch
         );
+        let reader = Arc::new(std::sync::Mutex::new(git::BlobReader::new(
+            &fetched.repo_dir,
+            self.settings.max_file_bytes,
+        )));
         let mut stopped = false;
         'batches: for batch in plan.candidates.chunks(BATCH) {
             if summary.attempted > 0 && Instant::now() >= deadline {
@@ -203,12 +207,8 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                 break;
             }
             let reads = {
-                let (fetched, batch, limit) = (
-                    fetched.clone(),
-                    batch.to_vec(),
-                    self.settings.max_file_bytes,
-                );
-                blocking(move || Ok(git::read_blobs(&fetched.repo_dir, &batch, limit))).await?
+                let (reader, batch) = (reader.clone(), batch.to_vec());
+                blocking(move || Ok(reader.lock().expect("blob reader").read(&batch))).await?
             };
             for (file, read) in batch.iter().zip(reads) {
                 match read {

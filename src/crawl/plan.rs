@@ -71,7 +71,7 @@ mod tests {
         FileEntry {
             path: path.into(),
             oid: oid(n),
-            size: 1,
+            size: None,
             mode: 0o100644,
         }
     }

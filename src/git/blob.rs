@@ -2,7 +2,7 @@
 //! reason, spread over the available cores.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use git2::{Oid, Repository};
 
@@ -84,42 +84,81 @@ pub fn read_blob(repo: &Repository, oid: Oid, max_bytes: u64) -> BlobRead {
     }
 }
 
-/// Reads every entry's blob, in parallel over the available cores, results in entry order.
-pub fn read_blobs(repo_dir: &Path, entries: &[FileEntry], max_bytes: u64) -> Vec<BlobRead> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(entries.len().div_ceil(8))
-        .max(1);
-    let next = AtomicUsize::new(0);
-    let mut results: Vec<(usize, BlobRead)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
+/// Reads blobs in parallel: one worker thread per core, each with its own repository handle
+/// (libgit2 handles are not shared), kept for the reader's life so pack indexes and caches
+/// stay warm from batch to batch.
+pub struct BlobReader {
+    jobs: Option<mpsc::Sender<(usize, Oid)>>,
+    results: mpsc::Receiver<(usize, BlobRead)>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BlobReader {
+    pub fn new(repo_dir: &Path, max_bytes: u64) -> BlobReader {
+        let workers_wanted = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let (jobs, job_queue) = mpsc::channel::<(usize, Oid)>();
+        let job_queue = Arc::new(Mutex::new(job_queue));
+        let (done, results) = mpsc::channel();
+        let workers = (0..workers_wanted)
             .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    let repo = Repository::open_bare(repo_dir);
+                let (job_queue, done, repo_dir) =
+                    (job_queue.clone(), done.clone(), repo_dir.to_path_buf());
+                std::thread::spawn(move || {
+                    let repo = Repository::open_bare(&repo_dir);
                     loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(entry) = entries.get(i) else {
-                            break;
-                        };
+                        let job = job_queue.lock().expect("job queue").recv();
+                        let Ok((index, oid)) = job else { break };
                         let read = match &repo {
-                            Ok(repo) => read_blob(repo, entry.oid, max_bytes),
+                            Ok(repo) => read_blob(repo, oid, max_bytes),
                             Err(e) => BlobRead::Failed(e.message().to_string()),
                         };
-                        done.push((i, read));
+                        if done.send((index, read)).is_err() {
+                            break;
+                        }
                     }
-                    done
                 })
             })
             .collect();
-        handles
+        BlobReader {
+            jobs: Some(jobs),
+            results,
+            workers,
+        }
+    }
+
+    /// Reads every entry's blob; results in entry order.
+    pub fn read(&self, entries: &[FileEntry]) -> Vec<BlobRead> {
+        let jobs = self.jobs.as_ref().expect("the reader is open");
+        for (index, entry) in entries.iter().enumerate() {
+            jobs.send((index, entry.oid))
+                .expect("blob workers are running");
+        }
+        let mut reads: Vec<Option<BlobRead>> = vec![None; entries.len()];
+        for _ in 0..entries.len() {
+            let (index, read) = self.results.recv().expect("blob workers are running");
+            reads[index] = Some(read);
+        }
+        reads
             .into_iter()
-            .flat_map(|handle| handle.join().expect("blob reader thread"))
+            .map(|read| read.expect("every entry was read"))
             .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, read)| read).collect()
+    }
+}
+
+impl Drop for BlobReader {
+    fn drop(&mut self) {
+        self.jobs.take();
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Reads every entry's blob, in parallel over the available cores, results in entry order.
+pub fn read_blobs(repo_dir: &Path, entries: &[FileEntry], max_bytes: u64) -> Vec<BlobRead> {
+    BlobReader::new(repo_dir, max_bytes).read(entries)
 }
 
 #[cfg(test)]

@@ -11,9 +11,11 @@ pub mod tree;
 pub mod url;
 
 pub use auth::{HostKeyStore, MemoryHostKeys};
-pub use blob::{read_blobs, BlobRead};
+pub use blob::{read_blobs, BlobRead, BlobReader};
 pub use cache::RepoCache;
 pub use client::{FetchRequest, FetchSettings, Fetched, GitClient, RefKind};
 pub use error::GitError;
 pub use filters::PathFilter;
-pub use tree::{diff_commits, list_files, Change, FileEntry, SkipReason, Skipped, TreeListing};
+pub use tree::{
+    diff_commits, fill_sizes, list_files, Change, FileEntry, SkipReason, Skipped, TreeListing,
+};

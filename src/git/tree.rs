@@ -14,7 +14,10 @@ const MODE_SUBMODULE: i32 = 0o160000;
 pub struct FileEntry {
     pub path: String,
     pub oid: Oid,
-    pub size: u64,
+    /// The blob's size from its object header; `None` until [`fill_sizes`] reads it (the
+    /// walk itself reads no object but trees, and a blob's header is checked anyway before
+    /// it is read).
+    pub size: Option<u64>,
     pub mode: i32,
 }
 
@@ -70,7 +73,6 @@ pub fn list_files(
         .find_commit(commit)
         .and_then(|c| c.tree())
         .map_err(read_error)?;
-    let odb = repo.odb().map_err(read_error)?;
     let mut listing = TreeListing::default();
     let (start, prefix) = if filter.subdir().is_empty() {
         (root, String::new())
@@ -83,7 +85,7 @@ pub fn list_files(
             _ => return Ok(listing),
         }
     };
-    walk(repo, &odb, &start, &prefix, filter, &mut listing).map_err(read_error)?;
+    walk(repo, &start, &prefix, filter, &mut listing).map_err(read_error)?;
     listing.files.sort_by(|a, b| a.path.cmp(&b.path));
     listing.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(listing)
@@ -91,7 +93,6 @@ pub fn list_files(
 
 fn walk(
     repo: &Repository,
-    odb: &git2::Odb<'_>,
     tree: &Tree<'_>,
     prefix: &str,
     filter: &PathFilter,
@@ -125,7 +126,7 @@ fn walk(
         }
         if is_tree {
             if filter.may_enter(&path) {
-                walk(repo, odb, &repo.find_tree(entry.id())?, &path, filter, out)?;
+                walk(repo, &repo.find_tree(entry.id())?, &path, filter, out)?;
             }
             continue;
         }
@@ -140,16 +141,27 @@ fn walk(
         };
         match reason {
             Some(reason) => out.skipped.push(Skipped { path, reason }),
-            None => {
-                let (size, _) = odb.read_header(entry.id())?;
-                out.files.push(FileEntry {
-                    path,
-                    oid: entry.id(),
-                    size: size as u64,
-                    mode,
-                });
-            }
+            None => out.files.push(FileEntry {
+                path,
+                oid: entry.id(),
+                size: None,
+                mode,
+            }),
         }
+    }
+    Ok(())
+}
+
+/// Reads the size of every entry's blob from its object header.
+pub fn fill_sizes(repo: &Repository, files: &mut [FileEntry]) -> Result<(), GitError> {
+    let odb = repo
+        .odb()
+        .map_err(|e| GitError::Read(e.message().to_string()))?;
+    for file in files {
+        let (size, _) = odb
+            .read_header(file.oid)
+            .map_err(|e| GitError::Read(format!("{}: {}", file.path, e.message())))?;
+        file.size = Some(size as u64);
     }
     Ok(())
 }

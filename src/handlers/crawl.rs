@@ -129,7 +129,7 @@ impl CrawlSink for SessionSink {
 
     async fn finish(&self, data: Vec<u8>) -> Result<(), CrawlError> {
         self.session
-            .stream_serialized(&data)
+            .stream_serialized(data)
             .await
             .map_err(|e| CrawlError::Output(e.to_string()))
     }

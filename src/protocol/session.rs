@@ -115,13 +115,13 @@ impl Session {
             .await
     }
 
-    /// Sends a `stream` message whose `data` is already serialized JSON, so a large result is
-    /// serialized once. `stream_line_len` tells the size of the line in advance.
-    pub async fn stream_serialized(&self, data: &[u8]) -> Result<(), WriteError> {
+    /// Sends a `stream` message whose `data` is already serialized JSON, wrapping the
+    /// envelope around it in place, so a large result is serialized and held once.
+    pub async fn stream_serialized(&self, data: Vec<u8>) -> Result<(), WriteError> {
         let (head, tail) = self.stream_envelope();
-        let mut line = Vec::with_capacity(head.len() + data.len() + tail.len());
-        line.extend_from_slice(head.as_bytes());
-        line.extend_from_slice(data);
+        let mut line = data;
+        line.reserve_exact(head.len() + tail.len());
+        line.splice(0..0, head.into_bytes());
         line.extend_from_slice(tail.as_bytes());
         self.send_session_line(line).await
     }

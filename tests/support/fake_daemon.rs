@@ -224,14 +224,14 @@ impl FakeDaemon {
     /// Waits for the session's `end` or `error` and returns all its messages.
     pub fn finish(&self, session_id: &str) -> Vec<Value> {
         self.wait_for(
-            Duration::from_secs(20),
+            Duration::from_secs(60),
             &format!("the end of session {session_id}"),
             |r| {
-                let messages = r.session(session_id);
-                let done = messages
-                    .iter()
-                    .any(|m| m["type"] == "end" || m["type"] == "error");
-                done.then_some(messages)
+                let done = r.lines.iter().rev().any(|(_, line)| {
+                    line["session_id"] == session_id
+                        && matches!(line["data"]["type"].as_str(), Some("end" | "error"))
+                });
+                done.then(|| r.session(session_id))
             },
         )
     }
