@@ -18,23 +18,5 @@ pub fn ssh_keygen(dir: &Path, name: &str, args: &[&str], passphrase: &str) -> (S
 
 /// A self-signed CA certificate in PEM.
 pub fn ca_certificate(dir: &Path) -> String {
-    let (key, cert) = (dir.join("ca.key"), dir.join("ca.pem"));
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Test CA",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null()));
-    std::fs::read_to_string(cert).unwrap()
+    super::git_servers::TestCa::create(dir).ca_pem
 }
