@@ -150,7 +150,8 @@ impl RepoUrl {
                 });
             }
         }
-        if text.starts_with('/') || text.starts_with('.') || text.starts_with('~') {
+        let looks_local = text.starts_with('/') || text.starts_with('.') || text.starts_with('~');
+        if looks_local || std::path::Path::new(text).exists() {
             return Self::local(text);
         }
         Err(invalid(
@@ -359,6 +360,14 @@ mod tests {
             with_port.fetch_url(),
             "ssh://git@127.0.0.1:2222/srv/repo.git"
         );
+    }
+
+    #[test]
+    fn an_existing_relative_path_is_local() {
+        // Tests run in the package directory, which has `src`.
+        let url = RepoUrl::parse("src").unwrap();
+        assert_eq!(url.transport, Transport::Local);
+        assert!(url.local_path().unwrap().is_absolute());
     }
 
     #[test]
