@@ -363,6 +363,47 @@ fn a_small_budget_splits_the_change_set_and_every_final_line_fits() {
 }
 
 #[test]
+fn a_full_sync_that_needs_several_runs_completes_too() {
+    let files: Vec<(String, Vec<u8>)> = (0..30)
+        .map(|i| {
+            (
+                format!("g{i:02}.md"),
+                format!("{i} {}", "q".repeat(3000)).into_bytes(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    let setup = Setup::new(&refs);
+    let daemon = setup.daemon(&[("GIT_DATASOURCE_MAX_RESULT_BYTES", "20000")]);
+    let url = setup.url();
+    documents(&crawl(&daemon, json!({"repo_url": url})));
+    while daemon
+        .recorded()
+        .storage
+        .keys()
+        .any(|k| k.starts_with("git_pending:"))
+    {
+        documents(&crawl(&daemon, json!({"repo_url": url})));
+    }
+    // Now a full sync, kept on `full` run after run, still moves on and completes.
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let messages = crawl(&daemon, json!({"repo_url": url, "sync_mode": "full"}));
+        let result = &messages[messages.len() - 2]["data"]["result"];
+        seen.extend(documents(&messages).into_keys());
+        if result["completed"] == result["total"] {
+            break;
+        }
+    }
+    seen.sort();
+    let expected: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(seen, expected, "every file once, in several full runs");
+}
+
+#[test]
 fn a_final_message_never_reaches_the_daemons_line_cap() {
     let big = "w".repeat(900_000);
     let files: Vec<(String, Vec<u8>)> = (0..8)

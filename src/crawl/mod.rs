@@ -172,9 +172,15 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                 old.failed.clone(),
             ),
         };
+        // What earlier runs of an unfinished change set handled: a `full` sync continues
+        // only a `full` one, since it ignores the snapshot.
+        let carried = match &old.pending {
+            Some((record, entries)) if !full || record.full => Some(entries),
+            _ => None,
+        };
         let mut delivered_before = snapshot.clone();
-        if let (false, Some((_, pending))) = (full, &old.pending) {
-            delivered_before.extend(pending.iter().map(|(p, o)| (p.clone(), *o)));
+        if let Some(carried) = carried {
+            delivered_before.extend(carried.iter().map(|(p, o)| (p.clone(), *o)));
         }
         let plan = plan::plan(&listing.files, &delivered_before, &snapshot, &failed_before);
         summary.total = plan.candidates.len();
@@ -284,12 +290,9 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                 .collect();
             state::save_complete(self.store, &hash, &commit, &delivered, &failed, &old).await?;
         } else {
-            let mut pending = match (full, &old.pending) {
-                (false, Some((_, pending))) => pending.clone(),
-                _ => Entries::new(),
-            };
+            let mut pending = carried.cloned().unwrap_or_default();
             pending.extend(handled);
-            state::save_pending(self.store, &hash, &commit, &pending, &failed, &old).await?;
+            state::save_pending(self.store, &hash, &commit, &pending, &failed, &old, full).await?;
         }
         summary.failed = failed_now;
         summary.record_time = record_started.elapsed();

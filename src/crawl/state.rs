@@ -49,6 +49,9 @@ pub struct ChunkRef {
     /// For a pending record: the snapshot it continues (its first chunk id, or empty).
     #[serde(default)]
     pub base: String,
+    /// For a pending record: it belongs to a `full` sync, which ignores the snapshot.
+    #[serde(default)]
+    pub full: bool,
 }
 
 /// The delivered state of one configuration.
@@ -165,8 +168,10 @@ pub async fn save_pending<S: StateStore>(
     handled: &Entries,
     failed: &[String],
     old: &SyncState,
+    full: bool,
 ) -> Result<(), StateError> {
-    let record = write_chunks(store, hash, commit, handled, old.base_id(), old).await?;
+    let mut record = write_chunks(store, hash, commit, handled, old.base_id(), old).await?;
+    record.full = full;
     store.set(&pending_key(hash), &to_json(&record)).await?;
     store
         .set(&failed_key(hash), python_json_list(failed).as_bytes())
@@ -202,6 +207,7 @@ async fn write_chunks<S: StateStore>(
         entries: entries.len(),
         chunks: chunks.into_iter().map(|c| c.id).collect(),
         base,
+        full: false,
     })
 }
 
