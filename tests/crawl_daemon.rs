@@ -42,6 +42,25 @@ impl Setup {
     }
 }
 
+/// `count` files `{prefix}NN.md`, each its number then `size` copies of `fill`.
+fn numbered_files(prefix: &str, count: usize, fill: &str, size: usize) -> Vec<(String, Vec<u8>)> {
+    (0..count)
+        .map(|i| {
+            (
+                format!("{prefix}{i:02}.md"),
+                format!("{i} {}", fill.repeat(size)).into_bytes(),
+            )
+        })
+        .collect()
+}
+
+fn as_refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect()
+}
+
 fn crawl(daemon: &FakeDaemon, parameters: Value) -> Vec<Value> {
     let session = daemon.request(
         "invoke_website_datasource_get_crawl",
@@ -119,10 +138,7 @@ fn first_sync_delivers_every_text_file_then_nothing_until_something_changes() {
             )
         })
         .collect();
-    let mut refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_slice()))
-        .collect();
+    let mut refs = as_refs(&files);
     refs.push(("README.md", b"# KB\n"));
     refs.push(("logo.png", b"\x89PNG\r\n\x1a\n\0\0"));
     let setup = Setup::new(&refs);
@@ -314,19 +330,8 @@ fn state_left_by_the_python_plugin_is_continued() {
 
 #[test]
 fn a_small_budget_splits_the_change_set_and_every_final_line_fits() {
-    let files: Vec<(String, Vec<u8>)> = (0..40)
-        .map(|i| {
-            (
-                format!("f{i:02}.md"),
-                format!("{i} {}", "z".repeat(3000)).into_bytes(),
-            )
-        })
-        .collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_slice()))
-        .collect();
-    let setup = Setup::new(&refs);
+    let files = numbered_files("f", 40, "z", 3000);
+    let setup = Setup::new(&as_refs(&files));
     let daemon = setup.daemon(&[("GIT_DATASOURCE_MAX_RESULT_BYTES", "20000")]);
     let url = setup.url();
     let mut seen = Vec::new();
@@ -364,19 +369,8 @@ fn a_small_budget_splits_the_change_set_and_every_final_line_fits() {
 
 #[test]
 fn a_full_sync_that_needs_several_runs_completes_too() {
-    let files: Vec<(String, Vec<u8>)> = (0..30)
-        .map(|i| {
-            (
-                format!("g{i:02}.md"),
-                format!("{i} {}", "q".repeat(3000)).into_bytes(),
-            )
-        })
-        .collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_slice()))
-        .collect();
-    let setup = Setup::new(&refs);
+    let files = numbered_files("g", 30, "q", 3000);
+    let setup = Setup::new(&as_refs(&files));
     let daemon = setup.daemon(&[("GIT_DATASOURCE_MAX_RESULT_BYTES", "20000")]);
     let url = setup.url();
     documents(&crawl(&daemon, json!({"repo_url": url})));
@@ -409,10 +403,7 @@ fn a_final_message_never_reaches_the_daemons_line_cap() {
     let files: Vec<(String, Vec<u8>)> = (0..8)
         .map(|i| (format!("big{i}.md"), big.clone().into_bytes()))
         .collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_slice()))
-        .collect();
+    let refs = as_refs(&files);
     let setup = Setup::new(&refs);
     let daemon = setup.daemon(&[]);
     let docs = documents(&crawl(&daemon, json!({"repo_url": setup.url()})));
@@ -459,10 +450,7 @@ fn a_failing_storage_or_a_killed_process_records_nothing() {
     let files: Vec<(String, Vec<u8>)> = (0..400)
         .map(|i| (format!("n{i:03}.md"), vec![b'n'; 20_000]))
         .collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_slice()))
-        .collect();
+    let refs = as_refs(&files);
     let other = Setup::new(&refs);
     let mut daemon = other.daemon(&[]);
     let session = daemon.request(

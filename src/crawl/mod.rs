@@ -133,7 +133,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         let started = Instant::now();
         let deadline = started + self.settings.time_budget;
         let hash = identity::config_hash(self.params);
-        let old = state::load(self.store, &hash).await?;
+        let mut old = state::load(self.store, &hash).await?;
         let mut summary = RunSummary {
             config_hash: hash.clone(),
             ..RunSummary::default()
@@ -168,7 +168,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         let (snapshot, failed_before) = match full {
             true => (Entries::new(), Vec::new()),
             false => (
-                self.previous_delivery(&old, &fetched, &filter).await,
+                self.previous_delivery(&mut old, &fetched, &filter).await,
                 old.failed.clone(),
             ),
         };
@@ -178,10 +178,14 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             Some((record, entries)) if !full || record.full => Some(entries),
             _ => None,
         };
-        let mut delivered_before = snapshot.clone();
-        if let Some(carried) = carried {
-            delivered_before.extend(carried.iter().map(|(p, o)| (p.clone(), *o)));
-        }
+        let delivered_before = match carried {
+            Some(carried) => {
+                let mut overlaid = snapshot.clone();
+                overlaid.extend(carried.iter().map(|(p, o)| (p.clone(), *o)));
+                std::borrow::Cow::Owned(overlaid)
+            }
+            None => std::borrow::Cow::Borrowed(&snapshot),
+        };
         let plan = plan::plan(&listing.files, &delivered_before, &snapshot, &failed_before);
         summary.total = plan.candidates.len();
         summary.deleted = plan.deleted.clone();
@@ -362,16 +366,17 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         Ok(())
     }
 
-    /// The snapshot; or, with only the Python plugin's `git_sha`, that commit's tree when it
-    /// can still be fetched; else nothing (a full sync).
+    /// The snapshot (taken out of `old`, whose records alone are needed later); or, with only
+    /// the Python plugin's `git_sha`, that commit's tree when it can still be fetched; else
+    /// nothing (a full sync).
     async fn previous_delivery(
         &self,
-        old: &SyncState,
+        old: &mut SyncState,
         fetched: &Arc<Fetched>,
         filter: &git::PathFilter,
     ) -> Entries {
-        if let Some((_, entries)) = &old.snapshot {
-            return entries.clone();
+        if let Some((_, entries)) = old.snapshot.as_mut() {
+            return std::mem::take(entries);
         }
         let Some(previous) = old.last_commit.clone() else {
             return Entries::new();
