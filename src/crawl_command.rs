@@ -12,6 +12,8 @@ use crate::crawl::state::{StateError, StateStore};
 use crate::crawl::{result_budget, Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
 use crate::credentials::Credentials;
 use crate::git::{FetchSettings, GitClient, RepoCache};
+use crate::mirror::api::KnowledgeApi;
+use crate::mirror::{cleanup, watcher::shorten, Mirror};
 use crate::protocol::stdio;
 
 /// Crawl a repository from the terminal, exactly as the plugin does, with sync state in
@@ -43,6 +45,20 @@ pub struct CrawlCommand {
     /// Print the delivered documents as JSON lines on stdout (the summary goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Mirror into this knowledge base (its id, or its URL): offer only what it lacks and
+    /// delete its stale documents. Needs --dify-api-key.
+    #[arg(long, value_name = "ID")]
+    pub knowledge_base: Option<String>,
+    /// The Knowledge API's base URL.
+    #[arg(
+        long,
+        env = "GIT_DATASOURCE_DIFY_API_URL",
+        default_value = "http://localhost/v1"
+    )]
+    pub dify_api_url: String,
+    /// A Knowledge API key (dataset-…).
+    #[arg(long, env = "GIT_DATASOURCE_DIFY_API_KEY", hide_env_values = true)]
+    pub dify_api_key: Option<String>,
 }
 
 /// `$XDG_CACHE_HOME/git-datasource`, else `~/.cache/git-datasource`.
@@ -59,8 +75,23 @@ impl CrawlCommand {
         let params = CrawlParams::from_json(Some(&serde_json::json!({
             "repo_url": self.repo, "branch": self.branch, "subdir": self.subdir, "extensions": self.extensions,
             "include": self.include, "exclude": self.exclude, "sync_mode": if self.full { "full" } else { "incremental" },
+            "knowledge_base_id": self.knowledge_base.clone().unwrap_or_default(),
         })))
         .map_err(CrawlError::Params)?;
+        let mirror = match (&params.knowledge_base_id, &self.dify_api_key) {
+            (Some(dataset), Some(key)) if !key.trim().is_empty() => Some(Mirror {
+                api: KnowledgeApi::new(&self.dify_api_url, key)
+                    .map_err(|problem| CrawlError::Params(vec![problem]))?,
+                dataset: dataset.clone(),
+                memory: None,
+            }),
+            (Some(_), _) => {
+                return Err(CrawlError::Params(vec![
+                    "--knowledge-base needs a Knowledge API key: --dify-api-key or GIT_DATASOURCE_DIFY_API_KEY".into(),
+                ]))
+            }
+            _ => None,
+        };
         let credentials = Credentials {
             access_token: std::env::var("GIT_DATASOURCE_TOKEN").unwrap_or_default(),
             username: std::env::var("GIT_DATASOURCE_USERNAME").unwrap_or_default(),
@@ -68,6 +99,7 @@ impl CrawlCommand {
             ssh_passphrase: std::env::var("GIT_DATASOURCE_SSH_PASSPHRASE").unwrap_or_default(),
             ssh_known_hosts: read_env_file("GIT_DATASOURCE_KNOWN_HOSTS_FILE"),
             ca_certificate: read_env_file("GIT_DATASOURCE_CA_FILE"),
+            ..Credentials::default()
         };
         let cache = match std::env::var_os("GIT_DATASOURCE_CACHE_DIR") {
             Some(_) => RepoCache::from_env(),
@@ -95,10 +127,22 @@ impl CrawlCommand {
             sink: &sink,
             client,
             settings: &crawl_settings,
+            mirror: mirror.as_ref(),
         };
         let summary = crawl.run().await;
         sink.bar.finish_and_clear();
-        summary
+        let mut summary = summary?;
+        if let (Some(mirror), Some(outcome)) = (&mirror, summary.mirror.as_mut()) {
+            // No background watcher here: delete what can go now; the next run does the rest.
+            let deletions = std::mem::take(&mut outcome.plan.delete);
+            outcome.cleanup =
+                cleanup::delete_all(&mirror.api, &mirror.dataset, deletions, &mut outcome.record)
+                    .await;
+            mirror
+                .remember(&store, &summary.config_hash, &mut outcome.record)
+                .await;
+        }
+        Ok(summary)
     }
 }
 
@@ -160,10 +204,59 @@ pub fn describe(summary: &RunSummary) -> String {
             renames.join(", ")
         ));
     }
+    if let Some(mirror) = &summary.mirror {
+        out.push_str(&describe_mirror(mirror));
+    }
     out.push_str(&format!(
         "time: fetch {:.2?}, plan {:.2?}, read {:.2?}, record {:.2?}\n",
         summary.fetch_time, summary.plan_time, summary.read_time, summary.record_time
     ));
+    out
+}
+
+fn describe_mirror(mirror: &crate::mirror::MirrorOutcome) -> String {
+    let plan = &mirror.plan;
+    let report = &mirror.cleanup;
+    let mut out = format!(
+        "knowledge base: {} documents of this repository; kept {}, offered {}, deleted {}, \
+         still indexing {} ({} API requests to list, {:.2?})\n",
+        plan.ours,
+        plan.kept,
+        mirror.offered.len(),
+        report.deleted.len(),
+        plan.indexing,
+        mirror.requests,
+        mirror.listing_time,
+    );
+    let paths = |list: &[crate::mirror::plan::Deletion]| {
+        let paths: Vec<&str> = list.iter().map(|d| d.path.as_str()).collect();
+        shorten(&paths)
+    };
+    if !report.deleted.is_empty() {
+        out.push_str(&format!("deleted: {}\n", paths(&report.deleted)));
+    }
+    if !plan.held.is_empty() {
+        out.push_str(&format!(
+            "NOT deleted: {} documents of files gone from the branch, more than half of this \
+             repository's documents (a wrong branch or filter?); run with --full to allow it: {}\n",
+            plan.held.len(),
+            paths(&plan.held)
+        ));
+    }
+    if !report.archived.is_empty() {
+        out.push_str(&format!(
+            "archived, left alone: {}\n",
+            paths(&report.archived)
+        ));
+    }
+    if !report.failed.is_empty() {
+        let failed: Vec<crate::mirror::plan::Deletion> =
+            report.failed.iter().map(|(d, _)| d.clone()).collect();
+        out.push_str(&format!(
+            "delete failed (retried next run): {}\n",
+            paths(&failed)
+        ));
+    }
     out
 }
 

@@ -14,7 +14,14 @@ pub struct Credentials {
     pub ssh_passphrase: String,
     pub ssh_known_hosts: String,
     pub ca_certificate: String,
+    /// The Knowledge API's base URL (empty: [`DEFAULT_DIFY_API_URL`]).
+    pub dify_api_url: String,
+    /// A Knowledge API key (`dataset-…`); mirroring is on when it and a knowledge base id are set.
+    pub dify_api_key: String,
 }
+
+/// Dify's API as the plugin daemon's container reaches it in Dify's docker compose.
+pub const DEFAULT_DIFY_API_URL: &str = "http://api:5001/v1";
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -26,6 +33,8 @@ impl fmt::Debug for Credentials {
             .field("ssh_passphrase", &given(&self.ssh_passphrase))
             .field("ssh_known_hosts", &given(&self.ssh_known_hosts))
             .field("ca_certificate", &given(&self.ca_certificate))
+            .field("dify_api_url", &given(&self.dify_api_url))
+            .field("dify_api_key", &given(&self.dify_api_key))
             .finish()
     }
 }
@@ -43,13 +52,15 @@ impl fmt::Display for CredentialProblem {
     }
 }
 
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 8] = [
     "access_token",
     "username",
     "ssh_private_key",
     "ssh_passphrase",
     "ssh_known_hosts",
     "ca_certificate",
+    "dify_api_url",
+    "dify_api_key",
 ];
 
 impl Credentials {
@@ -82,7 +93,7 @@ impl Credentials {
                 String::new()
             }
         };
-        let [access_token, username, ssh_private_key, ssh_passphrase, ssh_known_hosts, ca_certificate] =
+        let [access_token, username, ssh_private_key, ssh_passphrase, ssh_known_hosts, ca_certificate, dify_api_url, dify_api_key] =
             FIELDS.map(&mut read);
         if !problems.is_empty() {
             return Err(problems);
@@ -94,7 +105,17 @@ impl Credentials {
             ssh_passphrase,
             ssh_known_hosts,
             ca_certificate,
+            dify_api_url: dify_api_url.trim().to_string(),
+            dify_api_key: dify_api_key.trim().to_string(),
         })
+    }
+
+    /// The Knowledge API base URL to use.
+    pub fn api_url(&self) -> &str {
+        match self.dify_api_url.is_empty() {
+            true => DEFAULT_DIFY_API_URL,
+            false => &self.dify_api_url,
+        }
     }
 
     /// Checks the format of every given field; an empty list means all is well.
@@ -134,6 +155,30 @@ impl Credentials {
             if let Err(message) = check_certificates(&self.ca_certificate) {
                 problem("ca_certificate", message);
             }
+        }
+        if let Err(message) = crate::mirror::api::normalize_base(self.api_url()) {
+            problem("dify_api_url", message);
+        }
+        let key = &self.dify_api_key;
+        if key.chars().any(char::is_whitespace) {
+            problem(
+                "dify_api_key",
+                "contains spaces or line breaks; paste only the key".into(),
+            );
+        } else if key.starts_with("app-") {
+            problem(
+                "dify_api_key",
+                "is an app API key; mirroring needs a Knowledge API key (Knowledge → API → API \
+                 Key, it starts with dataset-)"
+                    .into(),
+            );
+        } else if !key.is_empty() && !key.starts_with("dataset-") {
+            problem(
+                "dify_api_key",
+                "is not a Knowledge API key; create one under Knowledge → API → API Key (it \
+                 starts with dataset-)"
+                    .into(),
+            );
         }
         problems
     }

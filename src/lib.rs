@@ -6,5 +6,6 @@ pub mod credentials;
 pub mod declaration;
 pub mod git;
 pub mod handlers;
+pub mod mirror;
 pub mod package;
 pub mod protocol;

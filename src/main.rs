@@ -197,7 +197,7 @@ fn serve() -> i32 {
     let method = var("INSTALL_METHOD").unwrap_or_else(|| "local".into());
     let runtime = runtime();
     let git = GitClient::new(RepoCache::from_env(), FetchSettings::from_env());
-    let handler = Arc::new(PluginHandler { git: Arc::new(git) });
+    let handler = Arc::new(PluginHandler::new(git));
     let result = runtime.block_on(async {
         match method.trim() {
             "local" | "" => stdio::serve(handler, &settings).await,

@@ -75,6 +75,7 @@ mod tests {
             include: include.into(),
             exclude: exclude.into(),
             sync_mode: SyncMode::Incremental,
+            knowledge_base_id: None,
         }
     }
 

@@ -19,6 +19,8 @@ use crate::git::{
     self, BlobRead, FetchRequest, Fetched, GitClient, GitError, HostKeyStore, MemoryHostKeys,
     SkipReason,
 };
+use crate::mirror::api::ApiError;
+use crate::mirror::{Mirror, MirrorOutcome};
 use deliver::{Delivery, Document, Fit};
 use params::{CrawlParams, SyncMode};
 use snapshot::Entries;
@@ -94,6 +96,8 @@ pub enum CrawlError {
     State(#[from] StateError),
     #[error("sending the result failed: {0}")]
     Output(String),
+    #[error("mirroring into the knowledge base: {0}")]
+    Mirror(ApiError),
 }
 
 /// What a run did, for logs and the command line.
@@ -113,6 +117,8 @@ pub struct RunSummary {
     /// False when the change set did not fit: the next run continues it.
     pub complete: bool,
     pub unchanged: bool,
+    /// With mirroring: what the knowledge base held and what to delete.
+    pub mirror: Option<MirrorOutcome>,
     pub fetch_time: Duration,
     pub plan_time: Duration,
     pub read_time: Duration,
@@ -126,6 +132,8 @@ pub struct Crawl<'a, S: StateStore, K: CrawlSink> {
     pub sink: &'a K,
     pub client: Arc<GitClient>,
     pub settings: &'a CrawlSettings,
+    /// The knowledge base to mirror into, when configured.
+    pub mirror: Option<&'a Mirror>,
 }
 
 impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
@@ -146,15 +154,30 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         summary.fetch_time = started.elapsed();
 
         let full = self.params.sync_mode == SyncMode::Full;
-        let settled = old.last_commit.as_deref() == Some(commit.as_str())
-            && old.pending.is_none()
-            && old.failed.is_empty();
+        let mut mirror = self.list_knowledge_base(&hash).await?;
+        let settled = match &mirror {
+            Some(mirror) => mirror.unchanged && mirror.record.settled.as_ref() == Some(&commit),
+            None => {
+                old.last_commit.as_deref() == Some(commit.as_str())
+                    && old.pending.is_none()
+                    && old.failed.is_empty()
+            }
+        };
         if !full && settled {
             self.sink
                 .finish(Delivery::new(usize::MAX).into_final_message(0, 0))
                 .await?;
             summary.complete = true;
             summary.unchanged = true;
+            if let (Some(target), Some(outcome)) = (self.mirror, mirror.as_mut()) {
+                if !outcome.record.stored {
+                    // What a watcher learned lives in memory only until a crawl stores it.
+                    target
+                        .remember(self.store, &hash, &mut outcome.record)
+                        .await;
+                }
+            }
+            summary.mirror = mirror;
             return Ok(summary);
         }
 
@@ -186,7 +209,13 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             }
             None => std::borrow::Cow::Borrowed(&snapshot),
         };
-        let plan = plan::plan(&listing.files, &delivered_before, &snapshot, &failed_before);
+        let mut plan = plan::plan(&listing.files, &delivered_before, &snapshot, &failed_before);
+        if let Some(mirror) = mirror.as_mut() {
+            let skipped = mirror.record.skipped_entries();
+            mirror.plan =
+                crate::mirror::plan::plan(&listing.files, &mirror.record.docs, &skipped, full);
+            plan.candidates = mirror.plan.offer.clone();
+        }
         summary.total = plan.candidates.len();
         summary.deleted = plan.deleted.clone();
         summary.renamed = plan.renamed.clone();
@@ -196,6 +225,8 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         let mut delivery = Delivery::new(self.sink.data_budget());
         let mut handled = Entries::new();
         let mut failed_now = Vec::new();
+        let mut skipped_now = Entries::new();
+        let mut offered_now = Vec::new();
         let description_head = format!(
             "Repository {}, branch {}, commit {commit}",
             fetched.url.masked(),
@@ -233,7 +264,10 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                             description: &description,
                         };
                         match delivery.try_add(&document) {
-                            Fit::Added => summary.delivered += 1,
+                            Fit::Added => {
+                                summary.delivered += 1;
+                                offered_now.push((file.path.clone(), file.oid));
+                            }
                             Fit::Full => {
                                 stopped = true;
                                 break 'batches;
@@ -242,6 +276,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                                 let (size, limit) =
                                     (text.len() as u64, self.sink.data_budget() as u64);
                                 skip(&mut summary, &SkipReason::TooLarge { size, limit });
+                                skipped_now.insert(file.path.clone(), file.oid);
                             }
                         }
                         handled.insert(file.path.clone(), file.oid);
@@ -249,6 +284,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                     BlobRead::Skipped(reason) => {
                         skip(&mut summary, &reason);
                         handled.insert(file.path.clone(), file.oid);
+                        skipped_now.insert(file.path.clone(), file.oid);
                     }
                     BlobRead::Failed(why) => {
                         tracing::warn!("reading {} failed: {why}", file.path);
@@ -298,9 +334,93 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             pending.extend(handled);
             state::save_pending(self.store, &hash, &commit, &pending, &failed, &old, full).await?;
         }
+        if let Some(mut mirror) = mirror {
+            let progress = RunProgress {
+                attempted: plan
+                    .candidates
+                    .iter()
+                    .take(summary.attempted)
+                    .map(|f| f.path.clone())
+                    .collect(),
+                skipped: skipped_now,
+                offered: offered_now,
+                finished: summary.complete && failed_now.is_empty(),
+            };
+            self.remember_mirror(&hash, &commit, &listing.files, progress, &mut mirror)
+                .await;
+            summary.mirror = Some(mirror);
+        }
         summary.failed = failed_now;
         summary.record_time = record_started.elapsed();
         Ok(summary)
+    }
+
+    /// With mirroring on, the knowledge base's documents (reading only what changed since
+    /// the remembered list). A configuration error fails the run; a passing fault falls
+    /// back to plugin-storage state and deletes nothing.
+    async fn list_knowledge_base(&self, hash: &str) -> Result<Option<MirrorOutcome>, CrawlError> {
+        let Some(mirror) = self.mirror else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let known = mirror.remembered(self.store, hash).await;
+        match mirror.list(hash, known.as_ref()).await {
+            Ok(listing) => {
+                let mut record = known.unwrap_or_default();
+                if !listing.unchanged {
+                    record.docs = listing.docs;
+                    record.total = listing.total;
+                }
+                Ok(Some(MirrorOutcome {
+                    record,
+                    requests: listing.requests,
+                    listing_time: started.elapsed(),
+                    unchanged: listing.unchanged,
+                    ..MirrorOutcome::default()
+                }))
+            }
+            Err(error) if error.is_configuration() => Err(CrawlError::Mirror(error)),
+            Err(error) => {
+                tracing::warn!(
+                    "mirror: {error}; this run delivers from plugin storage state and deletes nothing"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Keeps what the next run needs: the permanent skips still in the branch, and the
+    /// commit when nothing was left to do.
+    async fn remember_mirror(
+        &self,
+        hash: &str,
+        commit: &str,
+        files: &[git::FileEntry],
+        progress: RunProgress,
+        mirror: &mut MirrorOutcome,
+    ) {
+        let mut skipped = mirror.record.skipped_entries();
+        skipped.retain(|path, _| !progress.attempted.contains(path));
+        skipped.extend(progress.skipped);
+        let current: std::collections::BTreeMap<&str, git2::Oid> =
+            files.iter().map(|f| (f.path.as_str(), f.oid)).collect();
+        skipped.retain(|path, oid| current.get(path.as_str()) == Some(oid));
+        mirror.record.skipped = skipped
+            .iter()
+            .map(|(path, oid)| (path.clone(), oid.to_string()))
+            .collect();
+        let planned = &mirror.plan;
+        let nothing_left = progress.finished
+            && progress.offered.is_empty()
+            && planned.delete.is_empty()
+            && planned.held.is_empty()
+            && planned.indexing == 0;
+        mirror.record.settled = nothing_left.then(|| commit.to_string());
+        mirror.offered = progress.offered;
+        mirror.files = files.to_vec();
+        if let Some(target) = self.mirror {
+            target.remember(self.store, hash, &mut mirror.record).await;
+        }
     }
 
     /// Fetches on a blocking thread, reporting progress at least every 10 s meanwhile.
@@ -414,6 +534,17 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             }
         }
     }
+}
+
+/// What the read loop did, for the mirror record.
+struct RunProgress {
+    attempted: std::collections::BTreeSet<String>,
+    /// Files skipped for good (binary, too large, …).
+    skipped: Entries,
+    /// `(path, blob)` of every document in the final message.
+    offered: Vec<(String, git2::Oid)>,
+    /// Every candidate was attempted and none failed.
+    finished: bool,
 }
 
 fn skip(summary: &mut RunSummary, reason: &SkipReason) {

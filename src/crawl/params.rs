@@ -22,6 +22,8 @@ pub struct CrawlParams {
     pub include: String,
     pub exclude: String,
     pub sync_mode: SyncMode,
+    /// The knowledge base to mirror into (a normalized id), when given.
+    pub knowledge_base_id: Option<String>,
 }
 
 impl CrawlParams {
@@ -56,6 +58,7 @@ impl CrawlParams {
         let include = text("include");
         let exclude = text("exclude");
         let mode = text("sync_mode");
+        let knowledge_base = text("knowledge_base_id");
         if repo_url.is_empty() {
             problems.push(
                 "repo_url is missing: set the repository URL in the datasource node (or map it to a \
@@ -76,6 +79,12 @@ impl CrawlParams {
         if let Err(error) = PathFilter::new(&subdir, &extensions, &include, &exclude) {
             problems.push(error.0);
         }
+        let knowledge_base_id = match knowledge_base.as_str() {
+            "" => None,
+            given => crate::mirror::parse_knowledge_base_id(given)
+                .map_err(|problem| problems.push(problem))
+                .ok(),
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -91,6 +100,7 @@ impl CrawlParams {
             include,
             exclude,
             sync_mode,
+            knowledge_base_id,
         })
     }
 

@@ -5,9 +5,13 @@ use std::sync::Arc;
 
 use crate::crawl::params::CrawlParams;
 use crate::crawl::state::{StateError, StateStore};
-use crate::crawl::{result_budget, Crawl, CrawlError, CrawlSettings, CrawlSink};
+use crate::crawl::{result_budget, Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
 use crate::credentials::Credentials;
 use crate::git::GitClient;
+use crate::handlers::MirrorProcess;
+use crate::mirror::api::KnowledgeApi;
+use crate::mirror::watcher::Watch;
+use crate::mirror::{Mirror, WatchSettings};
 use crate::protocol::stdio::DEFAULT_LINE_CAP;
 use crate::protocol::storage::Storage;
 use crate::protocol::{ErrorPayload, Request, Session};
@@ -16,6 +20,7 @@ pub async fn handle(
     request: &Request,
     session: &Session,
     client: Arc<GitClient>,
+    mirrors: &MirrorProcess,
 ) -> Result<(), ErrorPayload> {
     let params = CrawlParams::from_json(request.fields.get("datasource_parameters")).map_err(
         |problems| {
@@ -33,6 +38,19 @@ pub async fn handle(
             let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
             ErrorPayload::new("CredentialsValidateFailedError", listed.join("; "))
         })?;
+    let mirror = mirror_target(&params, &credentials, mirrors)?;
+    let watch_key = mirror.as_ref().map(|m| {
+        format!(
+            "{}|{}|{}",
+            m.api.shown_base(),
+            m.dataset,
+            crate::crawl::identity::config_hash(&params)
+        )
+    });
+    if let Some(key) = &watch_key {
+        // The previous watcher's view of the branch is about to be out of date.
+        mirrors.watchers.stop(key);
+    }
     let store = SessionStore(session.storage());
     let sink = SessionSink {
         session: session.clone(),
@@ -45,6 +63,7 @@ pub async fn handle(
         sink: &sink,
         client,
         settings: &settings,
+        mirror: mirror.as_ref(),
     };
     match crawl.run().await {
         Ok(summary) => {
@@ -61,10 +80,85 @@ pub async fn handle(
                 "crawl of {} finished",
                 summary.config_hash
             );
+            if let (Some(mirror), Some(key)) = (mirror, watch_key) {
+                watch(mirror, key, summary, &params, mirrors);
+            }
             Ok(())
         }
         Err(error) => Err(error_payload(&error)),
     }
+}
+
+/// The knowledge base to mirror into: on when both the key and the id are given.
+fn mirror_target(
+    params: &CrawlParams,
+    credentials: &Credentials,
+    mirrors: &MirrorProcess,
+) -> Result<Option<Mirror>, ErrorPayload> {
+    let Some(dataset) = params.knowledge_base_id.clone() else {
+        return Ok(None);
+    };
+    if credentials.dify_api_key.is_empty() {
+        tracing::warn!(
+            "knowledge_base_id is set but the authorization has no dify_api_key: mirroring is off"
+        );
+        return Ok(None);
+    }
+    let api = KnowledgeApi::new(credentials.api_url(), &credentials.dify_api_key)
+        .map_err(|problem| ErrorPayload::new("CredentialsValidateFailedError", problem))?;
+    Ok(Some(Mirror {
+        api,
+        dataset,
+        memory: Some(mirrors.memory.clone()),
+    }))
+}
+
+/// Logs what mirroring planned and leaves the deletions and the wait for the import to a
+/// background watcher: the crawl's session ends now.
+fn watch(
+    mirror: Mirror,
+    key: String,
+    summary: RunSummary,
+    params: &CrawlParams,
+    mirrors: &MirrorProcess,
+) {
+    let Some(outcome) = summary.mirror else {
+        return;
+    };
+    let plan = &outcome.plan;
+    tracing::info!(
+        kept = plan.kept,
+        offered = outcome.offered.len(),
+        to_delete = plan.delete.len(),
+        held_back = plan.held.len(),
+        indexing = plan.indexing,
+        requests = outcome.requests,
+        unchanged = outcome.unchanged,
+        "mirror of {} in knowledge base {}",
+        summary.config_hash,
+        mirror.dataset
+    );
+    if !plan.held.is_empty() {
+        let paths: Vec<&str> = plan.held.iter().map(|d| d.path.as_str()).collect();
+        tracing::warn!(
+            "mirror: not deleting {} documents of files gone from the branch, more than half of \
+             this configuration's {} documents (a wrong branch or filter?): {}; run once with \
+             sync_mode full to allow it",
+            paths.len(),
+            plan.ours,
+            crate::mirror::watcher::shorten(&paths)
+        );
+    }
+    let full = params.sync_mode == crate::crawl::params::SyncMode::Full;
+    let watch = Watch::after_crawl(
+        mirror,
+        &summary.config_hash,
+        &summary.commit,
+        outcome,
+        full,
+        WatchSettings::from_env(),
+    );
+    mirrors.watchers.start(key, watch);
 }
 
 fn error_payload(error: &CrawlError) -> ErrorPayload {
@@ -82,6 +176,7 @@ fn error_payload(error: &CrawlError) -> ErrorPayload {
         },
         CrawlError::State(_) => "PluginStorageError",
         CrawlError::Output(_) => "InternalError",
+        CrawlError::Mirror(_) => "DifyApiError",
     };
     let mut payload = ErrorPayload::new(error_type, error.to_string());
     if let CrawlError::Git(git) = error {

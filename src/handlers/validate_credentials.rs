@@ -1,14 +1,19 @@
-//! `validate_datasource_credentials`: checks every credential's format and answers
-//! `{"result": true}`, or an error that names each field and its fix.
+//! `validate_datasource_credentials`: checks every credential's format, and a Knowledge API
+//! key against the API, and answers `{"result": true}`, or an error that names each field
+//! and its fix.
 
 use serde_json::json;
 
-use crate::credentials::Credentials;
+use crate::credentials::{CredentialProblem, Credentials};
+use crate::mirror::api::{ApiErrorKind, KnowledgeApi};
 use crate::protocol::{ErrorPayload, Request, Session};
 
 pub async fn handle(request: &Request, session: &Session) -> Result<(), ErrorPayload> {
     let problems = match Credentials::from_request(request.fields.get("credentials")) {
-        Ok(credentials) => credentials.problems(),
+        Ok(credentials) => match credentials.problems() {
+            problems if problems.is_empty() => check_api_key(&credentials).await,
+            problems => problems,
+        },
         Err(problems) => problems,
     };
     if problems.is_empty() {
@@ -27,4 +32,30 @@ pub async fn handle(request: &Request, session: &Session) -> Result<(), ErrorPay
         error = error.with_arg(problem.field, problem.message.clone());
     }
     Err(error)
+}
+
+/// With a Knowledge API key: proves it against the API (reading nothing).
+async fn check_api_key(credentials: &Credentials) -> Vec<CredentialProblem> {
+    if credentials.dify_api_key.is_empty() {
+        return Vec::new();
+    }
+    let checked = match KnowledgeApi::new(credentials.api_url(), &credentials.dify_api_key) {
+        Ok(api) => api.check_key().await,
+        Err(message) => {
+            return vec![CredentialProblem {
+                field: "dify_api_url",
+                message,
+            }]
+        }
+    };
+    match checked {
+        Ok(()) => Vec::new(),
+        Err(error) => vec![CredentialProblem {
+            field: match error.kind {
+                ApiErrorKind::Unauthorized => "dify_api_key",
+                _ => "dify_api_url",
+            },
+            message: error.message,
+        }],
+    }
 }

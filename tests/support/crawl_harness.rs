@@ -9,6 +9,7 @@ use git_datasource::crawl::state::{StateError, StateStore};
 use git_datasource::crawl::{Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
 use git_datasource::credentials::Credentials;
 use git_datasource::git::{FetchSettings, GitClient, RepoCache};
+use git_datasource::mirror::Mirror;
 use serde_json::Value;
 
 #[derive(Default, Clone)]
@@ -100,6 +101,18 @@ pub fn run(
     client: Arc<GitClient>,
     settings: &CrawlSettings,
 ) -> Result<RunSummary, CrawlError> {
+    run_mirrored(params, store, sink, client, settings, None)
+}
+
+/// One run in a fresh async runtime, mirroring into a knowledge base when given.
+pub fn run_mirrored(
+    params: &CrawlParams,
+    store: &MemoryStore,
+    sink: &CaptureSink,
+    client: Arc<GitClient>,
+    settings: &CrawlSettings,
+    mirror: Option<&Mirror>,
+) -> Result<RunSummary, CrawlError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -113,6 +126,7 @@ pub fn run(
             sink,
             client,
             settings,
+            mirror,
         }
         .run(),
     )

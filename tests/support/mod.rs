@@ -6,3 +6,5 @@ pub mod daemon_rules;
 pub mod fake_daemon;
 pub mod git_servers;
 pub mod keys;
+pub mod knowledge_api;
+pub mod mirror_scenario;

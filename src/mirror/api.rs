@@ -1,0 +1,350 @@
+//! A client of Dify's Knowledge (dataset) Service API: list a knowledge base's documents a
+//! page at a time, delete one, and check a key. Errors name the endpoint and the status,
+//! never the key; 429 and 5xx are retried with backoff.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Dify answers at most this many documents per page, whatever `limit` says.
+pub const MAX_PAGE: usize = 100;
+/// Tries of one call when the API answers 429/5xx or cannot be reached.
+const ATTEMPTS: u32 = 4;
+/// An id no knowledge base has: asking for it proves a key without reading anything.
+const NIL_ID: &str = "00000000-0000-0000-0000-000000000000";
+const COMPOSE_HINT: &str = "from the plugin daemon's container Dify's API is usually \
+     http://api:5001/v1 (docker compose); the URL the browser shows (e.g. http://localhost/v1) \
+     does not work there";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiErrorKind {
+    /// No answer: connection refused, DNS, timeout.
+    Unreachable,
+    /// 401: the key is wrong (or not a Knowledge API key).
+    Unauthorized,
+    /// 404 `Dataset not found.`: no such knowledge base in the key's workspace.
+    NoKnowledgeBase,
+    /// 403 `Dataset api access is not enabled.`
+    ApiDisabled,
+    /// Any other answer (429/5xx after the retries, a malformed body).
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ApiErrorKind,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl ApiError {
+    /// A problem the user must fix in the configuration (as opposed to a passing fault).
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self.kind,
+            ApiErrorKind::Unauthorized | ApiErrorKind::NoKnowledgeBase | ApiErrorKind::ApiDisabled
+        )
+    }
+}
+
+/// One page of `GET /datasets/{id}/documents`.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    pub data: Vec<RawDocument>,
+    pub total: usize,
+}
+
+/// A document as the list returns it; only the fields mirroring reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawDocument {
+    pub id: String,
+    #[serde(default)]
+    pub data_source_info: Option<serde_json::Value>,
+    #[serde(default)]
+    pub indexing_status: Option<String>,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub created_at: i64,
+    #[serde(default)]
+    pub position: i64,
+}
+
+/// What a delete ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Done,
+    /// 404: someone (or an earlier try) deleted it already.
+    AlreadyGone,
+    /// 403 `archived_document_immutable`: archived documents are left alone.
+    Archived,
+}
+
+#[derive(Clone)]
+pub struct KnowledgeApi {
+    http: reqwest::Client,
+    /// The base URL up to and including `/v1`, without a trailing slash.
+    base: String,
+    /// The base with any user-info removed, for messages.
+    shown: String,
+    key: String,
+    retry_base: Duration,
+}
+
+impl std::fmt::Debug for KnowledgeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnowledgeApi")
+            .field("base", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks and normalizes an API base URL: http(s) only; a URL with no path gets `/v1`.
+pub fn normalize_base(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    let parsed = reqwest::Url::parse(url).map_err(|_| {
+        "dify_api_url must be a URL such as http://api:5001/v1 (the Knowledge API's base URL)"
+            .to_string()
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err("dify_api_url must start with http:// or https:// and name a host".into());
+    }
+    let mut base = url.trim_end_matches('/').to_string();
+    if parsed.path().trim_matches('/').is_empty() {
+        base.push_str("/v1");
+    }
+    Ok(base)
+}
+
+fn without_user_info(base: &str) -> String {
+    match reqwest::Url::parse(base) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.as_str().trim_end_matches('/').to_string()
+        }
+        Err(_) => "<invalid URL>".into(),
+    }
+}
+
+impl KnowledgeApi {
+    /// `base_url` as the user typed it (normalized here) and a `dataset-…` key.
+    /// `GIT_DATASOURCE_DIFY_RETRY_MS` sets the first backoff (default 500 ms, doubling).
+    pub fn new(base_url: &str, key: &str) -> Result<Self, String> {
+        let base = normalize_base(base_url)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| format!("the HTTP client could not start: {e}"))?;
+        let retry_base = std::env::var("GIT_DATASOURCE_DIFY_RETRY_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_millis(500));
+        Ok(KnowledgeApi {
+            http,
+            shown: without_user_info(&base),
+            base,
+            key: key.trim().to_string(),
+            retry_base,
+        })
+    }
+
+    /// The base URL as it may be shown (no user-info).
+    pub fn shown_base(&self) -> &str {
+        &self.shown
+    }
+
+    /// Proves the key with a call that reads nothing: a knowledge base no one has.
+    pub async fn check_key(&self) -> Result<(), ApiError> {
+        let path = format!("/datasets/{NIL_ID}");
+        match self.call(reqwest::Method::GET, &path, "").await {
+            Err(error) if error.kind == ApiErrorKind::NoKnowledgeBase => Ok(()),
+            Err(error) => Err(error),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// One page of the knowledge base's documents, newest first.
+    pub async fn list(&self, dataset: &str, page: usize, limit: usize) -> Result<Page, ApiError> {
+        let path = format!("/datasets/{dataset}/documents");
+        let query = format!("?page={page}&limit={}", limit.clamp(1, MAX_PAGE));
+        let body = self.call(reqwest::Method::GET, &path, &query).await?;
+        serde_json::from_slice(&body).map_err(|e| ApiError {
+            kind: ApiErrorKind::Other,
+            status: Some(200),
+            message: format!("GET {path}: the answer is not a document list: {e}"),
+        })
+    }
+
+    pub async fn delete(&self, dataset: &str, document: &str) -> Result<Deleted, ApiError> {
+        let path = format!("/datasets/{dataset}/documents/{document}");
+        match self.call(reqwest::Method::DELETE, &path, "").await {
+            Ok(_) => Ok(Deleted::Done),
+            Err(e) if e.status == Some(404) => Ok(Deleted::AlreadyGone),
+            Err(e) if e.status == Some(403) && e.kind != ApiErrorKind::ApiDisabled => {
+                Ok(Deleted::Archived)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One call with retries; the body of a 2xx answer.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &str,
+    ) -> Result<Vec<u8>, ApiError> {
+        let endpoint = format!("{method} {path}");
+        let mut delay = self.retry_base;
+        let mut attempt = 1;
+        loop {
+            let sent = self
+                .http
+                .request(method.clone(), format!("{}{path}{query}", self.base))
+                .bearer_auth(&self.key)
+                .send()
+                .await;
+            let error = match sent {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|s| Duration::from_secs(s.min(30)));
+                    match response.bytes().await {
+                        Ok(body) if (200..300).contains(&status) => return Ok(body.to_vec()),
+                        Ok(body) => {
+                            let error = self.status_error(&endpoint, status, &body);
+                            if status == 429 || status >= 500 {
+                                delay = retry_after.unwrap_or(delay);
+                                error
+                            } else {
+                                return Err(error);
+                            }
+                        }
+                        Err(e) => self.unreachable(&endpoint, &e),
+                    }
+                }
+                Err(e) => self.unreachable(&endpoint, &e),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(error);
+            }
+            tracing::debug!("{endpoint}: {error}; trying again in {delay:?}");
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            attempt += 1;
+        }
+    }
+
+    fn unreachable(&self, endpoint: &str, error: &reqwest::Error) -> ApiError {
+        let why = if error.is_timeout() {
+            "no answer in time".to_string()
+        } else if error.is_connect() {
+            "connection failed".to_string()
+        } else {
+            // reqwest's own text names the URL; ours names only the endpoint.
+            "the connection broke".to_string()
+        };
+        ApiError {
+            kind: ApiErrorKind::Unreachable,
+            status: None,
+            message: format!(
+                "{endpoint}: cannot reach the Dify API at {} ({why}); {COMPOSE_HINT}",
+                self.shown
+            ),
+        }
+    }
+
+    fn status_error(&self, endpoint: &str, status: u16, body: &[u8]) -> ApiError {
+        #[derive(Deserialize, Default)]
+        struct Envelope {
+            #[serde(default)]
+            code: String,
+            #[serde(default)]
+            message: String,
+        }
+        let envelope: Envelope = serde_json::from_slice(body).unwrap_or_default();
+        let said: String = envelope.message.chars().take(200).collect();
+        let (kind, message) = match (status, envelope.code.as_str()) {
+            (401, _) => (
+                ApiErrorKind::Unauthorized,
+                format!(
+                    "{endpoint} answered 401: the Dify API does not accept the Knowledge API key; \
+                     create one in Dify under Knowledge → API (it starts with dataset-) and paste \
+                     it into the authorization's dify_api_key"
+                ),
+            ),
+            (404, "not_found") if said.starts_with("Dataset not found") => (
+                ApiErrorKind::NoKnowledgeBase,
+                format!(
+                    "{endpoint} answered 404: no such knowledge base in the key's workspace; copy \
+                     the id from the knowledge base's URL (…/datasets/<id>/documents)"
+                ),
+            ),
+            (403, _) if said.contains("api access is not enabled") => (
+                ApiErrorKind::ApiDisabled,
+                format!(
+                    "{endpoint} answered 403: API access is switched off for this knowledge \
+                     base; switch it on under the knowledge base's API Access"
+                ),
+            ),
+            (404, _) if envelope.code.is_empty() => (
+                ApiErrorKind::Other,
+                format!(
+                    "{endpoint} answered 404 without a Dify error: {} is not Dify's Knowledge API \
+                     (it usually ends in /v1)",
+                    self.shown
+                ),
+            ),
+            _ => (
+                ApiErrorKind::Other,
+                format!("{endpoint} answered {status} {}: {said}", envelope.code),
+            ),
+        };
+        ApiError {
+            kind,
+            status: Some(status),
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            normalize_base("http://api:5001").unwrap(),
+            "http://api:5001/v1"
+        );
+        assert_eq!(
+            normalize_base("http://api:5001/").unwrap(),
+            "http://api:5001/v1"
+        );
+        assert_eq!(
+            normalize_base(" https://dify.example.com/v1/ ").unwrap(),
+            "https://dify.example.com/v1"
+        );
+        assert!(normalize_base("api:5001").is_err());
+        assert!(normalize_base("ftp://x/v1").is_err());
+        assert!(normalize_base("").is_err());
+    }
+
+    #[test]
+    fn shown_urls_carry_no_user_info() {
+        let api =
+            KnowledgeApi::new("https://user:s3cret@dify.example.com/v1", "dataset-x").unwrap();
+        assert_eq!(api.shown_base(), "https://dify.example.com/v1");
+        assert!(!format!("{api:?}").contains("s3cret"));
+        assert!(!format!("{api:?}").contains("dataset-x"));
+    }
+}

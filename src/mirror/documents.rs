@@ -1,0 +1,160 @@
+//! The knowledge base's documents as mirroring sees them: which are ours (their `source_url`
+//! is `git:<config hash>:<path>`), the blob each holds, and where its indexing stands.
+
+use git2::Oid;
+use serde::{Deserialize, Serialize};
+
+use super::api::RawDocument;
+
+/// Where a document's indexing stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DocState {
+    /// `completed` (enabled or not, archived or not).
+    Indexed,
+    /// `waiting`, `parsing`, …, `paused`, or a status we do not know: never deleted.
+    Indexing,
+    /// `error`: counts as absent, and goes once a good copy is indexed.
+    Failed,
+}
+
+impl DocState {
+    pub fn from_status(status: Option<&str>) -> DocState {
+        match status {
+            Some("completed") => DocState::Indexed,
+            Some("error") => DocState::Failed,
+            _ => DocState::Indexing,
+        }
+    }
+
+    /// Indexed or on its way there: the file needs no new document.
+    pub fn is_live(self) -> bool {
+        self != DocState::Failed
+    }
+}
+
+/// One document of the knowledge base: its id, and for ours what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KbDocument {
+    pub id: String,
+    /// `None` for a document another configuration (or someone else) made.
+    pub ours: Option<OurDocument>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OurDocument {
+    pub path: String,
+    /// The blob it holds: from our description, else the git hash of its content.
+    pub blob: Option<String>,
+    pub state: DocState,
+    pub archived: bool,
+    /// Newer documents sort higher: (created_at, position).
+    pub created_at: i64,
+    pub position: i64,
+}
+
+/// The source URL prefix of this configuration's documents.
+pub fn url_prefix(config_hash: &str) -> String {
+    format!("git:{config_hash}:")
+}
+
+/// Reads one listed document; `prefix` is [`url_prefix`].
+pub fn classify(raw: &RawDocument, prefix: &str) -> KbDocument {
+    let info = raw.data_source_info.as_ref();
+    let text = |key: &str| info.and_then(|i| i.get(key)).and_then(|v| v.as_str());
+    let ours = text("source_url")
+        .and_then(|url| url.strip_prefix(prefix))
+        .filter(|path| !path.is_empty())
+        .map(|path| OurDocument {
+            path: path.to_string(),
+            blob: text("description")
+                .and_then(blob_in_description)
+                .or_else(|| text("content").map(|c| content_blob(c).to_string())),
+            state: DocState::from_status(raw.indexing_status.as_deref()),
+            archived: raw.archived,
+            created_at: raw.created_at,
+            position: raw.position,
+        });
+    KbDocument {
+        id: raw.id.clone(),
+        ours,
+    }
+}
+
+/// The blob id our description ends with (`…, blob <40 hex>`).
+pub fn blob_in_description(description: &str) -> Option<String> {
+    let at = description.rfind("blob ")?;
+    let hex = description[at + 5..].trim_end();
+    (hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
+}
+
+/// The git blob id of a text, as `git hash-object` computes it.
+pub fn content_blob(content: &str) -> Oid {
+    Oid::hash_object(git2::ObjectType::Blob, content.as_bytes()).expect("hashing never fails")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(info: serde_json::Value, status: &str) -> RawDocument {
+        serde_json::from_value(json!({
+            "id": "d1", "data_source_info": info, "indexing_status": status,
+            "archived": false, "created_at": 5, "position": 2
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn ours_with_the_blob_from_the_description_or_the_content() {
+        let blob = "0123456789abcdef0123456789abcdef01234567";
+        let doc = classify(
+            &raw(
+                json!({"source_url": "git:h1:docs/a.md", "content": "x",
+                       "description": format!("Repository r, branch main, commit c, blob {blob}")}),
+                "completed",
+            ),
+            &url_prefix("h1"),
+        );
+        let ours = doc.ours.unwrap();
+        assert_eq!(
+            (ours.path.as_str(), ours.state),
+            ("docs/a.md", DocState::Indexed)
+        );
+        assert_eq!(ours.blob.as_deref(), Some(blob));
+
+        // The Python plugin's documents: hash the content like `git hash-object`.
+        let doc = classify(
+            &raw(
+                json!({"source_url": "git:h1:b.md", "content": "hello\n", "description": "b.md"}),
+                "error",
+            ),
+            &url_prefix("h1"),
+        );
+        let ours = doc.ours.unwrap();
+        assert_eq!(
+            ours.blob.as_deref(),
+            Some("ce013625030ba8dba906f756967f9e9ca394464a")
+        );
+        assert_eq!(ours.state, DocState::Failed);
+    }
+
+    #[test]
+    fn others_are_not_ours() {
+        for info in [
+            json!({"source_url": "git:h2:a.md", "content": "x"}),
+            json!({"source_url": "https://example.com", "content": "x"}),
+            json!({"upload_file_id": "f"}),
+            json!(null),
+            json!("text"),
+        ] {
+            assert_eq!(
+                classify(&raw(info, "waiting"), &url_prefix("h1")).ours,
+                None
+            );
+        }
+        assert_eq!(DocState::from_status(Some("parsing")), DocState::Indexing);
+        assert_eq!(DocState::from_status(None), DocState::Indexing);
+    }
+}

@@ -1,0 +1,143 @@
+//! Reading a knowledge base's documents without reading all of them every run. The list is
+//! newest first and reports `total`, and every document carries its whole content twice, so
+//! what an earlier run saw is remembered ([`KbRecord`]) and only the new front of the list
+//! is read: a one-document probe says whether anything changed at all, and pages are read
+//! until they meet a remembered document after which the remembered tail adds up to `total`
+//! and holds nothing still indexing. Anything that does not add up is read in full.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::api::{ApiError, ApiErrorKind, KnowledgeApi, MAX_PAGE};
+use super::documents::{classify, DocState, KbDocument};
+
+/// Whole listings tried when the list changes under the reader.
+const LISTING_TRIES: usize = 3;
+
+/// What mirroring remembers of one knowledge base for one configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KbRecord {
+    /// `total` of the list when it was read.
+    pub total: usize,
+    /// Every document (ours in full, others by id), newest first.
+    pub docs: Vec<KbDocument>,
+    /// The commit at which the plan had nothing left to do.
+    #[serde(default)]
+    pub settled: Option<String>,
+    /// `(path, blob)` of files the crawl skips for good (binary, too large, …).
+    #[serde(default)]
+    pub skipped: Vec<(String, String)>,
+    /// The state store holds this very record.
+    #[serde(skip)]
+    pub stored: bool,
+}
+
+impl KbRecord {
+    /// The permanent skips as (path → blob).
+    pub fn skipped_entries(&self) -> crate::crawl::snapshot::Entries {
+        self.skipped
+            .iter()
+            .filter_map(|(path, blob)| Some((path.clone(), git2::Oid::from_str(blob).ok()?)))
+            .collect()
+    }
+}
+
+/// A fresh view of the knowledge base.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub docs: Vec<KbDocument>,
+    pub total: usize,
+    /// Nothing changed since the remembered record.
+    pub unchanged: bool,
+    pub requests: usize,
+}
+
+/// A remembered document that may still change without showing at the list's front.
+fn unsettled(doc: &KbDocument) -> bool {
+    doc.ours
+        .as_ref()
+        .is_some_and(|o| o.state == DocState::Indexing)
+}
+
+/// Lists the knowledge base's documents, reading only what `known` cannot tell.
+pub async fn list(
+    api: &KnowledgeApi,
+    dataset: &str,
+    prefix: &str,
+    known: Option<&KbRecord>,
+) -> Result<Listing, ApiError> {
+    let probe = api.list(dataset, 1, 1).await?;
+    let mut requests = 1;
+    if let Some(known) = known {
+        let same_front =
+            probe.data.first().map(|d| d.id.as_str()) == known.docs.first().map(|d| d.id.as_str());
+        if same_front && probe.total == known.total && !known.docs.iter().any(unsettled) {
+            return Ok(Listing {
+                docs: known.docs.clone(),
+                total: known.total,
+                unchanged: true,
+                requests,
+            });
+        }
+    }
+    let position: HashMap<&str, usize> = known
+        .map(|k| {
+            k.docs
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.id.as_str(), i))
+                .collect()
+        })
+        .unwrap_or_default();
+    for _ in 0..LISTING_TRIES {
+        let mut fresh: Vec<KbDocument> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut total = None;
+        let mut page = 1;
+        let consistent = loop {
+            let answer = api.list(dataset, page, MAX_PAGE).await?;
+            requests += 1;
+            if total.is_some_and(|t| t != answer.total) {
+                break false;
+            }
+            total = Some(answer.total);
+            let got = answer.data.len();
+            for raw in &answer.data {
+                if seen.insert(raw.id.clone()) {
+                    fresh.push(classify(raw, prefix));
+                }
+            }
+            if let (Some(known), Some(last)) = (known, fresh.last()) {
+                if let Some(&at) = position.get(last.id.as_str()) {
+                    let tail = &known.docs[at + 1..];
+                    if fresh.len() + tail.len() == answer.total && !tail.iter().any(unsettled) {
+                        fresh.extend_from_slice(tail);
+                        break true;
+                    }
+                }
+            }
+            if got < MAX_PAGE || page * MAX_PAGE >= answer.total {
+                break fresh.len() == answer.total;
+            }
+            page += 1;
+        };
+        if consistent {
+            return Ok(Listing {
+                total: fresh.len(),
+                docs: fresh,
+                unchanged: false,
+                requests,
+            });
+        }
+        tracing::debug!("the document list changed while it was read; reading it again");
+    }
+    Err(ApiError {
+        kind: ApiErrorKind::Other,
+        status: None,
+        message: format!(
+            "GET /datasets/{dataset}/documents: the list kept changing while it was read \
+             ({LISTING_TRIES} tries)"
+        ),
+    })
+}

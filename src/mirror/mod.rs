@@ -1,0 +1,178 @@
+//! Mirroring: the knowledge base itself is the sync state. With a Knowledge API key and a
+//! knowledge base id, a crawl lists the knowledge base's documents, offers exactly the files
+//! whose current blob is not there (indexed or indexing), and deletes documents of files the
+//! branch no longer has and copies a newer indexed document replaces; a background watcher
+//! finishes the deletions once the user's import is indexed.
+
+pub mod api;
+pub mod cleanup;
+pub mod documents;
+pub mod listing;
+pub mod plan;
+pub mod record;
+pub mod watcher;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::{ApiError, KnowledgeApi};
+use listing::{KbRecord, Listing};
+use record::RecordMemory;
+
+/// One knowledge base to mirror into, with what the process remembers of it.
+#[derive(Clone)]
+pub struct Mirror {
+    pub api: KnowledgeApi,
+    pub dataset: String,
+    /// The plugin process's memory of earlier listings (none for the command line).
+    pub memory: Option<Arc<RecordMemory>>,
+}
+
+/// How long the watcher polls, and how often.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchSettings {
+    pub poll: Duration,
+    pub max_wait: Duration,
+}
+
+impl WatchSettings {
+    /// `GIT_DATASOURCE_MIRROR_POLL_SECS` (15) and `GIT_DATASOURCE_MIRROR_WAIT_SECS` (1800).
+    pub fn from_env() -> Self {
+        let secs = |name: &str, default: u64| {
+            let value = std::env::var(name).ok().and_then(|v| v.trim().parse().ok());
+            Duration::from_secs(value.unwrap_or(default))
+        };
+        WatchSettings {
+            poll: secs("GIT_DATASOURCE_MIRROR_POLL_SECS", 15).max(Duration::from_secs(1)),
+            max_wait: secs("GIT_DATASOURCE_MIRROR_WAIT_SECS", 30 * 60),
+        }
+    }
+}
+
+/// What mirroring saw and planned in one crawl, for the summary and the watcher.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorOutcome {
+    pub plan: plan::MirrorPlan,
+    /// The branch's files, and `(path, blob)` of what this run offered.
+    pub files: Vec<crate::git::FileEntry>,
+    pub offered: Vec<(String, git2::Oid)>,
+    /// The knowledge base as listed, with the crawl's skips and settled commit.
+    pub record: KbRecord,
+    pub requests: usize,
+    pub listing_time: Duration,
+    pub unchanged: bool,
+    /// The deletions made, when the caller made them before reporting (the command line).
+    pub cleanup: cleanup::CleanupReport,
+}
+
+impl Mirror {
+    fn memory_key(&self, config_hash: &str) -> String {
+        format!(
+            "{}|{}",
+            self.api.shown_base(),
+            record::record_key(config_hash, &self.dataset)
+        )
+    }
+
+    /// What an earlier run remembered: this process's memory first, then the store.
+    pub async fn remembered<S: crate::crawl::state::StateStore>(
+        &self,
+        store: &S,
+        config_hash: &str,
+    ) -> Option<KbRecord> {
+        if let Some(memory) = &self.memory {
+            if let Some(record) = memory.get(&self.memory_key(config_hash)) {
+                return Some(record);
+            }
+        }
+        record::load(store, &record::record_key(config_hash, &self.dataset)).await
+    }
+
+    /// Lists the knowledge base, reading only what `known` cannot tell.
+    pub async fn list(
+        &self,
+        config_hash: &str,
+        known: Option<&KbRecord>,
+    ) -> Result<Listing, ApiError> {
+        let prefix = documents::url_prefix(config_hash);
+        listing::list(&self.api, &self.dataset, &prefix, known).await
+    }
+
+    /// Remembers `record` in memory only (what a watcher can still reach); the next crawl
+    /// stores it.
+    pub fn remember_in_memory(&self, config_hash: &str, record: &KbRecord) {
+        if let Some(memory) = &self.memory {
+            let record = KbRecord {
+                stored: false,
+                ..record.clone()
+            };
+            memory.put(&self.memory_key(config_hash), record);
+        }
+    }
+
+    /// Remembers `record` in memory and in the store.
+    pub async fn remember<S: crate::crawl::state::StateStore>(
+        &self,
+        store: &S,
+        config_hash: &str,
+        record: &mut KbRecord,
+    ) {
+        record::save(
+            store,
+            &record::record_key(config_hash, &self.dataset),
+            record,
+        )
+        .await;
+        record.stored = true;
+        if let Some(memory) = &self.memory {
+            memory.put(&self.memory_key(config_hash), record.clone());
+        }
+    }
+}
+
+/// Reads a knowledge base id: the id itself, or any URL of the knowledge base
+/// (`…/datasets/<id>/documents`).
+pub fn parse_knowledge_base_id(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let candidate = match text.find("/datasets/") {
+        Some(at) => text[at + "/datasets/".len()..]
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or(""),
+        None => text,
+    };
+    let id = candidate.to_ascii_lowercase();
+    let shape_ok = id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if shape_ok {
+        Ok(id)
+    } else {
+        Err(format!(
+            "knowledge_base_id must be the id in the knowledge base's URL (…/datasets/<id>/documents, \
+             36 characters like 3f2a…-…), not {:?}",
+            text.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knowledge_base_ids() {
+        let id = "e560d9db-ff43-4deb-9cf1-a2971d563066";
+        assert_eq!(parse_knowledge_base_id(id).unwrap(), id);
+        assert_eq!(parse_knowledge_base_id(&id.to_uppercase()).unwrap(), id);
+        assert_eq!(
+            parse_knowledge_base_id(&format!("http://localhost/datasets/{id}/documents?x=1"))
+                .unwrap(),
+            id
+        );
+        assert!(parse_knowledge_base_id("my-kb").is_err());
+        assert!(parse_knowledge_base_id("").is_err());
+    }
+}

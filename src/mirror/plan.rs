@@ -1,0 +1,259 @@
+//! The mirror plan: the branch's files against this configuration's documents. Offer a file
+//! whose current blob is not live in the knowledge base; delete documents of paths the branch
+//! no longer delivers, and every other document of a path once its current blob is indexed.
+//! Indexing and archived documents are never deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::documents::{DocState, KbDocument, OurDocument};
+use crate::crawl::snapshot::Entries;
+use crate::git::FileEntry;
+
+/// Deletions of gone files above this count, and above half of this configuration's
+/// documents, are held back (like rclone's `--max-delete`).
+pub const MASS_DELETE_FLOOR: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub id: String,
+    pub path: String,
+    pub why: DeleteReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// The branch no longer delivers the path (deleted, renamed, filtered out, now skipped).
+    Gone,
+    /// Another document of the path holds its current blob, indexed.
+    Superseded,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorPlan {
+    /// Files to read and deliver, in path order.
+    pub offer: Vec<FileEntry>,
+    /// Files whose current blob is indexed: nothing to do.
+    pub kept: usize,
+    /// Documents of this configuration still indexing (never deleted).
+    pub indexing: usize,
+    pub delete: Vec<Deletion>,
+    /// Deletions of gone files held back by the mass-delete guard.
+    pub held: Vec<Deletion>,
+    /// This configuration's documents in the knowledge base.
+    pub ours: usize,
+}
+
+/// `files` is the branch's sorted listing; `skipped` the (path, blob) pairs known to be
+/// permanently skipped (binary, too large, …); `full` offers every file again and lifts
+/// the guard.
+pub fn plan(files: &[FileEntry], docs: &[KbDocument], skipped: &Entries, full: bool) -> MirrorPlan {
+    let mut by_path: BTreeMap<&str, Vec<(&str, &OurDocument)>> = BTreeMap::new();
+    for doc in docs {
+        if let Some(ours) = &doc.ours {
+            by_path
+                .entry(ours.path.as_str())
+                .or_default()
+                .push((doc.id.as_str(), ours));
+        }
+    }
+    let mut plan = MirrorPlan {
+        ours: by_path.values().map(Vec::len).sum(),
+        ..MirrorPlan::default()
+    };
+    plan.indexing = by_path
+        .values()
+        .flatten()
+        .filter(|(_, d)| d.state == DocState::Indexing)
+        .count();
+    let mut gone = Vec::new();
+    let delivered: BTreeSet<&str> = files
+        .iter()
+        .filter(|f| skipped.get(&f.path) != Some(&f.oid))
+        .map(|f| f.path.as_str())
+        .collect();
+    for file in files {
+        let blob = file.oid.to_string();
+        let docs = by_path
+            .get(file.path.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let current = |d: &&(&str, &OurDocument)| d.1.blob.as_deref() == Some(blob.as_str());
+        let live = docs.iter().filter(current).any(|(_, d)| d.state.is_live());
+        if !delivered.contains(file.path.as_str()) {
+            continue;
+        }
+        if full || !live {
+            plan.offer.push(file.clone());
+        }
+        let keeper = docs
+            .iter()
+            .filter(current)
+            .filter(|(_, d)| d.state == DocState::Indexed)
+            .max_by_key(|(id, d)| (d.created_at, d.position, *id));
+        let Some((keeper, _)) = keeper else { continue };
+        if !full {
+            plan.kept += 1;
+        }
+        for (id, doc) in docs {
+            if id != keeper && deletable(doc) {
+                plan.delete
+                    .push(deletion(id, doc, DeleteReason::Superseded));
+            }
+        }
+    }
+    for (path, docs) in &by_path {
+        if !delivered.contains(path) {
+            gone.extend(
+                docs.iter()
+                    .filter(|(_, d)| deletable(d))
+                    .map(|(id, d)| deletion(id, d, DeleteReason::Gone)),
+            );
+        }
+    }
+    if !full && gone.len() > MASS_DELETE_FLOOR && gone.len() * 2 > plan.ours {
+        plan.held = gone;
+    } else {
+        plan.delete.extend(gone);
+    }
+    plan
+}
+
+fn deletable(doc: &OurDocument) -> bool {
+    doc.state != DocState::Indexing && !doc.archived
+}
+
+fn deletion(id: &str, doc: &OurDocument, why: DeleteReason) -> Deletion {
+    Deletion {
+        id: id.to_string(),
+        path: doc.path.clone(),
+        why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use git2::Oid;
+    use proptest::prelude::*;
+
+    fn oid(n: u8) -> Oid {
+        Oid::from_bytes(&[n; 20]).unwrap()
+    }
+
+    fn file(path: &str, n: u8) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            oid: oid(n),
+            size: None,
+            mode: 0o100644,
+        }
+    }
+
+    fn doc(id: &str, path: &str, n: u8, state: DocState, at: i64) -> KbDocument {
+        KbDocument {
+            id: id.into(),
+            ours: Some(OurDocument {
+                path: path.into(),
+                blob: Some(oid(n).to_string()),
+                state,
+                archived: false,
+                created_at: at,
+                position: 0,
+            }),
+        }
+    }
+
+    fn ids(deletions: &[Deletion]) -> Vec<&str> {
+        let mut ids: Vec<&str> = deletions.iter().map(|d| d.id.as_str()).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn offers_missing_and_failed_deletes_superseded_and_gone() {
+        use DocState::*;
+        let files = [
+            file("a", 1),
+            file("b", 2),
+            file("c", 3),
+            file("d", 4),
+            file("bin", 5),
+        ];
+        let docs = [
+            doc("a-old", "a", 9, Indexed, 1),
+            doc("a-new", "a", 1, Indexed, 2),
+            doc("a-dup", "a", 1, Indexed, 1),
+            doc("a-err", "a", 1, Failed, 3),
+            doc("b-wait", "b", 2, Indexing, 2),
+            doc("b-old", "b", 8, Indexed, 1),
+            doc("c-err", "c", 3, Failed, 1),
+            doc("gone", "x", 7, Indexed, 1),
+            doc("gone-wait", "y", 7, Indexing, 1),
+            KbDocument {
+                id: "theirs".into(),
+                ours: None,
+            },
+        ];
+        let skipped: Entries = [("bin".to_string(), oid(5))].into_iter().collect();
+        let plan = plan(&files, &docs, &skipped, false);
+        let offered: Vec<&str> = plan.offer.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(offered, ["c", "d"]);
+        assert_eq!(ids(&plan.delete), ["a-dup", "a-err", "a-old", "gone"]);
+        assert_eq!((plan.kept, plan.indexing, plan.ours), (1, 2, 9));
+        assert!(plan.held.is_empty());
+    }
+
+    #[test]
+    fn a_mass_deletion_is_held_unless_full() {
+        let files = [file("keep", 1)];
+        let mut docs = vec![doc("k", "keep", 1, DocState::Indexed, 1)];
+        docs.extend(
+            (0..21).map(|i| doc(&format!("g{i}"), &format!("g{i}"), 2, DocState::Indexed, 1)),
+        );
+        let held = plan(&files, &docs, &Entries::new(), false);
+        assert!(held.delete.is_empty());
+        assert_eq!(held.held.len(), 21);
+        let full = plan(&files, &docs, &Entries::new(), true);
+        assert_eq!(full.delete.len(), 21);
+        assert_eq!(full.offer.len(), 1);
+        // 20 gone files are not a mass deletion.
+        let plan = plan(&files, &docs[..21], &Entries::new(), false);
+        assert_eq!(plan.delete.len(), 20);
+    }
+
+    proptest! {
+        /// Never deletes a live document of the current blob that is the only one, never an
+        /// indexing one; offers exactly the files without a live current document.
+        #[test]
+        fn deletes_only_what_a_kept_document_replaces(
+            files in prop::collection::btree_map("[a-d]", 0u8..3, 0..4),
+            docs in prop::collection::vec(("[a-e]", 0u8..3, 0usize..3, 0i64..4), 0..12),
+        ) {
+            let files: Vec<FileEntry> = files.iter().map(|(p, n)| file(p, *n)).collect();
+            let states = [DocState::Indexed, DocState::Indexing, DocState::Failed];
+            let docs: Vec<KbDocument> = docs.iter().enumerate()
+                .map(|(i, (p, n, s, at))| doc(&format!("{i}"), p, *n, states[*s], *at))
+                .collect();
+            let plan = plan(&files, &docs, &Entries::new(), false);
+            let deleted: BTreeSet<&str> = plan.delete.iter().map(|d| d.id.as_str()).collect();
+            for d in &docs {
+                let ours = d.ours.as_ref().unwrap();
+                if ours.state == DocState::Indexing { prop_assert!(!deleted.contains(d.id.as_str())); }
+            }
+            for f in &files {
+                let current: Vec<&KbDocument> = docs.iter().filter(|d| {
+                    let o = d.ours.as_ref().unwrap();
+                    o.path == f.path && o.blob == Some(f.oid.to_string())
+                }).collect();
+                let live = current.iter().any(|d| d.ours.as_ref().unwrap().state.is_live());
+                prop_assert_eq!(plan.offer.iter().any(|o| o.path == f.path), !live);
+                let indexed_left = current.iter()
+                    .filter(|d| d.ours.as_ref().unwrap().state == DocState::Indexed)
+                    .filter(|d| !deleted.contains(d.id.as_str()))
+                    .count();
+                let any_indexed = current.iter().any(|d| d.ours.as_ref().unwrap().state == DocState::Indexed);
+                prop_assert_eq!(indexed_left, usize::from(any_indexed));
+            }
+        }
+    }
+}

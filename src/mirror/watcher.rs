@@ -1,0 +1,218 @@
+//! After the crawl's final message: the import happens later, in the browser, so the plugin
+//! keeps watching the knowledge base in the background. It deletes what the crawl planned at
+//! once, then polls until the documents of the user's import are indexed (or a bounded wait
+//! passes) and deletes what they supersede. Whatever it cannot finish, the next crawl does.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use git2::Oid;
+
+use super::cleanup::{self, CleanupReport};
+use super::documents::DocState;
+use super::listing::KbRecord;
+use super::plan::{self, Deletion};
+use super::{Mirror, WatchSettings};
+use crate::crawl::snapshot::Entries;
+use crate::git::FileEntry;
+
+/// The running watcher of each (API, knowledge base, configuration): a new crawl of the same
+/// configuration stops the previous one, whose view of the branch is out of date.
+#[derive(Default)]
+pub struct Watchers(Mutex<HashMap<String, tokio::task::AbortHandle>>);
+
+impl Watchers {
+    pub fn stop(&self, key: &str) {
+        if let Some(previous) = self.0.lock().expect("watchers").remove(key) {
+            previous.abort();
+        }
+    }
+
+    pub fn start(&self, key: String, watch: Watch) {
+        let task = tokio::spawn(run(watch));
+        if let Some(previous) = self
+            .0
+            .lock()
+            .expect("watchers")
+            .insert(key, task.abort_handle())
+        {
+            previous.abort();
+        }
+    }
+}
+
+/// What a watcher needs from its crawl.
+pub struct Watch {
+    pub mirror: Mirror,
+    pub config_hash: String,
+    /// The commit the crawl read.
+    pub commit: String,
+    /// The branch's files and the crawl's permanent skips, to plan with.
+    pub files: Vec<FileEntry>,
+    pub skipped: Entries,
+    /// `(path, blob)` of every document the crawl offered.
+    pub offered: Vec<(String, Oid)>,
+    /// The deletions the crawl planned, and the knowledge base as it listed it.
+    pub deletions: Vec<Deletion>,
+    pub record: KbRecord,
+    pub full: bool,
+    pub settings: WatchSettings,
+}
+
+impl Watch {
+    /// The watch that follows a crawl whose mirroring planned `outcome`.
+    pub fn after_crawl(
+        mirror: Mirror,
+        config_hash: &str,
+        commit: &str,
+        outcome: super::MirrorOutcome,
+        full: bool,
+        settings: WatchSettings,
+    ) -> Watch {
+        Watch {
+            mirror,
+            config_hash: config_hash.to_string(),
+            commit: commit.to_string(),
+            skipped: outcome.record.skipped_entries(),
+            files: outcome.files,
+            offered: outcome.offered,
+            deletions: outcome.plan.delete,
+            record: outcome.record,
+            full,
+            settings,
+        }
+    }
+}
+
+/// Runs the watch to its end; returns every deletion made.
+pub async fn run(watch: Watch) -> CleanupReport {
+    let started = Instant::now();
+    let listed_before: HashSet<String> = watch.record.docs.iter().map(|d| d.id.clone()).collect();
+    let offered: HashSet<(&str, String)> = watch
+        .offered
+        .iter()
+        .map(|(path, oid)| (path.as_str(), oid.to_string()))
+        .collect();
+    let mut record = watch.record.clone();
+    let mut deletions = watch.deletions.clone();
+    let mut total = CleanupReport::default();
+    loop {
+        if !deletions.is_empty() {
+            let report = cleanup::delete_all(
+                &watch.mirror.api,
+                &watch.mirror.dataset,
+                std::mem::take(&mut deletions),
+                &mut record,
+            )
+            .await;
+            log(&report);
+            total.deleted.extend(report.deleted);
+            total.archived.extend(report.archived);
+            total.failed.extend(report.failed);
+        }
+        let left = plan::plan(&watch.files, &record.docs, &watch.skipped, watch.full);
+        let settled = left.offer.is_empty()
+            && left.delete.is_empty()
+            && left.held.is_empty()
+            && left.indexing == 0;
+        record.settled = settled.then(|| watch.commit.clone());
+        watch.mirror.remember_in_memory(&watch.config_hash, &record);
+        if imported(&record, &listed_before, &offered) {
+            tracing::info!("mirror: the import is indexed; watcher done");
+            break;
+        }
+        if started.elapsed() >= watch.settings.max_wait {
+            tracing::info!(
+                "mirror: no finished import after {:?}; the next crawl cleans up",
+                watch.settings.max_wait
+            );
+            break;
+        }
+        tokio::time::sleep(watch.settings.poll).await;
+        match watch.mirror.list(&watch.config_hash, Some(&record)).await {
+            Ok(listing) => {
+                if !listing.unchanged {
+                    record.docs = listing.docs;
+                    record.total = listing.total;
+                }
+                let plan = plan::plan(&watch.files, &record.docs, &watch.skipped, watch.full);
+                if !plan.held.is_empty() {
+                    tracing::warn!(
+                        "mirror: {} deletions of gone files held back (more than half of this \
+                         configuration's documents); run with sync_mode full to allow them",
+                        plan.held.len()
+                    );
+                }
+                deletions = plan.delete;
+            }
+            Err(error) if error.is_configuration() => {
+                tracing::warn!("mirror: watcher stopped: {error}");
+                break;
+            }
+            Err(error) => tracing::warn!("mirror: listing failed, trying again later: {error}"),
+        }
+    }
+    total
+}
+
+/// The user's import has arrived (a document of an offered file that was not listed before)
+/// and none of its documents is still indexing; or nothing was offered.
+fn imported(
+    record: &KbRecord,
+    before: &HashSet<String>,
+    offered: &HashSet<(&str, String)>,
+) -> bool {
+    if offered.is_empty() {
+        return true;
+    }
+    let mut arrived = record
+        .docs
+        .iter()
+        .filter(|d| !before.contains(&d.id))
+        .filter_map(|d| d.ours.as_ref())
+        .filter(|o| {
+            o.blob
+                .as_ref()
+                .is_some_and(|b| offered.contains(&(o.path.as_str(), b.clone())))
+        })
+        .peekable();
+    arrived.peek().is_some() && arrived.all(|o| o.state != DocState::Indexing)
+}
+
+pub fn log(report: &CleanupReport) {
+    if !report.deleted.is_empty() {
+        let paths: Vec<&str> = report.deleted.iter().map(|d| d.path.as_str()).collect();
+        tracing::info!(
+            "mirror: deleted {} documents: {}",
+            paths.len(),
+            shorten(&paths)
+        );
+    }
+    if !report.archived.is_empty() {
+        tracing::info!(
+            "mirror: {} archived documents left alone",
+            report.archived.len()
+        );
+    }
+    if !report.failed.is_empty() {
+        tracing::warn!(
+            "mirror: {} deletions failed; the next run tries again",
+            report.failed.len()
+        );
+    }
+}
+
+/// At most 20 paths, then how many more.
+pub fn shorten(paths: &[&str]) -> String {
+    let mut text = paths
+        .iter()
+        .take(20)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > 20 {
+        text.push_str(&format!(" and {} more", paths.len() - 20));
+    }
+    text
+}

@@ -1,0 +1,688 @@
+//! Mirroring against the fake Knowledge API: the knowledge base converges on the branch
+//! (one indexed document per file, with its current content, nothing else of this
+//! configuration) through random histories of edits, renames, force pushes, cancelled and
+//! partial imports, indexing errors, API faults and lost plugin storage.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use git_datasource::crawl::{CrawlSettings, RunSummary};
+use git_datasource::mirror::api::{ApiErrorKind, KnowledgeApi};
+use git_datasource::mirror::cleanup::CleanupReport;
+use git_datasource::mirror::record::RecordMemory;
+use git_datasource::mirror::watcher::{self, Watch};
+use git_datasource::mirror::{Mirror, WatchSettings};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use support::crawl_harness::{local_client, params, run_mirrored, CaptureSink, MemoryStore};
+use support::git_servers::TestRepo;
+use support::knowledge_api::{DeleteStyle, FakeKnowledgeApi, Fault, KEY};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    repo: TestRepo,
+    kb: FakeKnowledgeApi,
+    store: MemoryStore,
+    memory: Arc<RecordMemory>,
+    /// The branch as the test wrote it.
+    files: BTreeMap<String, String>,
+    budget: usize,
+}
+
+/// What one crawl offered and planned.
+struct Crawled {
+    summary: RunSummary,
+    items: Vec<Value>,
+}
+
+impl World {
+    fn new(files: &[(&str, &str)]) -> World {
+        // Injected faults outlast every retry; keep the backoff short.
+        std::env::set_var("GIT_DATASOURCE_DIFY_RETRY_MS", "1");
+        let dir = tempfile::tempdir().unwrap();
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
+        let repo = TestRepo::create(dir.path(), "kb", &refs);
+        World {
+            dir,
+            repo,
+            kb: FakeKnowledgeApi::start(),
+            store: MemoryStore::default(),
+            memory: Arc::default(),
+            files: files
+                .iter()
+                .map(|(p, c)| (p.to_string(), c.to_string()))
+                .collect(),
+            budget: 4_000_000,
+        }
+    }
+
+    /// A fresh client each time: a connection pool belongs to the runtime that made it.
+    fn mirror(&self) -> Mirror {
+        Mirror {
+            api: KnowledgeApi::new(&self.kb.base_url, KEY).unwrap(),
+            dataset: self.kb.dataset.clone(),
+            memory: Some(self.memory.clone()),
+        }
+    }
+
+    fn write(&mut self, files: &[(String, String)], removed: &[String]) {
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_bytes()))
+            .collect();
+        let removed_refs: Vec<&str> = removed.iter().map(String::as_str).collect();
+        self.repo.commit(&refs, &removed_refs, "change");
+        for (p, c) in files {
+            self.files.insert(p.clone(), c.clone());
+        }
+        for p in removed {
+            self.files.remove(p);
+        }
+    }
+
+    fn force_push(&mut self, files: BTreeMap<String, String>) {
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_bytes()))
+            .collect();
+        self.repo.rewrite(&refs);
+        self.files = files;
+    }
+
+    fn crawl(&self, extra: Value) -> Crawled {
+        let sink = CaptureSink::new(self.budget);
+        let settings = CrawlSettings {
+            max_file_bytes: 5_000_000,
+            time_budget: Duration::from_secs(300),
+        };
+        let mut parameters = json!({"knowledge_base_id": self.kb.dataset});
+        parameters
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        let mirror = self.mirror();
+        let summary = run_mirrored(
+            &params(&self.repo.bare.display().to_string(), parameters),
+            &self.store,
+            &sink,
+            local_client(&self.dir.path().join("cache")),
+            &settings,
+            Some(&mirror),
+        )
+        .unwrap();
+        Crawled {
+            items: sink.documents(),
+            summary,
+        }
+    }
+
+    /// The watcher that follows a crawl, polling fast; `wait` bounds it when no import comes.
+    fn watch(&self, crawled: &Crawled, wait: Duration) -> CleanupReport {
+        let Some(outcome) = crawled.summary.mirror.clone() else {
+            return CleanupReport::default();
+        };
+        let settings = WatchSettings {
+            poll: Duration::from_millis(1),
+            max_wait: wait,
+        };
+        let watch = Watch::after_crawl(
+            self.mirror(),
+            &crawled.summary.config_hash,
+            &crawled.summary.commit,
+            outcome,
+            false,
+            settings,
+        );
+        runtime().block_on(watcher::run(watch))
+    }
+
+    /// Crawl, import every offered item, index, and let the watcher clean up.
+    fn cycle(&self) -> Crawled {
+        let crawled = self.crawl(json!({}));
+        self.kb.import(&crawled.items);
+        self.kb.index_all();
+        self.watch(&crawled, Duration::from_secs(5));
+        crawled
+    }
+
+    /// Exactly one completed document per file of the branch, with its current content, and
+    /// nothing else of this configuration.
+    fn assert_mirrored(&self, hash: &str) {
+        let prefix = format!("git:{hash}:");
+        let mut ours: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for doc in self.kb.docs() {
+            if let Some(path) = doc.source_url().strip_prefix(&prefix) {
+                ours.entry(path.to_string())
+                    .or_default()
+                    .push((doc.status.clone(), doc.content().to_string()));
+            }
+        }
+        let expected: BTreeMap<String, Vec<(String, String)>> = self
+            .files
+            .iter()
+            .map(|(p, c)| (p.clone(), vec![("completed".to_string(), c.clone())]))
+            .collect();
+        assert_eq!(ours, expected);
+    }
+}
+
+/// No offered (path, blob) was already live (indexed or indexing) in the knowledge base.
+fn assert_nothing_sent_twice(crawled: &Crawled, kb_before: &[support::knowledge_api::Doc]) {
+    if crawled.summary.mirror.is_none() {
+        return; // a fallback run delivers from plugin storage
+    }
+    let hash = &crawled.summary.config_hash;
+    for item in &crawled.items {
+        let url = item["source_url"].as_str().unwrap();
+        let content = item["content"].as_str().unwrap();
+        let live = kb_before
+            .iter()
+            .any(|d| d.source_url() == url && d.content() == content && d.status != "error");
+        assert!(
+            !live,
+            "{url} offered again while live in the knowledge base ({hash})"
+        );
+    }
+}
+
+#[test]
+fn first_sync_change_rename_delete_and_a_cancelled_import_converge() {
+    let mut world = World::new(&[("a.md", "alpha"), ("b.md", "beta"), ("docs/c.md", "gamma")]);
+    let first = world.cycle();
+    assert_eq!(first.items.len(), 3);
+    let hash = first.summary.config_hash.clone();
+    world.assert_mirrored(&hash);
+
+    // Unchanged: nothing offered, and one probe request says so.
+    let before = world.kb.request_count();
+    let again = world.crawl(json!({}));
+    assert!(again.items.is_empty());
+    assert!(again.summary.unchanged);
+    assert_eq!(
+        world.kb.request_count() - before,
+        1,
+        "one probe of the list"
+    );
+
+    // Change one, rename one, delete one.
+    world.write(
+        &[
+            ("a.md".into(), "alpha 2".into()),
+            ("docs/moved.md".into(), "gamma".into()),
+        ],
+        &["docs/c.md".into(), "b.md".into()],
+    );
+    let crawled = world.crawl(json!({}));
+    let offered: Vec<&str> = crawled
+        .items
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["a.md", "docs/moved.md"]);
+    let plan = &crawled.summary.mirror.as_ref().unwrap().plan;
+    let gone: Vec<&str> = plan.delete.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(gone, ["b.md", "docs/c.md"], "gone files go at once");
+    // The user cancels the import: the watcher deletes the gone files and gives up waiting.
+    let report = world.watch(&crawled, Duration::from_millis(50));
+    assert_eq!(report.deleted.len(), 2);
+    // The next run offers the same files again: nothing was lost.
+    let retried = world.cycle();
+    let offered: Vec<&str> = retried
+        .items
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["a.md", "docs/moved.md"]);
+    world.assert_mirrored(&hash);
+}
+
+#[test]
+fn an_indexing_error_is_offered_again_and_replaced() {
+    let world = World::new(&[("a.md", "alpha"), ("b.md", "beta")]);
+    world.kb.state().failing_paths.push("b.md".into());
+    let first = world.cycle();
+    let hash = first.summary.config_hash.clone();
+    let statuses: Vec<String> = world.kb.docs().iter().map(|d| d.status.clone()).collect();
+    assert!(statuses.contains(&"error".to_string()));
+    world.kb.state().failing_paths.clear();
+    let second = world.cycle();
+    let offered: Vec<&str> = second
+        .items
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["b.md"]);
+    world.assert_mirrored(&hash);
+}
+
+#[test]
+fn documents_of_other_configurations_and_archived_ones_are_never_touched() {
+    let world = World::new(&[("a.md", "alpha")]);
+    world.kb.import(&[
+        json!({"source_url": "git:0123456789abcdef:a.md", "content": "other config", "title": "a.md", "description": ""}),
+        json!({"source_url": "https://example.com/page", "content": "web", "title": "page", "description": ""}),
+    ]);
+    world.kb.index_all();
+    let first = world.cycle();
+    let hash = first.summary.config_hash.clone();
+    // An archived stale copy of ours stays, as do the others.
+    let stale = world.kb.import(&[json!({"source_url": format!("git:{hash}:gone.md"), "content": "old", "title": "gone.md", "description": ""})]);
+    world.kb.index_all();
+    world
+        .kb
+        .state()
+        .docs
+        .iter_mut()
+        .find(|d| d.id == stale[0])
+        .unwrap()
+        .archived = true;
+    world.cycle();
+    let urls: Vec<String> = world
+        .kb
+        .docs()
+        .iter()
+        .map(|d| d.source_url().to_string())
+        .collect();
+    assert!(urls.contains(&"git:0123456789abcdef:a.md".to_string()));
+    assert!(urls.contains(&"https://example.com/page".to_string()));
+    assert!(urls.contains(&format!("git:{hash}:gone.md")));
+    assert_eq!(urls.len(), 4);
+}
+
+#[test]
+fn the_python_plugins_documents_are_adopted_by_content() {
+    let world = World::new(&[("a.md", "alpha\n"), ("b.md", "beta\n")]);
+    // What the Python plugin imported: our source_url form, no blob in the description.
+    let first = world.crawl(json!({}));
+    let hash = first.summary.config_hash.clone();
+    world.kb.import(&[
+        json!({"source_url": format!("git:{hash}:a.md"), "content": "alpha\n", "title": "a.md", "description": "a.md"}),
+        json!({"source_url": format!("git:{hash}:b.md"), "content": "beta (old)\n", "title": "b.md", "description": "b.md"}),
+    ]);
+    world.kb.index_all();
+    let crawled = world.cycle();
+    let offered: Vec<&str> = crawled
+        .items
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["b.md"], "a.md's content matches its blob: kept");
+    world.assert_mirrored(&hash);
+}
+
+#[test]
+fn a_failing_listing_deletes_nothing_and_falls_back_to_plugin_storage() {
+    let mut world = World::new(&[("a.md", "alpha"), ("b.md", "beta")]);
+    let hash = world.cycle().summary.config_hash;
+    world.write(&[("a.md".into(), "alpha 2".into())], &["b.md".into()]);
+    // 500 on every list request from page 2 on, beyond the retries: the listing fails.
+    world.memory = Arc::default();
+    world
+        .store
+        .0
+        .lock()
+        .unwrap()
+        .retain(|k, _| !k.starts_with("git_kb:"));
+    world.kb.fail(Fault {
+        method: "GET",
+        from_page: 1,
+        remaining: 100,
+        status: 500,
+    });
+    let crawled = world.crawl(json!({}));
+    assert!(crawled.summary.mirror.is_none());
+    let offered: Vec<&str> = crawled
+        .items
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["a.md"], "delivered from plugin storage state");
+    assert_eq!(world.kb.docs().len(), 2, "nothing deleted");
+    world.kb.state().faults.clear();
+    world.kb.import(&crawled.items);
+    world.kb.index_all();
+    world.cycle();
+    world.assert_mirrored(&hash);
+}
+
+#[test]
+fn a_failing_delete_is_retried_by_the_next_run() {
+    let mut world = World::new(&[("a.md", "alpha"), ("b.md", "beta")]);
+    let hash = world.cycle().summary.config_hash;
+    world.write(&[], &["b.md".into()]);
+    world.kb.fail(Fault {
+        method: "DELETE",
+        from_page: 0,
+        remaining: 100,
+        status: 503,
+    });
+    let crawled = world.crawl(json!({}));
+    let report = world.watch(&crawled, Duration::from_millis(10));
+    assert_eq!(report.failed.len(), 1);
+    world.kb.state().faults.clear();
+    world.cycle();
+    world.assert_mirrored(&hash);
+}
+
+#[test]
+fn deletes_are_accepted_as_every_version_answers_them() {
+    let mut world = World::new(&[("a.md", "alpha"), ("b.md", "beta")]);
+    world.kb.state().delete_style = DeleteStyle::OkWithBody204;
+    let hash = world.cycle().summary.config_hash;
+    world.write(&[("a.md".into(), "alpha 2".into())], &["b.md".into()]);
+    world.cycle();
+    world.assert_mirrored(&hash);
+}
+
+#[test]
+fn api_errors_name_the_fix_and_never_the_key() {
+    let kb = FakeKnowledgeApi::start();
+    let rt = runtime();
+    let wrong = KnowledgeApi::new(&kb.base_url, "dataset-wrongwrongwrongwrong").unwrap();
+    let error = rt.block_on(wrong.check_key()).unwrap_err();
+    assert_eq!(error.kind, ApiErrorKind::Unauthorized);
+    assert!(error.message.contains("dataset-") && !error.message.contains("wrongwrong"));
+    let api = KnowledgeApi::new(&kb.base_url, KEY).unwrap();
+    rt.block_on(api.check_key()).unwrap();
+    let error = rt
+        .block_on(api.list("11111111-2222-3333-4444-555555555555", 1, 1))
+        .unwrap_err();
+    assert_eq!(error.kind, ApiErrorKind::NoKnowledgeBase);
+    kb.state().enable_api = false;
+    let error = rt.block_on(api.list(&kb.dataset, 1, 1)).unwrap_err();
+    assert_eq!(error.kind, ApiErrorKind::ApiDisabled);
+    assert!(error.message.contains("API Access"));
+    // A base URL that is not the API (a route miss answers HTML).
+    let wrong_base = KnowledgeApi::new(&kb.base_url.replace("/v1", "/api"), KEY).unwrap();
+    let error = rt.block_on(wrong_base.list(&kb.dataset, 1, 1)).unwrap_err();
+    assert!(
+        error.message.contains("not Dify's Knowledge API"),
+        "{error}"
+    );
+    // Nothing listens: the compose hint.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = KnowledgeApi::new(&format!("http://127.0.0.1:{port}/v1"), KEY).unwrap();
+    let error = rt.block_on(down.check_key()).unwrap_err();
+    assert_eq!(error.kind, ApiErrorKind::Unreachable);
+    assert!(error.message.contains("http://api:5001/v1") && !error.message.contains(KEY));
+}
+
+#[test]
+fn five_thousand_documents_page_and_a_mass_deletion_is_held() {
+    let files: Vec<(String, String)> = (0..5000)
+        .map(|i| (format!("d/{i:04}.md"), format!("doc {i}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let mut world = World::new(&refs);
+    let first = world.cycle();
+    assert_eq!(first.items.len(), 5000);
+    let hash = first.summary.config_hash.clone();
+    world.assert_mirrored(&hash);
+
+    // A no-change run asks one probe; it also stores what the watcher learned. A restarted
+    // process reads that from plugin storage: one request again. Without it, every page is
+    // read (51 requests: the probe and 50 pages).
+    let before = world.kb.request_count();
+    let crawled = world.crawl(json!({}));
+    assert!(crawled.items.is_empty() && crawled.summary.unchanged);
+    assert_eq!(world.kb.request_count() - before, 1);
+    world.memory = Arc::default();
+    let before = world.kb.request_count();
+    let crawled = world.crawl(json!({}));
+    assert!(crawled.items.is_empty());
+    assert_eq!(world.kb.request_count() - before, 1);
+    world.memory = Arc::default();
+    world
+        .store
+        .0
+        .lock()
+        .unwrap()
+        .retain(|k, _| !k.starts_with("git_kb:"));
+    let before = world.kb.request_count();
+    world.crawl(json!({}));
+    assert_eq!(world.kb.request_count() - before, 51);
+
+    // Ten changed files: their import lands at the front; two pages tell the rest.
+    let changed: Vec<(String, String)> = files[..10]
+        .iter()
+        .map(|(p, c)| (p.clone(), format!("{c} v2")))
+        .collect();
+    world.write(&changed, &[]);
+    let crawled = world.cycle();
+    assert_eq!(crawled.items.len(), 10);
+    let before = world.kb.request_count();
+    let settled = world.crawl(json!({}));
+    assert!(settled.items.is_empty());
+    assert!(
+        world.kb.request_count() - before <= 2,
+        "probe + the first page"
+    );
+    world.assert_mirrored(&hash);
+
+    // 3,000 files gone at once: held back, unless the run is `full`.
+    let removed: Vec<String> = files[2000..].iter().map(|(p, _)| p.clone()).collect();
+    world.write(&[], &removed);
+    let crawled = world.crawl(json!({}));
+    let plan = &crawled.summary.mirror.as_ref().unwrap().plan;
+    assert_eq!((plan.delete.len(), plan.held.len()), (0, 3000));
+    assert_eq!(
+        world
+            .watch(&crawled, Duration::from_millis(10))
+            .deleted
+            .len(),
+        0
+    );
+    assert_eq!(world.kb.docs().len(), 5000);
+    let started = std::time::Instant::now();
+    let full = world.crawl(json!({"sync_mode": "full"}));
+    assert_eq!(full.items.len(), 2000, "full offers every file again");
+    let settings = WatchSettings {
+        poll: Duration::from_millis(1),
+        max_wait: Duration::from_millis(10),
+    };
+    let outcome = full.summary.mirror.clone().unwrap();
+    let watch = Watch::after_crawl(
+        world.mirror(),
+        &hash,
+        &full.summary.commit,
+        outcome,
+        true,
+        settings,
+    );
+    let report = runtime().block_on(watcher::run(watch));
+    assert_eq!(report.deleted.len(), 3000);
+    eprintln!("3,000 deletions in {:?}", started.elapsed());
+    // The re-index: import the full run; the new copies replace the old ones.
+    world.kb.import(&full.items);
+    world.kb.index_all();
+    world.cycle();
+    world.assert_mirrored(&hash);
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Modify(usize),
+    Add(usize),
+    Delete(usize),
+    Rename(usize),
+    ForcePush(usize),
+    /// Crawl, and the user cancels the import.
+    Cancelled,
+    /// Crawl, import every other offered item.
+    Partial,
+    /// Crawl, import, and the indexing of one file ends in error.
+    IndexingError(usize),
+    Cycle,
+    /// A crawl whose listing fails with 500 from page `n` on.
+    ListingFails,
+    /// Deletes fail with 500 during the watcher.
+    DeleteFails,
+    /// Plugin storage lost; with `true`, the process restarts too.
+    LoseStorage(bool),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0usize..8).prop_map(Step::Modify),
+        (0usize..8).prop_map(Step::Add),
+        (0usize..8).prop_map(Step::Delete),
+        (0usize..8).prop_map(Step::Rename),
+        (0usize..8).prop_map(Step::ForcePush),
+        Just(Step::Cancelled),
+        Just(Step::Partial),
+        (0usize..8).prop_map(Step::IndexingError),
+        Just(Step::Cycle),
+        Just(Step::ListingFails),
+        Just(Step::DeleteFails),
+        any::<bool>().prop_map(Step::LoseStorage),
+    ]
+}
+
+fn nth_path(world: &World, n: usize) -> Option<String> {
+    let paths: Vec<&String> = world.files.keys().collect();
+    (!paths.is_empty()).then(|| paths[n % paths.len()].clone())
+}
+
+fn apply(world: &mut World, step: &Step, counter: &mut usize) {
+    *counter += 1;
+    let n = *counter;
+    match step {
+        Step::Modify(i) => {
+            if let Some(p) = nth_path(world, *i) {
+                world.write(&[(p, format!("modified {n}"))], &[]);
+            }
+        }
+        Step::Add(i) => world.write(&[(format!("new/{i}-{n}.md"), format!("added {n}"))], &[]),
+        Step::Delete(i) => {
+            if let Some(p) = nth_path(world, *i) {
+                world.write(&[], &[p]);
+            }
+        }
+        Step::Rename(i) => {
+            if let Some(p) = nth_path(world, *i) {
+                let content = world.files[&p].clone();
+                world.write(&[(format!("renamed/{n}.md"), content)], &[p]);
+            }
+        }
+        Step::ForcePush(i) => {
+            let mut files = world.files.clone();
+            if let Some(p) = nth_path(world, *i) {
+                files.insert(p, format!("rewritten {n}"));
+            }
+            files.insert(format!("pushed-{n}.md"), format!("pushed {n}"));
+            world.force_push(files);
+        }
+        Step::Cancelled => {
+            let crawled = world.crawl(json!({}));
+            world.watch(&crawled, Duration::from_millis(5));
+        }
+        Step::Partial => {
+            let before = world.kb.docs();
+            let crawled = world.crawl(json!({}));
+            assert_nothing_sent_twice(&crawled, &before);
+            let half: Vec<Value> = crawled.items.iter().step_by(2).cloned().collect();
+            world.kb.import(&half);
+            world.kb.index_all();
+            world.watch(&crawled, Duration::from_secs(5));
+        }
+        Step::IndexingError(i) => {
+            if let Some(p) = nth_path(world, *i) {
+                world.kb.state().failing_paths.push(p);
+            }
+            world.cycle();
+            world.kb.state().failing_paths.clear();
+        }
+        Step::Cycle => {
+            let before = world.kb.docs();
+            let crawled = world.cycle();
+            assert_nothing_sent_twice(&crawled, &before);
+        }
+        Step::ListingFails => {
+            world.kb.fail(Fault {
+                method: "GET",
+                from_page: 2,
+                remaining: 100,
+                status: 500,
+            });
+            world.memory = Arc::default();
+            world
+                .store
+                .0
+                .lock()
+                .unwrap()
+                .retain(|k, _| !k.starts_with("git_kb:"));
+            // A probe alone cannot fail from page 2: seed one listing that needs pages.
+            let crawled = world.crawl(json!({}));
+            world.kb.import(&crawled.items);
+            world.kb.index_all();
+            world.kb.state().faults.clear();
+        }
+        Step::DeleteFails => {
+            world.kb.fail(Fault {
+                method: "DELETE",
+                from_page: 0,
+                remaining: 100,
+                status: 500,
+            });
+            let crawled = world.crawl(json!({}));
+            world.kb.import(&crawled.items);
+            world.kb.index_all();
+            world.watch(&crawled, Duration::from_secs(5));
+            world.kb.state().faults.clear();
+        }
+        Step::LoseStorage(restart) => {
+            world.store.0.lock().unwrap().clear();
+            if *restart {
+                world.memory = Arc::default();
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_history_converges_on_the_branch(
+        steps in prop::collection::vec(step(), 1..7),
+        budget in prop::sample::select(vec![4_000_000usize, 700]),
+    ) {
+        let files: Vec<(String, String)> = (0..6).map(|i| (format!("f{i}.md"), format!("file {i}"))).collect();
+        let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+        let mut world = World::new(&refs);
+        world.budget = budget;
+        let hash = world.cycle().summary.config_hash;
+        let mut counter = 0;
+        for step in &steps {
+            apply(&mut world, step, &mut counter);
+        }
+        // Clean cycles until a crawl has nothing to offer (a small budget needs several).
+        for _ in 0..12 {
+            let before = world.kb.docs();
+            let crawled = world.cycle();
+            assert_nothing_sent_twice(&crawled, &before);
+            if crawled.items.is_empty() && crawled.summary.complete {
+                break;
+            }
+        }
+        world.cycle();
+        world.assert_mirrored(&hash);
+    }
+}

@@ -1,0 +1,195 @@
+//! Mirroring against the real Dify API 1.13.2 (`../shared/dify`, started by this test on
+//! loopback with PostgreSQL, Redis and its worker): the same histories as the fake-based
+//! test, through the fake daemon and the plugin binary, with imports made exactly as a
+//! user's *Save & Process* makes them (the knowledge base's published pipeline, through
+//! `pipeline/run`) and indexed for real. Skipped, saying so, where `../shared/dify` is absent.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::mirror_scenario::{self, KnowledgeBase};
+
+const PORT: &str = "5301";
+
+struct RealDify {
+    script_dir: PathBuf,
+    service_api: String,
+    key: String,
+    dataset: String,
+    start_node: String,
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl RealDify {
+    fn start(script_dir: &Path) -> RealDify {
+        let started = Command::new(script_dir.join("start"))
+            .env("DIFY_PORT", PORT)
+            .output()
+            .expect("../shared/dify/start runs");
+        assert!(
+            started.status.success(),
+            "../shared/dify/start failed: {}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        let url = String::from_utf8_lossy(&started.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        let boot = Command::new(script_dir.join("bootstrap"))
+            .arg(&url)
+            .output()
+            .expect("../shared/dify/bootstrap runs");
+        assert!(
+            boot.status.success(),
+            "bootstrap: {}",
+            String::from_utf8_lossy(&boot.stderr)
+        );
+        let boot: Value = serde_json::from_slice(&boot.stdout).unwrap();
+        RealDify {
+            script_dir: script_dir.to_path_buf(),
+            service_api: boot["service_api_url"].as_str().unwrap().to_string(),
+            key: boot["dataset_api_key"].as_str().unwrap().to_string(),
+            dataset: boot["pipeline_dataset_id"].as_str().unwrap().to_string(),
+            start_node: boot["start_node_id"].as_str().unwrap().to_string(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.service_api);
+        self.runtime.block_on(async {
+            let mut request = self.http.request(method, &url).bearer_auth(&self.key);
+            if let Some(body) = body {
+                request = request
+                    .header("Content-Type", "application/json")
+                    .body(body.to_string());
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            assert!(status.is_success(), "{path}: {status} {text}");
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        })
+    }
+
+    /// Every document, newest first.
+    fn documents(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let answer = self.call(
+                reqwest::Method::GET,
+                &format!("/datasets/{}/documents?page={page}&limit=100", self.dataset),
+                None,
+            );
+            let data = answer["data"].as_array().unwrap().clone();
+            let total = answer["total"].as_u64().unwrap() as usize;
+            all.extend(data);
+            if all.len() >= total || page * 100 >= total {
+                return all;
+            }
+        }
+        unreachable!()
+    }
+}
+
+impl Drop for RealDify {
+    fn drop(&mut self) {
+        let _ = Command::new(self.script_dir.join("stop")).status();
+    }
+}
+
+impl KnowledgeBase for RealDify {
+    fn api_url(&self) -> String {
+        self.service_api.clone()
+    }
+    fn key(&self) -> String {
+        self.key.clone()
+    }
+    fn dataset(&self) -> String {
+        self.dataset.clone()
+    }
+    /// A NUL in a document's text makes the real indexing fail (PostgreSQL refuses it).
+    fn import(&self, items: &[Value], failing: &[&str]) {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|item| {
+                let mut item = item.clone();
+                if failing.contains(&item["title"].as_str().unwrap()) {
+                    item["content"] = json!(format!("{}\u{0}", item["content"].as_str().unwrap()));
+                }
+                item
+            })
+            .collect();
+        let answer = self.call(
+            reqwest::Method::POST,
+            &format!("/datasets/{}/pipeline/run", self.dataset),
+            Some(json!({"inputs": {}, "datasource_type": "website_crawl", "start_node_id": self.start_node,
+                        "is_published": true, "response_mode": "blocking", "datasource_info_list": items})),
+        );
+        assert_eq!(
+            answer["documents"].as_array().unwrap().len(),
+            items.len(),
+            "{answer}"
+        );
+    }
+    fn wait_indexed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let waiting = self
+                .documents()
+                .iter()
+                .filter(|d| !matches!(d["indexing_status"].as_str(), Some("completed" | "error")))
+                .count();
+            if waiting == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{waiting} documents still indexing after 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    fn ours(&self, prefix: &str) -> Vec<(String, String, String)> {
+        self.documents()
+            .iter()
+            .filter_map(|d| {
+                let info = &d["data_source_info"];
+                let path = info["source_url"].as_str()?.strip_prefix(prefix)?;
+                Some((
+                    path.to_string(),
+                    d["indexing_status"].as_str().unwrap_or("").to_string(),
+                    info["content"].as_str().unwrap_or("").to_string(),
+                ))
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn mirroring_against_the_real_dify_api() {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/dify");
+    if !scripts.join("start").exists() {
+        eprintln!(
+            "SKIPPED: {} is absent, so the real Dify API cannot be started; the fake-based \
+             mirroring tests still ran",
+            scripts.display()
+        );
+        return;
+    }
+    let dify = RealDify::start(&scripts);
+    let (validate, histories) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    mirror_scenario::validation(&dify, validate.path());
+    mirror_scenario::main_histories(&dify, histories.path());
+}
