@@ -12,6 +12,8 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "sync/mirror.rs"]
+mod mirror;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -672,7 +674,13 @@ fn main() {
     for verdict in &verdicts {
         println!("{verdict}");
     }
-    let report = json!({"size": size, "reps": reps, "rows": json_rows, "targets": verdicts});
+    println!();
+    let (mirror_lines, mirror_report) = mirror::run(work.path());
+    for line in &mirror_lines {
+        println!("{line}");
+    }
+    let report = json!({"size": size, "reps": reps, "rows": json_rows, "targets": verdicts,
+                        "mirror": mirror_report});
     std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     println!("\nwritten to {out}");
 }

@@ -349,11 +349,34 @@ mod tests {
     }
 
     #[test]
+    fn knowledge_api_settings_are_checked_for_shape() {
+        let with = |url: &str, key: &str| Credentials {
+            dify_api_url: url.into(),
+            dify_api_key: key.into(),
+            ..Credentials::default()
+        };
+        assert!(with("", "dataset-abc").problems().is_empty());
+        assert_eq!(with("", "").api_url(), DEFAULT_DIFY_API_URL);
+        let fields = |c: Credentials| -> Vec<&'static str> {
+            c.problems().iter().map(|p| p.field).collect()
+        };
+        assert_eq!(fields(with("api:5001", "dataset-abc")), ["dify_api_url"]);
+        let app_key = with("", "app-abc").problems();
+        assert!(app_key[0].message.contains("app API key") && !app_key[0].message.contains("abc"));
+        assert_eq!(fields(with("", "sk-123")), ["dify_api_key"]);
+        assert_eq!(fields(with("", "dataset-a b")), ["dify_api_key"]);
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         let credentials = Credentials {
             access_token: "tok-secret".into(),
+            dify_api_key: "dataset-secret".into(),
+            dify_api_url: "https://user:pw-secret@dify.example.com/v1".into(),
             ..Credentials::default()
         };
-        assert!(!format!("{credentials:?}").contains("tok-secret"));
+        let shown = format!("{credentials:?}");
+        assert!(!shown.contains("tok-secret") && !shown.contains("dataset-secret"));
+        assert!(!shown.contains("pw-secret"));
     }
 }

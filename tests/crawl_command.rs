@@ -131,3 +131,61 @@ fn errors_name_the_problem_and_exit_non_zero() {
         "{stderr}"
     );
 }
+
+#[test]
+fn mirroring_from_the_terminal_cleans_up_a_knowledge_base() {
+    use support::knowledge_api::{FakeKnowledgeApi, KEY};
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(dir.path(), "kb", &[("a.md", b"alpha"), ("b.md", b"beta")]);
+    let (state, cache) = (dir.path().join("state"), dir.path().join("cache"));
+    let url = repo.bare.display().to_string();
+    let kb = FakeKnowledgeApi::start();
+    let mirror = |extra: &[&str]| {
+        let output = Command::new(BINARY)
+            .args(["crawl", &url, "--state-dir"])
+            .arg(&state)
+            .args(["--knowledge-base", &kb.dataset, "--dify-api-url", &kb.base_url])
+            .args(extra)
+            .env("GIT_DATASOURCE_CACHE_DIR", &cache)
+            .env("GIT_DATASOURCE_DIFY_API_KEY", KEY)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!text.contains(KEY), "the key was printed: {text}");
+        (output.status.success(), output.stdout, text)
+    };
+    let (ok, stdout, text) = mirror(&["--json"]);
+    assert!(ok, "{text}");
+    let items: Vec<Value> = String::from_utf8_lossy(&stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(items.len(), 2);
+    // Imported twice (a duplicate), then b.md is deleted from the branch.
+    kb.import(&items);
+    kb.import(&items);
+    kb.index_all();
+    repo.commit(&[], &["b.md"], "drop b");
+    let (ok, _, text) = mirror(&[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("kept 1, offered 0, deleted 3") && text.contains("deleted: a.md, b.md, b.md"),
+        "{text}"
+    );
+    let left: Vec<String> = kb.docs().iter().map(|d| d.source_url().to_string()).collect();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].ends_with(":a.md"));
+
+    // Without a key: the fix is named.
+    let output = Command::new(BINARY)
+        .args(["crawl", &url, "--knowledge-base", &kb.dataset])
+        .env_remove("GIT_DATASOURCE_DIFY_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--dify-api-key"));
+}

@@ -364,11 +364,20 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         };
         let started = Instant::now();
         let known = mirror.remembered(self.store, hash).await;
-        match mirror.list(hash, known.as_ref()).await {
+        let listed = mirror.list(hash, known.as_ref()).await;
+        let (listed, known) = match (listed, known) {
+            (Err(error), Some(known)) => {
+                // Not lost for the next run.
+                mirror.remember_in_memory(hash, known, false);
+                (Err(error), None)
+            }
+            other => other,
+        };
+        match listed {
             Ok(listing) => {
                 let mut record = known.unwrap_or_default();
-                if !listing.unchanged {
-                    record.docs = listing.docs;
+                if let Some(docs) = listing.docs {
+                    record.docs = docs;
                     record.total = listing.total;
                 }
                 Ok(Some(MirrorOutcome {

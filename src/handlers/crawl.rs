@@ -104,8 +104,16 @@ fn mirror_target(
         );
         return Ok(None);
     }
-    let api = KnowledgeApi::new(credentials.api_url(), &credentials.dify_api_key)
-        .map_err(|problem| ErrorPayload::new("CredentialsValidateFailedError", problem))?;
+    let invalid = |problem| ErrorPayload::new("CredentialsValidateFailedError", problem);
+    let http = match mirrors.http.get() {
+        Some(http) => http.clone(),
+        None => mirrors
+            .http
+            .get_or_init(|| crate::mirror::api::http_client().unwrap_or_default())
+            .clone(),
+    };
+    let api = KnowledgeApi::with_client(http, credentials.api_url(), &credentials.dify_api_key)
+        .map_err(invalid)?;
     Ok(Some(Mirror {
         api,
         dataset,

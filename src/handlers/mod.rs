@@ -24,6 +24,8 @@ pub struct PluginHandler {
 pub struct MirrorProcess {
     pub memory: Arc<RecordMemory>,
     pub watchers: Watchers,
+    /// One HTTP client (and connection pool) for every crawl and watcher.
+    pub http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl PluginHandler {

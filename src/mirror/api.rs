@@ -117,6 +117,15 @@ pub fn normalize_base(url: &str) -> Result<String, String> {
     Ok(base)
 }
 
+/// An HTTP client with the timeouts every Knowledge API call uses.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| format!("the HTTP client could not start: {e}"))
+}
+
 fn without_user_info(base: &str) -> String {
     match reqwest::Url::parse(base) {
         Ok(mut url) => {
@@ -129,15 +138,16 @@ fn without_user_info(base: &str) -> String {
 }
 
 impl KnowledgeApi {
-    /// `base_url` as the user typed it (normalized here) and a `dataset-…` key.
-    /// `GIT_DATASOURCE_DIFY_RETRY_MS` sets the first backoff (default 500 ms, doubling).
+    /// `base_url` as the user typed it (normalized here) and a `dataset-…` key, with a
+    /// client of its own.
     pub fn new(base_url: &str, key: &str) -> Result<Self, String> {
+        Self::with_client(http_client()?, base_url, key)
+    }
+
+    /// The same over a shared client (its connection pool), as a long-lived process keeps.
+    /// `GIT_DATASOURCE_DIFY_RETRY_MS` sets the first backoff (default 500 ms, doubling).
+    pub fn with_client(http: reqwest::Client, base_url: &str, key: &str) -> Result<Self, String> {
         let base = normalize_base(base_url)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| format!("the HTTP client could not start: {e}"))?;
         let retry_base = std::env::var("GIT_DATASOURCE_DIFY_RETRY_MS")
             .ok()
             .and_then(|v| v.trim().parse().ok())

@@ -46,7 +46,8 @@ impl KbRecord {
 /// A fresh view of the knowledge base.
 #[derive(Debug, Clone)]
 pub struct Listing {
-    pub docs: Vec<KbDocument>,
+    /// Every document, newest first; `None` when nothing changed since `known`.
+    pub docs: Option<Vec<KbDocument>>,
     pub total: usize,
     /// Nothing changed since the remembered record.
     pub unchanged: bool,
@@ -74,7 +75,7 @@ pub async fn list(
             probe.data.first().map(|d| d.id.as_str()) == known.docs.first().map(|d| d.id.as_str());
         if same_front && probe.total == known.total && !known.docs.iter().any(unsettled) {
             return Ok(Listing {
-                docs: known.docs.clone(),
+                docs: None,
                 total: known.total,
                 unchanged: true,
                 requests,
@@ -125,7 +126,7 @@ pub async fn list(
         if consistent {
             return Ok(Listing {
                 total: fresh.len(),
-                docs: fresh,
+                docs: Some(fresh),
                 unchanged: false,
                 requests,
             });

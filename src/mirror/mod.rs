@@ -81,7 +81,7 @@ impl Mirror {
         config_hash: &str,
     ) -> Option<KbRecord> {
         if let Some(memory) = &self.memory {
-            if let Some(record) = memory.get(&self.memory_key(config_hash)) {
+            if let Some(record) = memory.take(&self.memory_key(config_hash)) {
                 return Some(record);
             }
         }
@@ -98,14 +98,11 @@ impl Mirror {
         listing::list(&self.api, &self.dataset, &prefix, known).await
     }
 
-    /// Remembers `record` in memory only (what a watcher can still reach); the next crawl
-    /// stores it.
-    pub fn remember_in_memory(&self, config_hash: &str, record: &KbRecord) {
+    /// Remembers `record` in memory only (what a watcher can still reach); `changed` says
+    /// whether it differs from what the store holds (the next crawl stores it then).
+    pub fn remember_in_memory(&self, config_hash: &str, mut record: KbRecord, changed: bool) {
         if let Some(memory) = &self.memory {
-            let record = KbRecord {
-                stored: false,
-                ..record.clone()
-            };
+            record.stored &= !changed;
             memory.put(&self.memory_key(config_hash), record);
         }
     }

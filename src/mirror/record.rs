@@ -22,8 +22,9 @@ pub fn record_key(config_hash: &str, dataset: &str) -> String {
 pub struct RecordMemory(Mutex<HashMap<String, KbRecord>>);
 
 impl RecordMemory {
-    pub fn get(&self, key: &str) -> Option<KbRecord> {
-        self.0.lock().expect("record memory").get(key).cloned()
+    /// Takes the record out: its run owns it until it is put back.
+    pub fn take(&self, key: &str) -> Option<KbRecord> {
+        self.0.lock().expect("record memory").remove(key)
     }
 
     pub fn put(&self, key: &str, record: KbRecord) {

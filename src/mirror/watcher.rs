@@ -86,16 +86,20 @@ impl Watch {
 }
 
 /// Runs the watch to its end; returns every deletion made.
-pub async fn run(watch: Watch) -> CleanupReport {
+pub async fn run(mut watch: Watch) -> CleanupReport {
     let started = Instant::now();
-    let listed_before: HashSet<String> = watch.record.docs.iter().map(|d| d.id.clone()).collect();
     let offered: HashSet<(&str, String)> = watch
         .offered
         .iter()
         .map(|(path, oid)| (path.as_str(), oid.to_string()))
         .collect();
-    let mut record = watch.record.clone();
-    let mut deletions = watch.deletions.clone();
+    let listed_before: HashSet<String> = match offered.is_empty() {
+        true => HashSet::new(),
+        false => watch.record.docs.iter().map(|d| d.id.clone()).collect(),
+    };
+    let mut record = std::mem::take(&mut watch.record);
+    let mut deletions = std::mem::take(&mut watch.deletions);
+    let mut changed = false;
     let mut total = CleanupReport::default();
     loop {
         if !deletions.is_empty() {
@@ -107,6 +111,7 @@ pub async fn run(watch: Watch) -> CleanupReport {
             )
             .await;
             log(&report);
+            changed = true;
             total.deleted.extend(report.deleted);
             total.archived.extend(report.archived);
             total.failed.extend(report.failed);
@@ -116,10 +121,14 @@ pub async fn run(watch: Watch) -> CleanupReport {
             && left.delete.is_empty()
             && left.held.is_empty()
             && left.indexing == 0;
-        record.settled = settled.then(|| watch.commit.clone());
-        watch.mirror.remember_in_memory(&watch.config_hash, &record);
+        let settled = settled.then(|| watch.commit.clone());
+        changed |= settled != record.settled;
+        record.settled = settled;
         if imported(&record, &listed_before, &offered) {
-            tracing::info!("mirror: the import is indexed; watcher done");
+            if !offered.is_empty() {
+                tracing::info!("mirror: the import is indexed; watcher done");
+            }
+            watch.mirror.remember_in_memory(&watch.config_hash, record, changed);
             break;
         }
         if started.elapsed() >= watch.settings.max_wait {
@@ -127,14 +136,17 @@ pub async fn run(watch: Watch) -> CleanupReport {
                 "mirror: no finished import after {:?}; the next crawl cleans up",
                 watch.settings.max_wait
             );
+            watch.mirror.remember_in_memory(&watch.config_hash, record, changed);
             break;
         }
+        watch.mirror.remember_in_memory(&watch.config_hash, record.clone(), changed);
         tokio::time::sleep(watch.settings.poll).await;
         match watch.mirror.list(&watch.config_hash, Some(&record)).await {
             Ok(listing) => {
-                if !listing.unchanged {
-                    record.docs = listing.docs;
+                if let Some(docs) = listing.docs {
+                    record.docs = docs;
                     record.total = listing.total;
+                    changed = true;
                 }
                 let plan = plan::plan(&watch.files, &record.docs, &watch.skipped, watch.full);
                 if !plan.held.is_empty() {
