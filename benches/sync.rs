@@ -10,10 +10,10 @@
 //! force-pushed rewrite, and a sync after the clone cache was wiped. The plugin is driven
 //! through the fake daemon (the way Dify drives it) and through `git-datasource crawl`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
 #[path = "sync/mirror.rs"]
 mod mirror;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;

@@ -144,7 +144,12 @@ fn mirroring_from_the_terminal_cleans_up_a_knowledge_base() {
         let output = Command::new(BINARY)
             .args(["crawl", &url, "--state-dir"])
             .arg(&state)
-            .args(["--knowledge-base", &kb.dataset, "--dify-api-url", &kb.base_url])
+            .args([
+                "--knowledge-base",
+                &kb.dataset,
+                "--dify-api-url",
+                &kb.base_url,
+            ])
             .args(extra)
             .env("GIT_DATASOURCE_CACHE_DIR", &cache)
             .env("GIT_DATASOURCE_DIFY_API_KEY", KEY)
@@ -176,7 +181,11 @@ fn mirroring_from_the_terminal_cleans_up_a_knowledge_base() {
         text.contains("kept 1, offered 0, deleted 3") && text.contains("deleted: a.md, b.md, b.md"),
         "{text}"
     );
-    let left: Vec<String> = kb.docs().iter().map(|d| d.source_url().to_string()).collect();
+    let left: Vec<String> = kb
+        .docs()
+        .iter()
+        .map(|d| d.source_url().to_string())
+        .collect();
     assert_eq!(left.len(), 1);
     assert!(left[0].ends_with(":a.md"));
 

@@ -135,15 +135,12 @@ impl World {
             poll: Duration::from_millis(1),
             max_wait: wait,
         };
-        let watch = Watch::after_crawl(
-            self.mirror(),
-            &crawled.summary.config_hash,
-            &crawled.summary.commit,
-            outcome,
-            false,
-            settings,
-        );
-        runtime().block_on(watcher::run(watch))
+        let summary = &crawled.summary;
+        let (hash, commit) = (&summary.config_hash, &summary.commit);
+        match Watch::after_crawl(self.mirror(), hash, commit, outcome, false, settings) {
+            Some(watch) => runtime().block_on(watcher::run(watch)),
+            None => CleanupReport::default(),
+        }
     }
 
     /// Crawl, import every offered item, index, and let the watcher clean up.
@@ -356,6 +353,34 @@ fn a_failing_listing_deletes_nothing_and_falls_back_to_plugin_storage() {
 }
 
 #[test]
+fn passing_faults_are_retried_with_backoff() {
+    let mut world = World::new(&[("a.md", "alpha"), ("b.md", "beta")]);
+    let hash = world.cycle().summary.config_hash;
+    world.write(&[("a.md".into(), "alpha 2".into())], &["b.md".into()]);
+    // Two 503s on the listing and two 429s on the delete: each call's retries absorb them.
+    world.kb.fail(Fault {
+        method: "GET",
+        from_page: 1,
+        remaining: 2,
+        status: 503,
+    });
+    world.kb.fail(Fault {
+        method: "DELETE",
+        from_page: 0,
+        remaining: 2,
+        status: 429,
+    });
+    let crawled = world.crawl(json!({}));
+    assert!(crawled.summary.mirror.is_some(), "the listing went through");
+    let report = world.watch(&crawled, Duration::from_millis(10));
+    assert_eq!((report.deleted.len(), report.failed.len()), (1, 0));
+    world.kb.import(&crawled.items);
+    world.kb.index_all();
+    world.cycle();
+    world.assert_mirrored(&hash);
+}
+
+#[test]
 fn a_failing_delete_is_retried_by_the_next_run() {
     let mut world = World::new(&[("a.md", "alpha"), ("b.md", "beta")]);
     let hash = world.cycle().summary.config_hash;
@@ -505,7 +530,8 @@ fn five_thousand_documents_page_and_a_mass_deletion_is_held() {
         outcome,
         true,
         settings,
-    );
+    )
+    .unwrap();
     let report = runtime().block_on(watcher::run(watch));
     assert_eq!(report.deleted.len(), 3000);
     eprintln!("3,000 deletions in {:?}", started.elapsed());

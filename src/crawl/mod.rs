@@ -170,11 +170,12 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             summary.complete = true;
             summary.unchanged = true;
             if let (Some(target), Some(outcome)) = (self.mirror, mirror.as_mut()) {
-                if !outcome.record.stored {
-                    // What a watcher learned lives in memory only until a crawl stores it.
-                    target
-                        .remember(self.store, &hash, &mut outcome.record)
-                        .await;
+                // Nothing to watch: the record goes back where the next run looks. What a
+                // watcher learned lives in memory only until a crawl stores it.
+                let mut record = std::mem::take(&mut outcome.record);
+                match record.stored {
+                    true => target.remember_in_memory(&hash, record, false),
+                    false => target.remember(self.store, &hash, &mut record).await,
                 }
             }
             summary.mirror = mirror;
@@ -188,7 +189,8 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             let (fetched, filter) = (fetched.clone(), filter.clone());
             blocking(move || git::list_files(&fetched.open()?, fetched.commit, &filter)).await?
         };
-        let (snapshot, failed_before) = match full {
+        // With mirroring the knowledge base, not the snapshot, says what was delivered.
+        let (snapshot, failed_before) = match full || mirror.is_some() {
             true => (Entries::new(), Vec::new()),
             false => (
                 self.previous_delivery(&mut old, &fetched, &filter).await,

@@ -158,15 +158,11 @@ fn watch(
         );
     }
     let full = params.sync_mode == crate::crawl::params::SyncMode::Full;
-    let watch = Watch::after_crawl(
-        mirror,
-        &summary.config_hash,
-        &summary.commit,
-        outcome,
-        full,
-        WatchSettings::from_env(),
-    );
-    mirrors.watchers.start(key, watch);
+    let settings = WatchSettings::from_env();
+    let (hash, commit) = (&summary.config_hash, &summary.commit);
+    if let Some(watch) = Watch::after_crawl(mirror, hash, commit, outcome, full, settings) {
+        mirrors.watchers.start(key, watch);
+    }
 }
 
 fn error_payload(error: &CrawlError) -> ErrorPayload {

@@ -56,7 +56,8 @@ pub struct MirrorOutcome {
     /// The branch's files, and `(path, blob)` of what this run offered.
     pub files: Vec<crate::git::FileEntry>,
     pub offered: Vec<(String, git2::Oid)>,
-    /// The knowledge base as listed, with the crawl's skips and settled commit.
+    /// The knowledge base as listed, with the crawl's skips and settled commit (empty after
+    /// an unchanged run, whose record went straight back to memory).
     pub record: KbRecord,
     pub requests: usize,
     pub listing_time: Duration,

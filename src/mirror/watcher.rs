@@ -61,7 +61,8 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// The watch that follows a crawl whose mirroring planned `outcome`.
+    /// The watch that follows a crawl whose mirroring planned `outcome`; none after a run
+    /// that found nothing changed (nothing to delete, nothing offered).
     pub fn after_crawl(
         mirror: Mirror,
         config_hash: &str,
@@ -69,8 +70,11 @@ impl Watch {
         outcome: super::MirrorOutcome,
         full: bool,
         settings: WatchSettings,
-    ) -> Watch {
-        Watch {
+    ) -> Option<Watch> {
+        if outcome.unchanged && outcome.offered.is_empty() && outcome.plan.delete.is_empty() {
+            return None;
+        }
+        Some(Watch {
             mirror,
             config_hash: config_hash.to_string(),
             commit: commit.to_string(),
@@ -81,7 +85,7 @@ impl Watch {
             record: outcome.record,
             full,
             settings,
-        }
+        })
     }
 }
 
@@ -128,7 +132,9 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
             if !offered.is_empty() {
                 tracing::info!("mirror: the import is indexed; watcher done");
             }
-            watch.mirror.remember_in_memory(&watch.config_hash, record, changed);
+            watch
+                .mirror
+                .remember_in_memory(&watch.config_hash, record, changed);
             break;
         }
         if started.elapsed() >= watch.settings.max_wait {
@@ -136,10 +142,14 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
                 "mirror: no finished import after {:?}; the next crawl cleans up",
                 watch.settings.max_wait
             );
-            watch.mirror.remember_in_memory(&watch.config_hash, record, changed);
+            watch
+                .mirror
+                .remember_in_memory(&watch.config_hash, record, changed);
             break;
         }
-        watch.mirror.remember_in_memory(&watch.config_hash, record.clone(), changed);
+        watch
+            .mirror
+            .remember_in_memory(&watch.config_hash, record.clone(), changed);
         tokio::time::sleep(watch.settings.poll).await;
         match watch.mirror.list(&watch.config_hash, Some(&record)).await {
             Ok(listing) => {
