@@ -906,3 +906,63 @@ fn a_local_repository_is_read_in_place() {
     );
     assert!(!cache.exists(), "nothing copied into the cache");
 }
+
+/// A commit already in the shared clone cache (fetched by a workspace with the token) is
+/// never handed to a caller the server would refuse: no token, a wrong one, or the same
+/// repository spelled over plain http.
+#[test]
+fn a_cached_commit_still_needs_the_callers_own_authorization() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(dir.path());
+    let private = TestRepo::create(
+        &server.root.join("private"),
+        "docs",
+        &[("README.md", b"# private")],
+    );
+    let ca = server.ca.ca_pem.clone();
+    let cache = dir.path().join("cache");
+    let (https, http) = (
+        client(&cache, settings()),
+        client(
+            &cache,
+            FetchSettings {
+                allow_insecure_http: true,
+                ..settings()
+            },
+        ),
+    );
+    let client = https;
+    let url = server.https_url("private", "docs");
+    let head = private.head();
+    drop(fetch(&client, &url, "main", &token(&ca)).unwrap());
+    drop(fetch(&client, &url, &head, &token(&ca)).unwrap());
+
+    let anonymous = Credentials {
+        ca_certificate: ca.clone(),
+        ..Credentials::default()
+    };
+    assert_kind(fetch(&client, &url, &head, &anonymous), "auth_failed");
+    let wrong = Credentials {
+        access_token: "not-the-token".into(),
+        ..token(&ca)
+    };
+    let message = assert_kind(fetch(&client, &url, &head, &wrong), "auth_failed");
+    assert!(!message.contains("not-the-token"));
+    assert_kind(
+        fetch(
+            &http,
+            &server.http_url("private", "docs"),
+            &head,
+            &anonymous,
+        ),
+        "auth_failed",
+    );
+    // The token still works from the cache.
+    assert_eq!(
+        fetch(&client, &url, &head, &token(&ca))
+            .unwrap()
+            .commit
+            .to_string(),
+        head
+    );
+}

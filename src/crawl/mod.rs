@@ -193,7 +193,8 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         let (snapshot, failed_before) = match full || mirror.is_some() {
             true => (Entries::new(), Vec::new()),
             false => (
-                self.previous_delivery(&mut old, &fetched, &filter).await,
+                self.previous_delivery(&mut old, &fetched, &filter, host_keys.clone())
+                    .await,
                 old.failed.clone(),
             ),
         };
@@ -505,6 +506,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         old: &mut SyncState,
         fetched: &Arc<Fetched>,
         filter: &git::PathFilter,
+        host_keys: Arc<MemoryHostKeys>,
     ) -> Entries {
         if let Some((_, entries)) = old.snapshot.as_mut() {
             return std::mem::take(entries);
@@ -518,13 +520,14 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             filter.clone(),
             self.credentials.clone(),
         );
+        // The same host keys as the first connection: a server showing another key here
+        // is refused, like anywhere else.
         let listed = tokio::task::spawn_blocking(move || {
-            let host_keys = MemoryHostKeys::default();
             let request = FetchRequest {
                 url: fetched.url.fetch_url(),
                 reference: &previous,
                 credentials: &credentials,
-                host_keys: &host_keys,
+                host_keys: host_keys.as_ref(),
                 deadline: None,
                 progress: None,
             };

@@ -176,11 +176,7 @@ impl GitClient {
         let as_commit = Oid::from_str(reference)
             .ok()
             .filter(|_| is_full_hex(reference));
-        if let Some(oid) = as_commit {
-            if repo.find_commit(oid).is_ok() {
-                return Ok((oid, RefKind::Commit));
-            }
-        }
+        let cached_commit = as_commit.filter(|oid| repo.find_commit(*oid).is_ok());
         let auth = Authenticator {
             url,
             credentials: request.credentials,
@@ -201,6 +197,51 @@ impl GitClient {
             }
             deadline.is_none_or(|d| Instant::now() < d)
         });
+        let mut remote = repo.remote_anonymous(url.fetch_url()).map_err(|e| {
+            FetchFailure::Git(GitError::InvalidUrl(format!(
+                "{}: {}",
+                url.masked(),
+                e.message()
+            )))
+        })?;
+        let failure = |error: git2::Error| {
+            let recorded = auth.outcome.borrow_mut().error.take();
+            if let Some(recorded) = recorded {
+                return FetchFailure::Git(recorded);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return FetchFailure::Git(GitError::Timeout(format!(
+                    "fetching {} did not finish within the run's time budget",
+                    url.masked()
+                )));
+            }
+            let refused_want = ["want", "not our ref", "unexpected packet"]
+                .iter()
+                .any(|text| error.message().contains(text));
+            if as_commit.is_some() && refused_want {
+                return FetchFailure::Git(not_fetchable_commit(url, reference));
+            }
+            if matches!(
+                error.class(),
+                git2::ErrorClass::Odb
+                    | git2::ErrorClass::Zlib
+                    | git2::ErrorClass::Indexer
+                    | git2::ErrorClass::Repository
+            ) {
+                return FetchFailure::Damaged(error.message().to_string());
+            }
+            FetchFailure::Git(GitError::from_remote(&error, &url.masked()))
+        };
+        if let Some(oid) = cached_commit {
+            // The commit is in the shared cache already, perhaps fetched by another
+            // workspace: the caller proves, with their own credentials, that the server lets
+            // them read this repository before anything cached is used.
+            let connection = remote
+                .connect_auth(git2::Direction::Fetch, Some(callbacks), None)
+                .map_err(failure)?;
+            connection.list().map_err(failure)?;
+            return Ok((oid, RefKind::Commit));
+        }
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         options.download_tags(AutotagOption::None);
@@ -215,44 +256,9 @@ impl GitClient {
                 format!("+refs/tags/{reference}:refs/datasource/tags/{reference}"),
             ],
         };
-        let mut remote = repo.remote_anonymous(url.fetch_url()).map_err(|e| {
-            FetchFailure::Git(GitError::InvalidUrl(format!(
-                "{}: {}",
-                url.masked(),
-                e.message()
-            )))
-        })?;
         let fetched = remote.fetch(&refspecs, Some(&mut options), None);
         if let Err(error) = fetched {
-            let recorded = auth.outcome.borrow_mut().error.take();
-            if let Some(recorded) = recorded {
-                return Err(FetchFailure::Git(recorded));
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(FetchFailure::Git(GitError::Timeout(format!(
-                    "fetching {} did not finish within the run's time budget",
-                    url.masked()
-                ))));
-            }
-            let refused_want = ["want", "not our ref", "unexpected packet"]
-                .iter()
-                .any(|text| error.message().contains(text));
-            if as_commit.is_some() && refused_want {
-                return Err(FetchFailure::Git(not_fetchable_commit(url, reference)));
-            }
-            if matches!(
-                error.class(),
-                git2::ErrorClass::Odb
-                    | git2::ErrorClass::Zlib
-                    | git2::ErrorClass::Indexer
-                    | git2::ErrorClass::Repository
-            ) {
-                return Err(FetchFailure::Damaged(error.message().to_string()));
-            }
-            return Err(FetchFailure::Git(GitError::from_remote(
-                &error,
-                &url.masked(),
-            )));
+            return Err(failure(error));
         }
         let heads: Vec<(String, Oid)> = remote
             .list()
