@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::snapshot::{self, Entries};
 
@@ -75,11 +76,25 @@ impl SyncState {
             .collect()
     }
 
+    /// What a pending record continues: a hash of the snapshot's whole chunk list.
     fn base_id(&self) -> String {
-        self.snapshot
-            .as_ref()
-            .and_then(|(r, _)| r.chunks.first().cloned())
-            .unwrap_or_default()
+        match &self.snapshot {
+            Some((record, _)) => {
+                let digest = Sha256::digest(record.chunks.join(",").as_bytes());
+                format!("v2:{}", hex::encode(&digest[..8]))
+            }
+            None => String::new(),
+        }
+    }
+
+    /// Whether a pending record was built on this state's snapshot. Records written before
+    /// the `v2:` form named only the snapshot's first chunk.
+    fn continues(&self, pending: &ChunkRef) -> bool {
+        if pending.base.starts_with("v2:") || pending.base.is_empty() {
+            return pending.base == self.base_id();
+        }
+        let first = self.snapshot.as_ref().and_then(|(r, _)| r.chunks.first());
+        first == Some(&pending.base)
     }
 }
 
@@ -94,6 +109,12 @@ pub async fn load<S: StateStore>(store: &S, hash: &str) -> Result<SyncState, Sta
         None => Vec::new(),
     };
     let snapshot = load_ref(store, hash, &snapshot_key(hash)).await?;
+    // The snapshot record is the commit point: its commit is the last one fully delivered,
+    // whatever `git_sha` (written after it, for the Python plugin) says.
+    let last_commit = match &snapshot {
+        Some((record, _)) => Some(record.commit.clone()),
+        None => last_commit,
+    };
     let mut state = SyncState {
         last_commit,
         failed,
@@ -102,7 +123,7 @@ pub async fn load<S: StateStore>(store: &S, hash: &str) -> Result<SyncState, Sta
     };
     let pending = load_ref(store, hash, &pending_key(hash)).await?;
     // A pending record built on another snapshot is stale (its run was overtaken).
-    state.pending = pending.filter(|(r, _)| r.base == state.base_id());
+    state.pending = pending.filter(|(r, _)| state.continues(r));
     Ok(state)
 }
 
@@ -137,8 +158,11 @@ async fn load_ref<S: StateStore>(
     }
 }
 
-/// Records a fully delivered change set: chunks first, then the snapshot record, the commit
-/// and failed paths; then the pending record and unreferenced chunks go.
+/// Records a fully delivered change set. One commit point, written last: chunks and failed
+/// paths first, then the snapshot record. A failure before it leaves the previous state whole
+/// (the next run delivers the same changes again); what follows it (the Python plugin's
+/// `git_sha`, dropping the pending record and unreferenced chunks) is best effort, since the
+/// snapshot record alone decides.
 pub async fn save_complete<S: StateStore>(
     store: &S,
     hash: &str,
@@ -148,19 +172,24 @@ pub async fn save_complete<S: StateStore>(
     old: &SyncState,
 ) -> Result<(), StateError> {
     let record = write_chunks(store, hash, commit, delivered, String::new(), old).await?;
-    store.set(&snapshot_key(hash), &to_json(&record)).await?;
-    store.set(&sha_key(hash), commit.as_bytes()).await?;
     store
         .set(&failed_key(hash), python_json_list(failed).as_bytes())
         .await?;
+    store.set(&snapshot_key(hash), &to_json(&record)).await?;
+    if let Err(error) = store.set(&sha_key(hash), commit.as_bytes()).await {
+        tracing::warn!("recording git_sha for the Python plugin failed: {error}");
+    }
     if old.pending.is_some() {
-        store.del(&pending_key(hash)).await?;
+        if let Err(error) = store.del(&pending_key(hash)).await {
+            tracing::warn!("dropping the finished pending record failed: {error}");
+        }
     }
     drop_unreferenced(store, hash, old, &record.chunks).await;
     Ok(())
 }
 
-/// Records the part of a change set delivered so far; the snapshot and commit stay.
+/// Records the part of a change set delivered so far; the snapshot and commit stay. The
+/// pending record is the commit point, written last.
 pub async fn save_pending<S: StateStore>(
     store: &S,
     hash: &str,
@@ -172,10 +201,10 @@ pub async fn save_pending<S: StateStore>(
 ) -> Result<(), StateError> {
     let mut record = write_chunks(store, hash, commit, handled, old.base_id(), old).await?;
     record.full = full;
-    store.set(&pending_key(hash), &to_json(&record)).await?;
     store
         .set(&failed_key(hash), python_json_list(failed).as_bytes())
         .await?;
+    store.set(&pending_key(hash), &to_json(&record)).await?;
     let mut keep = record.chunks.clone();
     keep.extend(
         old.snapshot

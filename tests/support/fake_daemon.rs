@@ -81,6 +81,8 @@ struct Shared {
     recorded: Mutex<Recorded>,
     changed: Condvar,
     storage_mode: Mutex<StorageMode>,
+    /// One storage call, by its index in `storage_calls`, fails (or, `true`, gets no reply).
+    storage_fault: Mutex<Option<(usize, bool)>>,
 }
 
 pub struct FakeDaemon {
@@ -101,6 +103,7 @@ impl FakeDaemon {
             recorded: Mutex::new(Recorded::default()),
             changed: Condvar::new(),
             storage_mode: Mutex::new(StorageMode::Normal),
+            storage_fault: Mutex::new(None),
         });
         let to_plugin: Arc<Mutex<Box<dyn Write + Send>>> =
             Arc::new(Mutex::new(Box::new(to_plugin)));
@@ -159,6 +162,12 @@ impl FakeDaemon {
 
     pub fn set_storage_mode(&self, mode: StorageMode) {
         *self.shared.storage_mode.lock().unwrap() = mode;
+    }
+
+    /// Makes the storage call with index `call` (counted over the daemon's life) fail with an
+    /// error event, or with `silent` get no reply at all; `None` clears it.
+    pub fn set_storage_fault(&self, fault: Option<(usize, bool)>) {
+        *self.shared.storage_fault.lock().unwrap() = fault;
     }
 
     pub fn recorded(&self) -> MutexGuard<'_, Recorded> {
@@ -350,8 +359,15 @@ fn answer_invoke(shared: &Shared, line: &Value) -> Vec<String> {
     let opt = request["opt"].as_str().unwrap_or_default();
     let key = request["key"].as_str().unwrap_or_default().to_string();
     let mut recorded = shared.recorded.lock().unwrap();
+    let fault = *shared.storage_fault.lock().unwrap();
+    let faulty = fault.is_some_and(|(call, _)| call == recorded.storage_calls.len());
     recorded.storage_calls.push(format!("{opt} {key}"));
-    let outcome: Result<Value, String> = if invoke["type"] != "storage" {
+    if faulty && fault.is_some_and(|(_, silent)| silent) {
+        return Vec::new();
+    }
+    let outcome: Result<Value, String> = if faulty {
+        Err("save data failed: injected fault".into())
+    } else if invoke["type"] != "storage" {
         Err(format!("unknown invoke type {}", invoke["type"]))
     } else if mode == StorageMode::Failing || (mode == StorageMode::FailWrites && opt == "set") {
         Err("save data failed: storage backend unavailable".into())
