@@ -52,6 +52,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // A panic's message may quote its input, secrets included: report where, never what.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("internal error: the plugin panicked at {at} (message withheld)");
+    }));
     match cli.command.unwrap_or(Command::Serve) {
         Command::Check { dir } => check(&dir),
         Command::Package {

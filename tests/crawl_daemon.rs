@@ -505,3 +505,42 @@ fn bad_parameters_and_urls_get_clear_errors() {
         "GitNetworkError"
     );
 }
+
+/// Malformed URLs with a token in them (one slash, none, `http//`, a `%` before a multi-byte
+/// character) get a clear error that never quotes the token, and the plugin stays up.
+#[test]
+fn malformed_urls_never_echo_their_token() {
+    let setup = Setup::new(&[("a.md", b"a")]);
+    let daemon = setup.daemon(&[("GIT_DATASOURCE_LOG", "trace")]);
+    for url in [
+        "https:/user:SeCrEtToKeN@example.com/org/repo.git",
+        "user:SeCrEtToKeN@example.com/org/repo.git",
+        "http//user:SeCrEtToKeN@example.com/org/repo.git",
+        "https://user:SeCrEtToKeN%\u{e9}@example.com/org/repo.git",
+        "https://user:%\u{1F600}SeCrEtToKeN@127.0.0.1:1/org/repo.git",
+    ] {
+        let messages = crawl(&daemon, json!({"repo_url": url}));
+        let last = messages.last().unwrap();
+        assert_eq!(last["type"], "error", "{url}: {messages:?}");
+        assert!(!last.to_string().contains("SeCrEtToKeN"), "{url}: {last}");
+    }
+    let session = daemon.request(
+        "validate_datasource_credentials",
+        json!({"provider": "git_datasource", "credentials": {}}),
+    );
+    assert_eq!(
+        daemon.finish(&session)[0]["data"],
+        json!({"result": true}),
+        "still serving"
+    );
+    assert!(
+        !daemon.stderr_text().contains("SeCrEtToKeN"),
+        "{}",
+        daemon.stderr_text()
+    );
+    assert!(!daemon
+        .recorded()
+        .lines
+        .iter()
+        .any(|(_, l)| l.to_string().contains("SeCrEtToKeN")));
+}

@@ -1,33 +1,41 @@
-//! Git failures sorted into the kinds a user can act on. Messages carry masked URLs only.
+//! Git failures sorted into the kinds a user can act on. Every message is shown through
+//! [`mask_url`], so no user info reaches a log or an error, whatever the input looked like.
 
 use super::url::mask_url;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GitError {
-    #[error("invalid repository URL {0}")]
+    #[error("invalid repository URL {}", mask_url(.0))]
     InvalidUrl(String),
-    #[error("{0}")]
+    #[error("{}", mask_url(.0))]
     NotAllowed(String),
-    #[error("authentication failed for {0}")]
+    #[error("authentication failed for {}", mask_url(.0))]
     AuthFailed(String),
-    #[error("repository not found: {0}")]
+    #[error("repository not found: {}", mask_url(.0))]
     RepoNotFound(String),
-    #[error("{0}")]
+    #[error("{}", mask_url(.0))]
     RefNotFound(String),
-    #[error("{0}")]
+    #[error("{}", mask_url(.0))]
     HostKeyMismatch(String),
-    #[error("{0}")]
+    #[error("{}", mask_url(.0))]
     HostKeyUnknown(String),
-    #[error("TLS certificate problem with {0}")]
+    #[error("TLS certificate problem with {}", mask_url(.0))]
     Tls(String),
-    #[error("network problem reaching {0}")]
+    #[error("network problem reaching {}", mask_url(.0))]
     Network(String),
-    #[error("timed out: {0}")]
+    #[error("timed out: {}", mask_url(.0))]
     Timeout(String),
-    #[error("the repository cache failed: {0}")]
+    #[error("the repository cache failed: {}", mask_url(.0))]
     Cache(String),
-    #[error("reading the repository failed: {0}")]
+    #[error("reading the repository failed: {}", mask_url(.0))]
     Read(String),
+}
+
+/// Debug output is masked like the message.
+impl std::fmt::Debug for GitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GitError({}: {self})", self.kind())
+    }
 }
 
 impl GitError {

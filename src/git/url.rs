@@ -48,7 +48,7 @@ impl fmt::Display for RepoUrl {
 impl RepoUrl {
     pub fn parse(input: &str) -> Result<Self, GitError> {
         let text = input.trim();
-        let invalid = |why: &str| GitError::InvalidUrl(format!("{}: {why}", mask_url(text)));
+        let invalid = |why: &str| GitError::InvalidUrl(mask_url(&format!("{text}: {why}")));
         if text.is_empty() {
             return Err(invalid("the repository URL is empty"));
         }
@@ -123,6 +123,21 @@ impl RepoUrl {
         }
         // scp-like `user@host:path`; a path with a colon before any slash.
         if let Some((before, path)) = text.split_once(':') {
+            let scheme_like = ["http", "https", "ssh", "git", "file"]
+                .iter()
+                .any(|s| before.eq_ignore_ascii_case(s));
+            if scheme_like {
+                return Err(invalid(&format!(
+                    "write the scheme as {before}:// (two slashes)"
+                )));
+            }
+            if !before.contains('@') && path.split('/').next().unwrap_or("").contains('@') {
+                // `user:token@host/repo`: a URL missing its scheme, not an SSH address.
+                return Err(invalid(
+                    "it looks like user:token@host without a scheme; write https://host/org/repo.git \
+                     and put the token in the access_token credential",
+                ));
+            }
             if !before.contains('/')
                 && !path.is_empty()
                 && !path.starts_with("//")
@@ -193,7 +208,7 @@ impl RepoUrl {
 
     /// The URL as it may appear in messages.
     pub fn masked(&self) -> String {
-        self.fetch_url.clone()
+        mask_url(&self.fetch_url)
     }
 
     /// A user name and token typed into the URL itself.
@@ -256,14 +271,16 @@ fn normalize(transport: &Transport, host: &str, port: Option<u16>, path: &str) -
     format!("{scheme}://{host}{port}{path}")
 }
 
+/// `%XX` decoding over bytes: never splits a character, never panics.
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(byte);
+            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((high * 16 + low) as u8);
                 i += 3;
                 continue;
             }
@@ -274,27 +291,29 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Hides the user info of any `scheme://user:secret@host` in a text.
+/// The one way a URL (or any text holding one) is shown: whatever its shape, everything
+/// between the start of a word (after a space, a slash, a quote) and an `@` is user info and
+/// becomes `***`, but for the usual SSH user `git`. A malformed URL (`https:/u:t@h`,
+/// `u:t@h/r`, `http//u:t@h`) is masked as well as a good one.
 pub fn mask_url(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (head, tail) = rest.split_at(at + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace())
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(i) => {
-                out.push_str("***@");
-                out.push_str(&authority[i + 1..]);
-            }
-            None => out.push_str(authority),
+    let mut word = String::new();
+    let is_boundary =
+        |c: char| c.is_whitespace() || matches!(c, '/' | '"' | '\'' | '(' | '<' | ',');
+    for c in text.chars() {
+        if c == '@' {
+            out.push_str(if word == "git" { "git" } else { "***" });
+            out.push('@');
+            word.clear();
+        } else if is_boundary(c) {
+            out.push_str(&word);
+            out.push(c);
+            word.clear();
+        } else {
+            word.push(c);
         }
-        rest = &tail[end..];
     }
-    out.push_str(rest);
+    out.push_str(&word);
     out
 }
 
@@ -390,8 +409,27 @@ mod tests {
     fn masking_hides_user_info() {
         assert_eq!(
             mask_url("failed https://bob:tok@h.example/x and ssh://git@h2/y"),
-            "failed https://***@h.example/x and ssh://***@h2/y"
+            "failed https://***@h.example/x and ssh://git@h2/y"
         );
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_without_their_secret() {
+        for url in [
+            "https:/user:TOKEN123@host/repo",
+            "user:TOKEN123@host/repo",
+            "http//user:TOKEN123@host/repo",
+            "https:user:TOKEN123@host/repo",
+            "https://user:%e9TOKEN123@host/repo",
+            "https://user:TOKEN123%\u{e9}@host/repo",
+            "https://user:TOKEN123%\u{1F600}x@host/repo",
+        ] {
+            let shown = match RepoUrl::parse(url) {
+                Ok(parsed) => format!("{parsed} {parsed:?} {}", parsed.fetch_url()),
+                Err(error) => error.to_string(),
+            };
+            assert!(!shown.contains("TOKEN123"), "{url} -> {shown}");
+        }
     }
 
     proptest! {
@@ -402,6 +440,24 @@ mod tests {
             prop_assert!(!parsed.normalized().contains(&secret));
             prop_assert!(!parsed.fetch_url().contains(&secret));
             prop_assert!(!mask_url(&url).contains(&secret));
+        }
+
+        /// Whatever the shape around it, a secret right before an `@` is never shown, and
+        /// parsing never panics.
+        #[test]
+        fn no_shape_shows_user_info(
+            head in "(https?:/{0,3}|ssh:/{0,2}|git\\+ssh://|[a-z]{0,5}[:/]{0,3})",
+            user in "([a-z]{1,6}:)?",
+            secret in "[A-Za-z0-9%\u{e9}\u{1F600}]{12,20}",
+            tail in "[a-z.]{1,10}(:[0-9]{1,5})?[/:][a-z/]{0,10}",
+        ) {
+            let url = format!("{head}{user}{secret}@{tail}");
+            prop_assert!(!mask_url(&url).contains(&secret));
+            let shown = match RepoUrl::parse(&url) {
+                Ok(parsed) => format!("{parsed} {parsed:?}"),
+                Err(error) => error.to_string(),
+            };
+            prop_assert!(!shown.contains(&secret), "{} -> {}", url, shown);
         }
     }
 }

@@ -183,10 +183,12 @@ async fn run_session(session: Session, work: HandlerFuture) {
     let outcome = match tokio::spawn(work).await {
         Ok(outcome) => outcome,
         Err(join_error) => {
-            tracing::error!(
-                session = session.id(),
-                "request handler crashed: {join_error}"
-            );
+            // A panic's text may quote its input (a secret among it): never shown.
+            let what = match join_error.is_panic() {
+                true => "panicked",
+                false => "was cancelled",
+            };
+            tracing::error!(session = session.id(), "the request handler {what}");
             Err(ErrorPayload::new(
                 "InternalError",
                 "the plugin failed while handling this request; the plugin log has the details",
