@@ -222,12 +222,31 @@ fn split_armor_line<'a>(text: &'a str, marker: &str) -> Option<(&'a str, &'a str
     Some((&text[start..header_end], &text[header_end..]))
 }
 
+/// The most bcrypt rounds an encrypted OpenSSH key may ask for (`ssh-keygen -a`, default 16).
+const MAX_KDF_ROUNDS: u32 = 1000;
+
+/// An encrypted OpenSSH key names its own bcrypt rounds, and a hostile one could ask for
+/// billions: refused before anything decrypts it (here and before every SSH connection).
+pub fn check_kdf_rounds(key: &str) -> Result<(), String> {
+    let Ok(parsed) = ssh_key::PrivateKey::from_openssh(key) else {
+        return Ok(());
+    };
+    match parsed.kdf() {
+        ssh_key::Kdf::Bcrypt { rounds, .. } if *rounds > MAX_KDF_ROUNDS => Err(format!(
+            "asks for {rounds} key-derivation rounds (at most {MAX_KDF_ROUNDS}); re-encrypt it with \
+             `ssh-keygen -p -a 100 -f KEY`"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Parses a normalized private key; with a passphrase when it is encrypted.
 fn check_private_key(key: &str, passphrase: &str) -> Result<(), String> {
     if key.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
         let parsed = ssh_key::PrivateKey::from_openssh(key).map_err(|_| {
             "is not a readable OpenSSH private key; paste the whole file including the BEGIN and END lines".to_string()
         })?;
+        check_kdf_rounds(key)?;
         if parsed.is_encrypted() {
             if passphrase.is_empty() {
                 return Err("is protected by a passphrase; fill in ssh_passphrase".into());

@@ -421,3 +421,42 @@ fn a_broken_declaration_is_refused_at_start_with_the_check_message() {
         "nothing on stdout when refusing to start"
     );
 }
+
+/// An encrypted OpenSSH key names its own bcrypt rounds; one asking for billions is refused
+/// at once by *Validate*, before anything tries to decrypt it.
+#[test]
+fn a_key_asking_for_billions_of_kdf_rounds_is_refused_at_once() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = support::keys::ssh_keygen(dir.path(), "k", &["-t", "ed25519", "-a", "16"], "pw");
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut bytes = engine.decode(body).unwrap();
+    // kdfoptions = string salt + uint32 rounds, right after "bcrypt".
+    let at = bytes.windows(6).position(|w| w == b"bcrypt").unwrap() + 6 + 4;
+    let salt_len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let rounds_at = at + 4 + salt_len;
+    assert_eq!(&bytes[rounds_at..rounds_at + 4], &16u32.to_be_bytes());
+    bytes[rounds_at..rounds_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let hostile = format!(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
+        engine.encode(&bytes)
+    );
+    let daemon = FakeDaemon::spawn(&[]);
+    let started = std::time::Instant::now();
+    let session = daemon.request(
+        "validate_datasource_credentials",
+        json!({"credentials": {"ssh_private_key": hostile, "ssh_passphrase": "pw"}}),
+    );
+    let messages = daemon.finish(&session);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(messages[0]["type"], "error", "{messages:?}");
+    assert!(
+        messages[0].to_string().contains("key-derivation rounds"),
+        "{messages:?}"
+    );
+}

@@ -12,7 +12,7 @@ use ssh_key::known_hosts::{Entry, HostPatterns};
 
 use super::url::{RepoUrl, Transport};
 use super::GitError;
-use crate::credentials::{normalize_private_key, Credentials};
+use crate::credentials::{check_kdf_rounds, normalize_private_key, Credentials};
 
 /// The user name sent with a token when none is configured: GitHub, GitLab and Gitea take
 /// any name with a token; Bitbucket wants the account's user name (or `x-token-auth`).
@@ -123,12 +123,17 @@ impl<'a> Authenticator<'a> {
             let user = username.unwrap_or(&self.url.ssh_user);
             let passphrase =
                 Some(self.credentials.ssh_passphrase.as_str()).filter(|p| !p.is_empty());
-            return Cred::ssh_key_from_memory(user, None, &normalize_private_key(key), passphrase)
-                .map_err(|_| {
-                    self.fail(GitError::AuthFailed(format!(
+            let key = normalize_private_key(key);
+            if let Err(problem) = check_kdf_rounds(&key) {
+                return Err(self.fail(GitError::AuthFailed(format!(
+                    "{url} (ssh_private_key {problem})"
+                ))));
+            }
+            return Cred::ssh_key_from_memory(user, None, &key, passphrase).map_err(|_| {
+                self.fail(GitError::AuthFailed(format!(
                     "{url} (ssh_private_key could not be used; check the key and ssh_passphrase)"
                 )))
-                });
+            });
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             let Some((user, token)) = self.token() else {
@@ -292,18 +297,40 @@ fn hashed_name_matches(salt: &[u8], hash: &[u8; 20], name: &str) -> bool {
         .is_ok_and(|mac| mac == hash)
 }
 
-/// `*` and `?` globbing as in known_hosts patterns.
+/// Longer known_hosts patterns never match (a host name has at most 255 characters).
+const MAX_PATTERN: usize = 1024;
+
+/// `*` and `?` globbing as in known_hosts patterns, without backtracking blow-up: one pass
+/// that returns to the last `*` only, so at most |pattern| × |text| steps whatever the
+/// pattern (a line of many `*` cannot pin a core).
 fn wildcard_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
-            _ => false,
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    if p.len() > MAX_PATTERN {
+        return false;
+    }
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((star_pi, star_ti)) => {
+                    pi = star_pi + 1;
+                    ti = star_ti + 1;
+                    star = Some((star_pi, star_ti + 1));
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), text.as_bytes())
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Whether a server certificate (DER) chains to the given CA(s) and names `host`.
@@ -355,5 +382,39 @@ mod tests {
         assert!(wildcard_match("git?.example.com", "git1.example.com"));
         assert!(!wildcard_match("*.example.com", "example.org"));
         assert!(wildcard_match("[127.0.0.1]:2222", "[127.0.0.1]:2222"));
+        assert!(wildcard_match("*", ""));
+        assert!(wildcard_match("a*b*c", "aXbYbZc"));
+        assert!(!wildcard_match("a*b*c", "aXbYbZ"));
+        assert!(!wildcard_match("?", ""));
+    }
+
+    /// The review's hostile line: many `*` against a long name that does not match. The
+    /// old recursive matcher took exponential time here; this one answers at once.
+    #[test]
+    fn many_stars_take_no_time() {
+        let pattern = format!("{}x", "*".repeat(200));
+        let name = "a".repeat(255);
+        let started = std::time::Instant::now();
+        assert!(!wildcard_match(&pattern, &name));
+        let line = format!("{pattern},{}x ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl", "*?".repeat(100));
+        assert!(known_keys_for(&line, &name, None).is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    proptest::proptest! {
+        /// The same answers as a plain recursive matcher, on inputs small enough for it.
+        #[test]
+        fn matches_like_the_definition(pattern in "[ab*?]{0,8}", text in "[ab]{0,8}") {
+            fn reference(p: &[u8], t: &[u8]) -> bool {
+                match (p.first(), t.first()) {
+                    (None, None) => true,
+                    (Some(b'*'), _) => reference(&p[1..], t) || (!t.is_empty() && reference(p, &t[1..])),
+                    (Some(b'?'), Some(_)) => reference(&p[1..], &t[1..]),
+                    (Some(a), Some(b)) if a == b => reference(&p[1..], &t[1..]),
+                    _ => false,
+                }
+            }
+            proptest::prop_assert_eq!(wildcard_match(&pattern, &text), reference(pattern.as_bytes(), text.as_bytes()));
+        }
     }
 }
