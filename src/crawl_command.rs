@@ -180,6 +180,15 @@ pub fn describe(summary: &RunSummary) -> String {
             .map(|(reason, n)| format!("{reason} {n}"))
             .collect();
         out.push_str(&format!("skipped: {}\n", reasons.join(", ")));
+        for (path, why) in summary.skipped_files.iter().take(20) {
+            out.push_str(&format!("  {path}: {why}\n"));
+        }
+        if summary.skipped_files.len() > 20 {
+            out.push_str(&format!(
+                "  and {} more\n",
+                summary.skipped_files.len() - 20
+            ));
+        }
     }
     if !summary.failed.is_empty() {
         out.push_str(&format!(

@@ -544,3 +544,43 @@ fn malformed_urls_never_echo_their_token() {
         .iter()
         .any(|(_, l)| l.to_string().contains("SeCrEtToKeN")));
 }
+
+/// A file under the size limit whose JSON escaping makes it larger than the whole message is
+/// reported as skipped, with why, in the log and the progress totals; deleted and renamed
+/// files are named in the log.
+#[test]
+fn skipped_deleted_and_renamed_files_are_named() {
+    let quotes = "\"".repeat(3000);
+    let setup = Setup::new(&[
+        ("a.md", b"alpha"),
+        ("quotes.md", quotes.as_bytes()),
+        ("gone.md", b"gone"),
+        ("old.md", b"moving"),
+    ]);
+    let daemon = setup.daemon(&[("GIT_DATASOURCE_MAX_RESULT_BYTES", "4000")]);
+    let messages = crawl(&daemon, json!({"repo_url": setup.url()}));
+    let delivered = documents(&messages);
+    assert_eq!(titles(&delivered), ["a.md", "gone.md", "old.md"]);
+    let last = &messages[messages.len() - 2]["data"]["result"];
+    assert_eq!(
+        (last["total"].as_u64(), last["completed"].as_u64()),
+        (Some(4), Some(4))
+    );
+    let log = daemon.stderr_text();
+    assert!(
+        log.contains("skipped 1 files: quotes.md (too large ("),
+        "{log}"
+    );
+
+    setup
+        .repo
+        .commit(&[("new.md", b"moving")], &["gone.md", "old.md"], "move");
+    let messages = crawl(&daemon, json!({"repo_url": setup.url()}));
+    assert_eq!(titles(&documents(&messages)), ["new.md"]);
+    let log = daemon.stderr_text();
+    assert!(log.contains("deleted since the last run: gone.md"), "{log}");
+    assert!(
+        log.contains("renamed since the last run: old.md -> new.md"),
+        "{log}"
+    );
+}

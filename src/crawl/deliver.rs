@@ -20,8 +20,9 @@ pub enum Fit {
     Added,
     /// The budget is spent: this document and the rest wait for the next run.
     Full,
-    /// The document alone is larger than the whole budget: it can never be delivered.
-    TooLarge,
+    /// The document alone (this many bytes as JSON) is larger than the whole budget: it can
+    /// never be delivered.
+    TooLarge(usize),
 }
 
 /// The documents of the final message, serialized and comma-separated.
@@ -53,7 +54,7 @@ impl Delivery {
     pub fn try_add(&mut self, document: &Document<'_>) -> Fit {
         let serialized = serde_json::to_vec(document).expect("a document serializes");
         if serialized.len() + WRAPPER_RESERVE > self.budget {
-            return Fit::TooLarge;
+            return Fit::TooLarge(serialized.len());
         }
         let separator = usize::from(self.count > 0);
         if self.documents.len() + separator + serialized.len() + WRAPPER_RESERVE > self.budget {
@@ -105,7 +106,7 @@ mod tests {
                 match delivery.try_add(&doc) {
                     Fit::Added => added.push(content.clone()),
                     Fit::Full => break,
-                    Fit::TooLarge => {}
+                    Fit::TooLarge(_) => {}
                 }
             }
             let message = delivery.into_final_message(contents.len(), added.len());

@@ -111,6 +111,8 @@ pub struct RunSummary {
     pub delivered: usize,
     pub bytes: usize,
     pub skipped: BTreeMap<&'static str, usize>,
+    /// Every skipped file and why.
+    pub skipped_files: Vec<(String, String)>,
     pub failed: Vec<String>,
     pub deleted: Vec<String>,
     pub renamed: Vec<(String, String)>,
@@ -275,17 +277,21 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                                 stopped = true;
                                 break 'batches;
                             }
-                            Fit::TooLarge => {
-                                let (size, limit) =
-                                    (text.len() as u64, self.sink.data_budget() as u64);
-                                skip(&mut summary, &SkipReason::TooLarge { size, limit });
+                            Fit::TooLarge(json_bytes) => {
+                                // Under the file limit, but larger than a whole message
+                                // once escaped as JSON.
+                                let reason = SkipReason::TooLarge {
+                                    size: json_bytes as u64,
+                                    limit: self.sink.data_budget() as u64,
+                                };
+                                skip(&mut summary, &file.path, &reason);
                                 skipped_now.insert(file.path.clone(), file.oid);
                             }
                         }
                         handled.insert(file.path.clone(), file.oid);
                     }
                     BlobRead::Skipped(reason) => {
-                        skip(&mut summary, &reason);
+                        skip(&mut summary, &file.path, &reason);
                         handled.insert(file.path.clone(), file.oid);
                         skipped_now.insert(file.path.clone(), file.oid);
                     }
@@ -561,8 +567,11 @@ struct RunProgress {
     finished: bool,
 }
 
-fn skip(summary: &mut RunSummary, reason: &SkipReason) {
+fn skip(summary: &mut RunSummary, path: &str, reason: &SkipReason) {
     *summary.skipped.entry(reason.name()).or_default() += 1;
+    summary
+        .skipped_files
+        .push((path.to_string(), reason.to_string()));
 }
 
 async fn blocking<T: Send + 'static>(

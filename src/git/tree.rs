@@ -33,6 +33,22 @@ pub enum SkipReason {
     UnsafePath(&'static str),
 }
 
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Binary => f.write_str("binary"),
+            SkipReason::NotUtf8 => f.write_str("not UTF-8 text"),
+            SkipReason::TooLarge { size, limit } => {
+                write!(f, "too large ({size} bytes; the limit is {limit})")
+            }
+            SkipReason::LfsPointer => f.write_str("a Git LFS pointer"),
+            SkipReason::Symlink => f.write_str("a symbolic link"),
+            SkipReason::Submodule => f.write_str("a submodule"),
+            SkipReason::UnsafePath(why) => write!(f, "an unsafe path ({why})"),
+        }
+    }
+}
+
 impl SkipReason {
     /// A short stable name, for summaries.
     pub fn name(&self) -> &'static str {

@@ -80,12 +80,40 @@ pub async fn handle(
                 "crawl of {} finished",
                 summary.config_hash
             );
+            log_files(&summary);
             if let (Some(mirror), Some(key)) = (mirror, watch_key) {
                 watch(mirror, key, summary, &params, mirrors);
             }
             Ok(())
         }
         Err(error) => Err(error_payload(&error)),
+    }
+}
+
+/// Names the files a run skipped (with why), and those deleted and renamed since the last run.
+fn log_files(summary: &RunSummary) {
+    use crate::mirror::watcher::shorten;
+    if !summary.skipped_files.is_empty() {
+        let files: Vec<String> = summary
+            .skipped_files
+            .iter()
+            .map(|(path, why)| format!("{path} ({why})"))
+            .collect();
+        let files: Vec<&str> = files.iter().map(String::as_str).collect();
+        tracing::info!("skipped {} files: {}", files.len(), shorten(&files));
+    }
+    if !summary.deleted.is_empty() {
+        let paths: Vec<&str> = summary.deleted.iter().map(String::as_str).collect();
+        tracing::info!("deleted since the last run: {}", shorten(&paths));
+    }
+    if !summary.renamed.is_empty() {
+        let renames: Vec<String> = summary
+            .renamed
+            .iter()
+            .map(|(from, to)| format!("{from} -> {to}"))
+            .collect();
+        let renames: Vec<&str> = renames.iter().map(String::as_str).collect();
+        tracing::info!("renamed since the last run: {}", shorten(&renames));
     }
 }
 
