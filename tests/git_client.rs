@@ -966,3 +966,73 @@ fn a_cached_commit_still_needs_the_callers_own_authorization() {
         head
     );
 }
+
+/// A URL that fails (not found, refused) leaves no repository and no lock file in the cache,
+/// so a flood of distinct failing URLs cannot grow it; entries are bounded in number too.
+#[test]
+fn failures_leave_no_litter_and_entries_are_bounded_in_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(dir.path());
+    TestRepo::create(&server.root.join("private"), "docs", &[("a.md", b"a")]);
+    for n in 0..3 {
+        TestRepo::create(
+            &server.root.join("public"),
+            &format!("p{n}"),
+            &[("a.md", b"a")],
+        );
+    }
+    let ca = server.ca.ca_pem.clone();
+    let cache = dir.path().join("cache");
+    let client = client(&cache, settings());
+    let anonymous = Credentials {
+        ca_certificate: ca.clone(),
+        ..Credentials::default()
+    };
+    let listing = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&cache)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    for n in 0..20 {
+        let url = server.https_url("public", &format!("missing{n}"));
+        assert_kind(fetch(&client, &url, "main", &anonymous), "repo_not_found");
+    }
+    let private = server.https_url("private", "docs");
+    assert_kind(fetch(&client, &private, "main", &anonymous), "auth_failed");
+    assert!(listing().is_empty(), "{:?}", listing());
+
+    // A good entry survives a later failure of the same repository.
+    drop(fetch(&client, &private, "main", &token(&ca)).unwrap());
+    assert_kind(
+        fetch(&client, &private, "no-such-branch", &token(&ca)),
+        "ref_not_found",
+    );
+    assert_eq!(listing().iter().filter(|n| n.ends_with(".git")).count(), 1);
+
+    let bounded = GitClient::new(
+        RepoCache::new(cache.clone(), u64::MAX).with_max_entries(2),
+        settings(),
+    );
+    for n in 0..3 {
+        let url = server.https_url("public", &format!("p{n}"));
+        drop(fetch(&bounded, &url, "main", &anonymous).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let names = listing();
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".git")).count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".lock")).count(),
+        2,
+        "{names:?}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The clone cache: one bare repository per normalized URL, a lock per entry, a marker that
-//! says an entry is whole, and least-recently-used eviction under a size bound.
+//! says an entry is whole, and least-recently-used eviction under a size and a count bound.
+//! A fetch that fails leaves nothing behind.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,11 +15,14 @@ use super::GitError;
 const MARKER: &str = "git-datasource-complete";
 /// The default size bound of the whole cache.
 pub const DEFAULT_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// The default bound on the number of cached repositories.
+pub const DEFAULT_MAX_ENTRIES: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct RepoCache {
     root: PathBuf,
     max_bytes: u64,
+    max_entries: usize,
 }
 
 /// The directory of one repository, and its lock file.
@@ -35,8 +39,24 @@ pub struct EntryLock {
 }
 
 impl RepoCache {
+    /// A cache under `root` bounded to `max_bytes`, and to `GIT_DATASOURCE_CACHE_MAX_ENTRIES`
+    /// repositories (500).
     pub fn new(root: PathBuf, max_bytes: u64) -> Self {
-        RepoCache { root, max_bytes }
+        let max_entries = std::env::var("GIT_DATASOURCE_CACHE_MAX_ENTRIES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MAX_ENTRIES);
+        RepoCache {
+            root,
+            max_bytes,
+            max_entries: 1,
+        }
+        .with_max_entries(max_entries)
+    }
+
+    pub fn with_max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries.max(1);
+        self
     }
 
     /// `GIT_DATASOURCE_CACHE_DIR`, else a directory under the working directory (the daemon
@@ -93,26 +113,31 @@ impl RepoCache {
         }
     }
 
-    /// Waits for the entry's lock.
+    /// Waits for the entry's lock. Lock files are removed with their entry, so the lock
+    /// taken must still be the file at the lock path (else another holder removed it: retry).
     pub fn lock(&self, entry: &CacheEntry) -> Result<EntryLock, GitError> {
         std::fs::create_dir_all(&self.root)
             .map_err(|e| GitError::Cache(format!("cannot create {}: {e}", self.root.display())))?;
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&entry.lock_path)
-            .map_err(|e| {
-                GitError::Cache(format!("cannot open {}: {e}", entry.lock_path.display()))
+        loop {
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&entry.lock_path)
+                .map_err(|e| {
+                    GitError::Cache(format!("cannot open {}: {e}", entry.lock_path.display()))
+                })?;
+            file.lock().map_err(|e| {
+                GitError::Cache(format!("cannot lock {}: {e}", entry.lock_path.display()))
             })?;
-        file.lock().map_err(|e| {
-            GitError::Cache(format!("cannot lock {}: {e}", entry.lock_path.display()))
-        })?;
-        Ok(EntryLock { _file: file })
+            if same_file(&file, &entry.lock_path) {
+                return Ok(EntryLock { _file: file });
+            }
+        }
     }
 
     /// Removes least recently used entries (never `keep`, never one in use) until the cache
-    /// fits its bound.
+    /// fits its bounds, and lock files left without an entry.
     pub fn evict(&self, keep: &CacheEntry) {
         let Ok(dirs) = std::fs::read_dir(&self.root) else {
             return;
@@ -130,9 +155,10 @@ impl RepoCache {
             })
             .collect();
         let mut total: u64 = entries.iter().map(|(_, size, _)| size).sum();
+        let mut count = entries.len();
         entries.sort_by_key(|(used, _, _)| *used);
         for (_, size, entry) in entries {
-            if total <= self.max_bytes {
+            if total <= self.max_bytes && count <= self.max_entries {
                 break;
             }
             if entry.dir == keep.dir {
@@ -141,18 +167,54 @@ impl RepoCache {
             let Ok(file) = File::options().write(true).open(&entry.lock_path) else {
                 continue;
             };
-            if file.try_lock().is_ok() && std::fs::remove_dir_all(&entry.dir).is_ok() {
+            if file.try_lock().is_ok() && entry.remove().is_ok() {
                 tracing::info!(
                     "evicted {} ({size} bytes) from the repository cache",
                     entry.dir.display()
                 );
                 total = total.saturating_sub(size);
+                count -= 1;
+            }
+        }
+        self.drop_stray_locks();
+    }
+
+    /// Lock files whose entry is gone (and that nobody holds).
+    fn drop_stray_locks(&self) {
+        let Ok(files) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for path in files.filter_map(Result::ok).map(|f| f.path()) {
+            if path.extension().is_none_or(|e| e != "lock") || path.with_extension("git").exists() {
+                continue;
+            }
+            if let Ok(file) = File::options().write(true).open(&path) {
+                if file.try_lock().is_ok() && same_file(&file, &path) {
+                    let _ = std::fs::remove_file(&path);
+                }
             }
         }
     }
 }
 
 impl CacheEntry {
+    /// Whether a fetch into this entry ever completed.
+    pub fn is_complete(&self) -> bool {
+        self.dir.join(MARKER).is_file()
+    }
+
+    /// Removes the entry and its lock file; call it holding the lock (which stays held on
+    /// the unlinked file until dropped, so nobody else uses the entry meanwhile).
+    pub fn remove(&self) -> std::io::Result<()> {
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir)?;
+        }
+        match std::fs::remove_file(&self.lock_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Opens the entry's repository if it is whole, else starts it afresh.
     pub fn open_or_init(&self) -> Result<git2::Repository, GitError> {
         if self.dir.join(MARKER).is_file() {
@@ -202,6 +264,15 @@ fn dir_size(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// Whether an open file is the one at `path` now (same device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
 }
 
 fn is_writable(dir: &Path) -> bool {

@@ -118,12 +118,41 @@ impl GitClient {
         }
         let entry = self.cache.entry(&url);
         let lock = self.cache.lock(&entry)?;
+        let was_complete = entry.is_complete();
+        let fetched = self.fetch_into(&entry, &url, reference, request);
+        if fetched.is_err() && !was_complete {
+            // A URL that never fetched (not found, refused) leaves no entry and no lock file.
+            if let Err(error) = entry.remove() {
+                tracing::warn!("cannot remove a failed cache entry: {error}");
+            }
+        }
+        let (commit, kind) = fetched?;
+        entry.mark_complete()?;
+        self.cache.evict(&entry);
+        Ok(Fetched {
+            url,
+            repo_dir: entry.dir.clone(),
+            commit,
+            kind,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Fetches `reference` into the locked `entry`, retrying transient failures and cloning
+    /// a damaged entry again.
+    fn fetch_into(
+        &self,
+        entry: &super::cache::CacheEntry,
+        url: &RepoUrl,
+        reference: &str,
+        request: &FetchRequest<'_>,
+    ) -> Result<(Oid, RefKind), GitError> {
         let mut attempt = 1;
         let mut recloned = false;
-        let (commit, kind) = loop {
+        loop {
             let repo = entry.open_or_init()?;
-            match self.fetch_once(&repo, &url, reference, request) {
-                Ok(found) => break found,
+            match self.fetch_once(&repo, url, reference, request) {
+                Ok(found) => return Ok(found),
                 Err(FetchFailure::Damaged(why)) if !recloned => {
                     tracing::warn!("{}: {why}; cloning again", url.masked());
                     entry.reset()?;
@@ -140,16 +169,7 @@ impl GitClient {
                 }
                 Err(FetchFailure::Git(error)) => return Err(error),
             }
-        };
-        entry.mark_complete()?;
-        self.cache.evict(&entry);
-        Ok(Fetched {
-            url,
-            repo_dir: entry.dir.clone(),
-            commit,
-            kind,
-            _lock: Some(lock),
-        })
+        }
     }
 
     /// Brings one more commit (by id) into an entry already held by `fetched`; `None` when
