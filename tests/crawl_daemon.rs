@@ -584,3 +584,19 @@ fn skipped_deleted_and_renamed_files_are_named() {
         "{log}"
     );
 }
+
+/// A daemon that never answers storage calls cannot hold a crawl past its own time limit:
+/// the run fails by `PLUGIN_MAX_EXECUTION_TIMEOUT` less a margin, not after 250 s per call.
+#[test]
+fn a_silent_storage_cannot_outlive_the_run() {
+    let setup = Setup::new(&[("a.md", b"a")]);
+    let daemon = setup.daemon(&[("PLUGIN_MAX_EXECUTION_TIMEOUT", "33")]);
+    daemon.set_storage_mode(StorageMode::Silent);
+    let started = std::time::Instant::now();
+    let messages = crawl(&daemon, json!({"repo_url": setup.url()}));
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    let last = messages.last().unwrap();
+    assert_eq!(last["type"], "error", "{messages:?}");
+    assert!(last.to_string().contains("time limit"), "{last}");
+}

@@ -293,7 +293,14 @@ fn bad_input_never_takes_the_process_down() {
     huge.push(b'\n');
     daemon.send_raw(&huge);
     drop(huge);
-    for id in ["s-data", "s-type", "s-noaction", "s-event", "s-creds"] {
+    for id in [
+        "s-trunc",
+        "s-data",
+        "s-type",
+        "s-noaction",
+        "s-event",
+        "s-creds",
+    ] {
         let error = single_error(&daemon.finish(id));
         assert_eq!(
             error["error_type"],
@@ -310,7 +317,7 @@ fn bad_input_never_takes_the_process_down() {
     );
     assert_eq!(daemon.finish(&session).last().unwrap()["type"], "end");
     let stderr = daemon.stderr_text();
-    assert!(stderr.contains("not JSON"), "{stderr}");
+    assert!(stderr.contains("not valid JSON"), "{stderr}");
     assert!(stderr.contains("skipped an incoming line of"), "{stderr}");
     assert!(daemon.recorded().junk.is_empty());
 }
@@ -334,6 +341,45 @@ fn a_line_that_would_reach_the_cap_fails_its_session_instead() {
         .lines
         .iter()
         .all(|(_, l)| l.to_string().len() < 700));
+}
+
+/// Whatever the daemon sends, no line the plugin writes reaches the cap (a session id of
+/// megabytes included), and absurd timing settings are clamped instead of panicking.
+#[test]
+fn hostile_session_ids_and_settings_are_bounded() {
+    let daemon = FakeDaemon::spawn(&[
+        ("PLUGIN_RUNTIME_MAX_BUFFER_SIZE", "4096"),
+        ("HEARTBEAT_INTERVAL", "1e30"),
+        ("MAX_INVOCATION_TIMEOUT", "1e300"),
+    ]);
+    let huge_id = "s".repeat(6000);
+    daemon.send_raw(
+        format!("{{\"session_id\":\"{huge_id}\",\"event\":\"request\",\"data\":{{\"type\":\"datasource\",\"action\":\"nope\"}}}}\n")
+            .as_bytes(),
+    );
+    daemon.send_raw(
+        format!("{{\"session_id\":\"{huge_id}\",\"event\":\"request\",\"data\":7\n").as_bytes(),
+    );
+    let session = daemon.request(
+        "validate_datasource_credentials",
+        json!({"credentials": {}}),
+    );
+    assert_eq!(
+        daemon.finish(&session).last().unwrap()["type"],
+        "end",
+        "{}",
+        daemon.stderr_text()
+    );
+    let recorded = daemon.recorded();
+    assert!(recorded
+        .lines
+        .iter()
+        .all(|(_, l)| l.to_string().len() < 4096));
+    assert!(
+        daemon.stderr_text().contains("out of range"),
+        "{}",
+        daemon.stderr_text()
+    );
 }
 
 #[test]

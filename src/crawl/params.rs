@@ -79,6 +79,13 @@ impl CrawlParams {
         if let Err(error) = PathFilter::new(&subdir, &extensions, &include, &exclude) {
             problems.push(error.0);
         }
+        if !branch.is_empty() && !valid_branch_name(&branch) {
+            problems.push(format!(
+                "branch {:?} is not a valid branch, tag or commit name (no spaces, `..`, `*`, `?`, \
+                 `[`, `^`, `~`, `:` or `@{{`); use a name such as main or v2.1, or a full commit id",
+                branch.chars().take(100).collect::<String>()
+            ));
+        }
         let knowledge_base_id = match knowledge_base.as_str() {
             "" => None,
             given => crate::mirror::parse_knowledge_base_id(given)
@@ -108,6 +115,12 @@ impl CrawlParams {
         PathFilter::new(&self.subdir, &self.extensions, &self.include, &self.exclude)
             .expect("checked when the parameters were read")
     }
+}
+
+/// Git's own rules for a branch or tag name (a full commit id passes too); `*` would match
+/// every branch of the server.
+fn valid_branch_name(name: &str) -> bool {
+    name.len() <= 255 && git2::Reference::is_valid_name(&format!("refs/heads/{name}"))
 }
 
 /// Trims, and treats a value still shaped like a pipeline variable as missing.
@@ -148,6 +161,40 @@ mod tests {
         assert!(problems.iter().any(|p| p.contains("sync_mode")));
         assert!(problems.iter().any(|p| p.contains("include")));
         assert!(problems.iter().any(|p| p.contains("branch must be text")));
+    }
+
+    #[test]
+    fn invalid_branch_names_are_parameter_errors() {
+        for branch in [
+            "*",
+            "../x",
+            "main^{tree}",
+            "a b",
+            "x:y",
+            "feature/*",
+            "ref@{1}",
+            "a..b",
+        ] {
+            let problems = CrawlParams::from_json(Some(
+                &json!({"repo_url": "https://h/r.git", "branch": branch}),
+            ))
+            .unwrap_err();
+            assert!(
+                problems[0].contains("not a valid branch"),
+                "{branch}: {problems:?}"
+            );
+        }
+        for branch in [
+            "main",
+            "release/2.1",
+            "v1.0",
+            "0123456789abcdef0123456789abcdef01234567",
+        ] {
+            CrawlParams::from_json(Some(
+                &json!({"repo_url": "https://h/r.git", "branch": branch}),
+            ))
+            .unwrap();
+        }
     }
 
     #[test]

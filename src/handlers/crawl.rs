@@ -51,7 +51,10 @@ pub async fn handle(
         // The previous watcher's view of the branch is about to be out of date.
         mirrors.watchers.stop(key);
     }
-    let store = SessionStore(session.storage());
+    let store = SessionStore {
+        storage: session.storage(),
+        deadline: tokio::time::Instant::now() + storage_time_limit(),
+    };
     let sink = SessionSink {
         session: session.clone(),
     };
@@ -217,22 +220,47 @@ fn error_payload(error: &CrawlError) -> ErrorPayload {
     payload
 }
 
-struct SessionStore(Storage);
+/// Plugin storage for one crawl. A silent daemon must not hold the run past the daemon's own
+/// limit: every call ends by the run's deadline (`PLUGIN_MAX_EXECUTION_TIMEOUT`, 600 s,
+/// less 30 s).
+struct SessionStore {
+    storage: Storage,
+    deadline: tokio::time::Instant,
+}
+
+fn storage_time_limit() -> std::time::Duration {
+    let limit = std::env::var("PLUGIN_MAX_EXECUTION_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(600);
+    std::time::Duration::from_secs(limit.saturating_sub(30).max(5))
+}
+
+impl SessionStore {
+    async fn within<T, E: std::fmt::Display>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, StateError> {
+        match tokio::time::timeout_at(self.deadline, call).await {
+            Ok(result) => result.map_err(|e| StateError(e.to_string())),
+            Err(_) => Err(StateError(
+                "the daemon did not answer within the run's time limit".into(),
+            )),
+        }
+    }
+}
 
 impl StateStore for SessionStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        self.0.get(key).await.map_err(|e| StateError(e.to_string()))
+        self.within(self.storage.get(key)).await
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
-        self.0
-            .set(key, value)
-            .await
-            .map_err(|e| StateError(e.to_string()))
+        self.within(self.storage.set(key, value)).await
     }
 
     async fn del(&self, key: &str) -> Result<(), StateError> {
-        self.0.del(key).await.map_err(|e| StateError(e.to_string()))
+        self.within(self.storage.del(key)).await
     }
 }
 

@@ -44,16 +44,23 @@ impl ServeSettings {
     /// Reads `HEARTBEAT_INTERVAL` and `MAX_INVOCATION_TIMEOUT` (seconds), the Python SDK's
     /// names, falling back to its defaults.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
-        let seconds = |name: &str| {
-            var(name)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .map(Duration::from_secs_f64)
+        // Out-of-range values are clamped (with a warning), never a panic at start.
+        let seconds = |name: &str, min: f64, max: f64| {
+            let value = var(name)?.trim().parse::<f64>().ok()?;
+            if !value.is_finite() || value <= 0.0 {
+                tracing::warn!("{name}={value} is not a positive number of seconds; ignored");
+                return None;
+            }
+            let clamped = value.clamp(min, max);
+            if clamped != value {
+                tracing::warn!("{name}={value} is out of range; using {clamped} s");
+            }
+            Some(Duration::from_secs_f64(clamped))
         };
         ServeSettings {
-            heartbeat_interval: seconds("HEARTBEAT_INTERVAL")
+            heartbeat_interval: seconds("HEARTBEAT_INTERVAL", 0.1, 300.0)
                 .unwrap_or(heartbeat::DEFAULT_INTERVAL),
-            invoke_timeout: seconds("MAX_INVOCATION_TIMEOUT")
+            invoke_timeout: seconds("MAX_INVOCATION_TIMEOUT", 0.1, 3600.0)
                 .unwrap_or(session::DEFAULT_INVOKE_TIMEOUT),
             reconnect_delay: Duration::from_secs(2),
         }

@@ -17,6 +17,8 @@ use super::writer::Writer;
 /// Lines longer than this are skipped (storage replies are the largest legitimate lines, and
 /// on stdio they are capped at 5 MiB by the daemon's own limits).
 pub const MAX_INCOMING_LINE: usize = 64 * 1024 * 1024;
+/// The daemon's session ids are UUIDs; a longer one cannot be answered within the line cap.
+pub const MAX_SESSION_ID: usize = 256;
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), ErrorPayload>> + Send>>;
 
@@ -66,22 +68,26 @@ where
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let Ok(value) = serde_json::from_slice::<Value>(&line) else {
-                    if config.non_json_is_fatal {
-                        let text = String::from_utf8_lossy(&line).trim().to_string();
-                        return Ok(RouterEnd::DaemonSaid(text));
-                    }
-                    tracing::warn!(
-                        "skipped an incoming line that is not JSON ({} bytes)",
-                        line.len()
-                    );
-                    continue;
-                };
                 let context = Context {
                     writer: &writer,
                     backwards: &backwards,
                     handler: &handler,
                     config: &config,
+                };
+                let value = match serde_json::from_slice::<Value>(&line) {
+                    Ok(value) => value,
+                    Err(_) if config.non_json_is_fatal => {
+                        let text = String::from_utf8_lossy(&line).trim().to_string();
+                        return Ok(RouterEnd::DaemonSaid(text));
+                    }
+                    Err(error) => {
+                        // Answer on the session when its id can still be read.
+                        context.refuse(
+                            readable_session_id(&line),
+                            format!("the line is not valid JSON ({error})"),
+                        );
+                        continue;
+                    }
                 };
                 context.dispatch(value);
             }
@@ -103,6 +109,13 @@ impl Context<'_> {
             .and_then(Value::as_str)
             .filter(|id| !id.is_empty())
             .map(str::to_owned);
+        if session_id
+            .as_ref()
+            .is_some_and(|id| id.len() > MAX_SESSION_ID)
+        {
+            tracing::warn!("skipped a line whose session_id is over {MAX_SESSION_ID} bytes");
+            return;
+        }
         let incoming = match serde_json::from_value::<IncomingLine>(value) {
             Ok(incoming) => incoming,
             Err(error) => {
@@ -175,6 +188,24 @@ impl Context<'_> {
             self.config.invoke_timeout,
         )
     }
+}
+
+/// The `"session_id":"…"` of a line that is not valid JSON, when it can be read plainly.
+fn readable_session_id(line: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&line[..line.len().min(64 * 1024)]);
+    let after = &text[text.find("\"session_id\"")? + "\"session_id\"".len()..];
+    let value = after
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let id = &value[..value.find('"')?];
+    let plain = !id.is_empty()
+        && id.len() <= MAX_SESSION_ID
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    plain.then(|| id.to_string())
 }
 
 /// Runs one request to its single `end` or `error`, whatever the handler does (a panic

@@ -119,9 +119,12 @@ where
                 if let (LineKind::Session, Some(session_id)) =
                     (message.kind, message.session_id.as_deref())
                 {
-                    tracing::warn!(session = session_id, "refused an oversize line: {refused}");
-                    let error = oversize_error(session_id, &refused);
-                    write_line(&mut out, &serde_json::to_vec(&error)?).await?;
+                    tracing::warn!("refused an oversize line: {refused}");
+                    let error = serde_json::to_vec(&oversize_error(session_id, &refused))?;
+                    // Whatever the input, no line reaches the cap: not even this one.
+                    if error.len() < cap {
+                        write_line(&mut out, &error).await?;
+                    }
                 }
                 Err(refused)
             }
