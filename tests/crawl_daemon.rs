@@ -600,3 +600,72 @@ fn a_silent_storage_cannot_outlive_the_run() {
     assert_eq!(last["type"], "error", "{messages:?}");
     assert!(last.to_string().contains("time limit"), "{last}");
 }
+
+/// The state key is the URL without user info: changing the token typed into the URL keeps
+/// the state, and state stored under the old key (the URL as typed, as the Python plugin and
+/// earlier versions hashed it) is found and moved.
+#[test]
+fn a_token_typed_into_the_url_can_change_without_a_full_sync() {
+    use sha2::{Digest, Sha256};
+    use support::git_servers::{HttpServer, ALICE, TOKEN};
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(dir.path());
+    let repo = TestRepo::create(
+        &server.root.join("private"),
+        "docs",
+        &[("a.md", b"a"), ("b.md", b"b")],
+    );
+    let with_user = |user: &str| {
+        format!(
+            "https://{user}:{TOKEN}@127.0.0.1:{}/private/docs.git",
+            server.https_port
+        )
+    };
+    let cache = dir.path().join("cache").display().to_string();
+    let daemon = FakeDaemon::spawn(&[("GIT_DATASOURCE_CACHE_DIR", cache.as_str())]);
+    let crawl_url = |url: &str| {
+        let session = daemon.request(
+            "invoke_website_datasource_get_crawl",
+            json!({"provider": "git_datasource", "datasource": "git_datasource",
+                   "credentials": {"ca_certificate": server.ca.ca_pem},
+                   "datasource_parameters": {"repo_url": url}}),
+        );
+        documents(&daemon.finish(&session)).len()
+    };
+    let first = with_user("x-access-token");
+    assert_eq!(crawl_url(&first), 2);
+    assert_eq!(
+        crawl_url(&with_user(ALICE)),
+        0,
+        "another user-info, same state"
+    );
+
+    // State as an earlier version stored it: under the hash of the URL as typed.
+    let hash = |text: &str| hex::encode(&Sha256::digest(format!("{text}:main::").as_bytes())[..8]);
+    let bare = format!("https://127.0.0.1:{}/private/docs.git", server.https_port);
+    let (new, old) = (hash(&bare), hash(&first));
+    {
+        let mut recorded = daemon.recorded();
+        let moved: Vec<(String, Vec<u8>)> = recorded
+            .storage
+            .drain()
+            .map(|(k, v)| (k.replace(&new, &old), v))
+            .collect();
+        recorded.storage.extend(moved);
+    }
+    assert_eq!(
+        crawl_url(&first),
+        0,
+        "continued from the old key, no full sync"
+    );
+    // The next change is delivered alone, and the state moves under the new key.
+    repo.commit(&[("a.md", b"a2")], &[], "change");
+    assert_eq!(crawl_url(&first), 1);
+    assert!(daemon
+        .recorded()
+        .storage
+        .keys()
+        .any(|k| k == &format!("git_snapshot:{new}")));
+    assert_eq!(crawl_url(&with_user(ALICE)), 0);
+    assert!(!daemon.stderr_text().contains(TOKEN));
+}

@@ -13,8 +13,33 @@ const TITLE_MARKER: &str = "…";
 /// `sha256("{repo_url}:{branch}:{subdir}:{extensions}")[:16]`, extensions lower-cased,
 /// trimmed, blanks dropped, sorted and joined with `,` (the Python plugin's formula). Include
 /// and exclude globs, when given, are appended canonically so different filters never share
-/// state.
+/// state. The URL is taken without any user info typed into it, so rotating a token in the
+/// URL keeps the state (the Python plugin hashed it as typed: see [`legacy_config_hash`]).
 pub fn config_hash(params: &CrawlParams) -> String {
+    hash_of(&without_user_info(&params.repo_url), params)
+}
+
+/// The hash of the URL as typed, where it differs from [`config_hash`] (a URL with user
+/// info): state and documents made under it are still found.
+pub fn legacy_config_hash(params: &CrawlParams) -> Option<String> {
+    let bare = without_user_info(&params.repo_url);
+    (bare != params.repo_url).then(|| hash_of(&params.repo_url, params))
+}
+
+/// `scheme://user:token@host/…` → `scheme://host/…`; any other form as it is.
+fn without_user_info(url: &str) -> String {
+    let Some(at) = url.find("://") else {
+        return url.to_string();
+    };
+    let (head, rest) = url.split_at(at + 3);
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(user_end) => format!("{head}{}", &rest[user_end + 1..]),
+        None => url.to_string(),
+    }
+}
+
+fn hash_of(repo_url: &str, params: &CrawlParams) -> String {
     let mut extensions: Vec<String> = split_list(&params.extensions)
         .iter()
         .map(|e| e.to_lowercase())
@@ -22,7 +47,7 @@ pub fn config_hash(params: &CrawlParams) -> String {
     extensions.sort();
     let mut input = format!(
         "{}:{}:{}:{}",
-        params.repo_url,
+        repo_url,
         params.branch,
         params.subdir,
         extensions.join(",")
@@ -98,6 +123,29 @@ mod tests {
         assert_eq!(
             config_hash(&params("u", "main", "", "", "", "")),
             hex::encode(&Sha256::digest(b"u:main::")[..8])
+        );
+    }
+
+    #[test]
+    fn a_token_in_the_url_does_not_change_the_hash() {
+        let plain = params("https://h.example/o/r.git", "main", "", "", "", "");
+        let with = |token: &str| {
+            params(
+                &format!("https://u:{token}@h.example/o/r.git"),
+                "main",
+                "",
+                "",
+                "",
+                "",
+            )
+        };
+        assert_eq!(config_hash(&with("old")), config_hash(&plain));
+        assert_eq!(config_hash(&with("new")), config_hash(&plain));
+        assert_eq!(legacy_config_hash(&plain), None);
+        let legacy = legacy_config_hash(&with("old")).unwrap();
+        assert_eq!(
+            legacy,
+            hex::encode(&Sha256::digest(b"https://u:old@h.example/o/r.git:main::")[..8])
         );
     }
 

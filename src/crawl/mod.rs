@@ -143,7 +143,8 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         let started = Instant::now();
         let deadline = started + self.settings.time_budget;
         let hash = identity::config_hash(self.params);
-        let mut old = state::load(self.store, &hash).await?;
+        let legacy = identity::legacy_config_hash(self.params);
+        let mut old = state::load(self.store, &hash, legacy.as_deref()).await?;
         let mut summary = RunSummary {
             config_hash: hash.clone(),
             ..RunSummary::default()
@@ -373,7 +374,11 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         };
         let started = Instant::now();
         let known = mirror.remembered(self.store, hash).await;
-        let listed = mirror.list(hash, known.as_ref()).await;
+        let prefixes: Vec<String> = std::iter::once(hash.to_string())
+            .chain(identity::legacy_config_hash(self.params))
+            .map(|h| crate::mirror::documents::url_prefix(&h))
+            .collect();
+        let listed = mirror.list(&prefixes, known.as_ref()).await;
         let (listed, known) = match (listed, known) {
             (Err(error), Some(known)) => {
                 // Not lost for the next run.
@@ -391,6 +396,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                 }
                 Ok(Some(MirrorOutcome {
                     record,
+                    prefixes,
                     requests: listing.requests,
                     listing_time: started.elapsed(),
                     unchanged: listing.unchanged,

@@ -65,10 +65,16 @@ pub struct SyncState {
     pub snapshot: Option<(ChunkRef, Entries)>,
     /// Files delivered (or permanently skipped) by earlier runs of an unfinished change set.
     pub pending: Option<(ChunkRef, Entries)>,
+    /// Read from the keys of another hash (an older spelling of this configuration): its
+    /// chunks are not under this hash's keys.
+    pub foreign: bool,
 }
 
 impl SyncState {
     fn referenced_chunks(&self) -> Vec<String> {
+        if self.foreign {
+            return Vec::new();
+        }
         let refs = [&self.snapshot, &self.pending];
         refs.iter()
             .filter_map(|r| r.as_ref())
@@ -98,7 +104,31 @@ impl SyncState {
     }
 }
 
-pub async fn load<S: StateStore>(store: &S, hash: &str) -> Result<SyncState, StateError> {
+/// The state under `hash`; when there is none, the state under `legacy` (the hash an older
+/// spelling of the same configuration had), which the next save moves under `hash`.
+pub async fn load<S: StateStore>(
+    store: &S,
+    hash: &str,
+    legacy: Option<&str>,
+) -> Result<SyncState, StateError> {
+    let state = load_under(store, hash).await?;
+    let empty = state.last_commit.is_none() && state.snapshot.is_none() && state.pending.is_none();
+    match legacy {
+        Some(legacy) if empty => {
+            let old = load_under(store, legacy).await?;
+            if old.last_commit.is_some() {
+                tracing::info!("continuing from the state stored under {legacy}");
+            }
+            Ok(SyncState {
+                foreign: true,
+                ..old
+            })
+        }
+        _ => Ok(state),
+    }
+}
+
+async fn load_under<S: StateStore>(store: &S, hash: &str) -> Result<SyncState, StateError> {
     let last_commit = store
         .get(&sha_key(hash))
         .await?
@@ -120,6 +150,7 @@ pub async fn load<S: StateStore>(store: &S, hash: &str) -> Result<SyncState, Sta
         failed,
         snapshot,
         pending: None,
+        foreign: false,
     };
     let pending = load_ref(store, hash, &pending_key(hash)).await?;
     // A pending record built on another snapshot is stale (its run was overtaken).

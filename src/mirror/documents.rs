@@ -57,12 +57,13 @@ pub fn url_prefix(config_hash: &str) -> String {
     format!("git:{config_hash}:")
 }
 
-/// Reads one listed document; `prefix` is [`url_prefix`].
-pub fn classify(raw: &RawDocument, prefix: &str) -> KbDocument {
+/// Reads one listed document; `prefixes` are the [`url_prefix`]es of this configuration
+/// (its hash, and the hash an older spelling of it had).
+pub fn classify(raw: &RawDocument, prefixes: &[String]) -> KbDocument {
     let info = raw.data_source_info.as_ref();
     let text = |key: &str| info.and_then(|i| i.get(key)).and_then(|v| v.as_str());
     let ours = text("source_url")
-        .and_then(|url| url.strip_prefix(prefix))
+        .and_then(|url| prefixes.iter().find_map(|p| url.strip_prefix(p.as_str())))
         .filter(|path| !path.is_empty())
         .map(|path| OurDocument {
             path: path.to_string(),
@@ -115,7 +116,7 @@ mod tests {
                        "description": format!("Repository r, branch main, commit c, blob {blob}")}),
                 "completed",
             ),
-            &url_prefix("h1"),
+            &[url_prefix("h1")],
         );
         let ours = doc.ours.unwrap();
         assert_eq!(
@@ -130,7 +131,7 @@ mod tests {
                 json!({"source_url": "git:h1:b.md", "content": "hello\n", "description": "b.md"}),
                 "error",
             ),
-            &url_prefix("h1"),
+            &[url_prefix("h0"), url_prefix("h1")],
         );
         let ours = doc.ours.unwrap();
         assert_eq!(
@@ -150,7 +151,7 @@ mod tests {
             json!("text"),
         ] {
             assert_eq!(
-                classify(&raw(info, "waiting"), &url_prefix("h1")).ours,
+                classify(&raw(info, "waiting"), &[url_prefix("h1")]).ours,
                 None
             );
         }

@@ -65,7 +65,7 @@ fn unsettled(doc: &KbDocument) -> bool {
 pub async fn list(
     api: &KnowledgeApi,
     dataset: &str,
-    prefix: &str,
+    prefixes: &[String],
     known: Option<&KbRecord>,
 ) -> Result<Listing, ApiError> {
     let probe = api.list(dataset, 1, 1).await?;
@@ -106,7 +106,7 @@ pub async fn list(
             let got = answer.data.len();
             for raw in &answer.data {
                 if seen.insert(raw.id.clone()) {
-                    fresh.push(classify(raw, prefix));
+                    fresh.push(classify(raw, prefixes));
                 }
             }
             if let (Some(known), Some(last)) = (known, fresh.last()) {

@@ -53,6 +53,8 @@ impl WatchSettings {
 #[derive(Debug, Clone, Default)]
 pub struct MirrorOutcome {
     pub plan: plan::MirrorPlan,
+    /// The `source_url` prefixes of this configuration's documents.
+    pub prefixes: Vec<String>,
     /// The branch's files, and `(path, blob)` of what this run offered.
     pub files: Vec<crate::git::FileEntry>,
     pub offered: Vec<(String, git2::Oid)>,
@@ -89,14 +91,14 @@ impl Mirror {
         record::load(store, &record::record_key(config_hash, &self.dataset)).await
     }
 
-    /// Lists the knowledge base, reading only what `known` cannot tell.
+    /// Lists the knowledge base, reading only what `known` cannot tell; documents whose
+    /// `source_url` starts with one of `prefixes` are ours.
     pub async fn list(
         &self,
-        config_hash: &str,
+        prefixes: &[String],
         known: Option<&KbRecord>,
     ) -> Result<Listing, ApiError> {
-        let prefix = documents::url_prefix(config_hash);
-        listing::list(&self.api, &self.dataset, &prefix, known).await
+        listing::list(&self.api, &self.dataset, prefixes, known).await
     }
 
     /// Remembers `record` in memory only (what a watcher can still reach); `changed` says

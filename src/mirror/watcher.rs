@@ -46,6 +46,8 @@ impl Watchers {
 pub struct Watch {
     pub mirror: Mirror,
     pub config_hash: String,
+    /// The `source_url` prefixes of this configuration's documents.
+    pub prefixes: Vec<String>,
     /// The commit the crawl read.
     pub commit: String,
     /// The branch's files and the crawl's permanent skips, to plan with.
@@ -78,6 +80,7 @@ impl Watch {
             mirror,
             config_hash: config_hash.to_string(),
             commit: commit.to_string(),
+            prefixes: outcome.prefixes,
             skipped: outcome.record.skipped_entries(),
             files: outcome.files,
             offered: outcome.offered,
@@ -151,7 +154,7 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
             .mirror
             .remember_in_memory(&watch.config_hash, record.clone(), changed);
         tokio::time::sleep(watch.settings.poll).await;
-        match watch.mirror.list(&watch.config_hash, Some(&record)).await {
+        match watch.mirror.list(&watch.prefixes, Some(&record)).await {
             Ok(listing) => {
                 if let Some(docs) = listing.docs {
                     record.docs = docs;
