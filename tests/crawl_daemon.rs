@@ -669,3 +669,84 @@ fn a_token_typed_into_the_url_can_change_without_a_full_sync() {
     assert_eq!(crawl_url(&with_user(ALICE)), 0);
     assert!(!daemon.stderr_text().contains(TOKEN));
 }
+
+/// Continuing the Python plugin's state makes a second connection (to fetch its last
+/// commit). A proxy that shows another host key there is refused like anywhere else: the
+/// run then syncs everything instead of trusting what the impostor served.
+#[test]
+fn the_connection_continuing_python_state_checks_the_host_key_too() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use support::git_servers::SshServer;
+    use support::keys::ssh_keygen;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    let (key, public) = ssh_keygen(&dir.path().join("keys"), "k", &["-t", "ed25519"], "");
+    let (genuine, impostor) = (
+        SshServer::start(&dir.path().join("a"), &[public.trim()]),
+        SshServer::start(&dir.path().join("b"), &[public.trim()]),
+    );
+    // The first connection reaches the genuine server, every later one the impostor.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let ports = [genuine.port, impostor.port];
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { continue };
+            let server = TcpStream::connect(("127.0.0.1", ports[n.min(1)])).unwrap();
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 16384];
+                    while let Ok(read) = from.read(&mut buffer) {
+                        if read == 0 || to.write_all(&buffer[..read]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"a"), ("b.md", b"b")]);
+    let python_commit = repo.head();
+    repo.commit(&[("a.md", b"a2")], &[], "change");
+    let url = format!(
+        "ssh://{}@127.0.0.1:{proxy_port}{}",
+        genuine.user,
+        repo.bare.display()
+    );
+    // The Python plugin's state: only git_sha, under the hash of the URL as typed.
+    let hash = hex::encode(
+        &sha2::Digest::finalize(sha2::Digest::chain_update(
+            <sha2::Sha256 as sha2::Digest>::new(),
+            format!("{url}:main::"),
+        ))[..8],
+    );
+    let setup_cache = dir.path().join("cache").display().to_string();
+    let daemon = FakeDaemon::spawn(&[("GIT_DATASOURCE_CACHE_DIR", setup_cache.as_str())]);
+    daemon
+        .recorded()
+        .storage
+        .insert(format!("git_sha:{hash}"), python_commit.into_bytes());
+    let session = daemon.request(
+        "invoke_website_datasource_get_crawl",
+        json!({"provider": "git_datasource", "datasource": "git_datasource",
+               "credentials": {"ssh_private_key": key},
+               "datasource_parameters": {"repo_url": url}}),
+    );
+    let delivered = documents(&daemon.finish(&session));
+    assert_eq!(
+        titles(&delivered),
+        ["a.md", "b.md"],
+        "{}",
+        daemon.stderr_text()
+    );
+    assert!(
+        daemon.stderr_text().contains("syncing everything"),
+        "{}",
+        daemon.stderr_text()
+    );
+}
