@@ -180,8 +180,8 @@ pub fn describe(summary: &RunSummary) -> String {
             .map(|(reason, n)| format!("{reason} {n}"))
             .collect();
         out.push_str(&format!("skipped: {}\n", reasons.join(", ")));
-        for (path, why) in summary.skipped_files.iter().take(20) {
-            out.push_str(&format!("  {path}: {why}\n"));
+        for line in summary.skipped_lines().iter().take(20) {
+            out.push_str(&format!("  {line}\n"));
         }
         if summary.skipped_files.len() > 20 {
             out.push_str(&format!(
@@ -203,14 +203,9 @@ pub fn describe(summary: &RunSummary) -> String {
         ));
     }
     if !summary.renamed.is_empty() {
-        let renames: Vec<String> = summary
-            .renamed
-            .iter()
-            .map(|(from, to)| format!("{from} -> {to}"))
-            .collect();
         out.push_str(&format!(
             "renamed since the last run: {}\n",
-            renames.join(", ")
+            summary.renamed_lines().join(", ")
         ));
     }
     if let Some(mirror) = &summary.mirror {

@@ -45,6 +45,15 @@ struct Crawled {
     items: Vec<Value>,
 }
 
+impl Crawled {
+    fn titles(&self) -> Vec<&str> {
+        self.items
+            .iter()
+            .map(|i| i["title"].as_str().unwrap())
+            .collect()
+    }
+}
+
 impl World {
     fn new(files: &[(&str, &str)]) -> World {
         // Injected faults outlast every retry; keep the backoff short.
@@ -143,6 +152,12 @@ impl World {
         }
     }
 
+    /// The user imports `items` and the worker indexes them.
+    fn import_all(&self, items: &[Value]) {
+        self.kb.import(items);
+        self.kb.index_all();
+    }
+
     /// Crawl, import every offered item, index, and let the watcher clean up.
     fn cycle(&self) -> Crawled {
         let crawled = self.crawl(json!({}));
@@ -220,11 +235,7 @@ fn first_sync_change_rename_delete_and_a_cancelled_import_converge() {
         &["docs/c.md".into(), "b.md".into()],
     );
     let crawled = world.crawl(json!({}));
-    let offered: Vec<&str> = crawled
-        .items
-        .iter()
-        .map(|i| i["title"].as_str().unwrap())
-        .collect();
+    let offered = crawled.titles();
     assert_eq!(offered, ["a.md", "docs/moved.md"]);
     let plan = &crawled.summary.mirror.as_ref().unwrap().plan;
     let gone: Vec<&str> = plan.delete.iter().map(|d| d.path.as_str()).collect();
@@ -234,11 +245,7 @@ fn first_sync_change_rename_delete_and_a_cancelled_import_converge() {
     assert_eq!(report.deleted.len(), 2);
     // The next run offers the same files again: nothing was lost.
     let retried = world.cycle();
-    let offered: Vec<&str> = retried
-        .items
-        .iter()
-        .map(|i| i["title"].as_str().unwrap())
-        .collect();
+    let offered = retried.titles();
     assert_eq!(offered, ["a.md", "docs/moved.md"]);
     world.assert_mirrored(&hash);
 }
@@ -253,11 +260,7 @@ fn an_indexing_error_is_offered_again_and_replaced() {
     assert!(statuses.contains(&"error".to_string()));
     world.kb.state().failing_paths.clear();
     let second = world.cycle();
-    let offered: Vec<&str> = second
-        .items
-        .iter()
-        .map(|i| i["title"].as_str().unwrap())
-        .collect();
+    let offered = second.titles();
     assert_eq!(offered, ["b.md"]);
     world.assert_mirrored(&hash);
 }
@@ -308,11 +311,7 @@ fn the_python_plugins_documents_are_adopted_by_content() {
     ]);
     world.kb.index_all();
     let crawled = world.cycle();
-    let offered: Vec<&str> = crawled
-        .items
-        .iter()
-        .map(|i| i["title"].as_str().unwrap())
-        .collect();
+    let offered = crawled.titles();
     assert_eq!(offered, ["b.md"], "a.md's content matches its blob: kept");
     world.assert_mirrored(&hash);
 }
@@ -330,24 +329,14 @@ fn a_failing_listing_deletes_nothing_and_falls_back_to_plugin_storage() {
         .lock()
         .unwrap()
         .retain(|k, _| !k.starts_with("git_kb:"));
-    world.kb.fail(Fault {
-        method: "GET",
-        from_page: 1,
-        remaining: 100,
-        status: 500,
-    });
+    world.kb.fail(Fault::new("GET", 1, 100, 500));
     let crawled = world.crawl(json!({}));
     assert!(crawled.summary.mirror.is_none());
-    let offered: Vec<&str> = crawled
-        .items
-        .iter()
-        .map(|i| i["title"].as_str().unwrap())
-        .collect();
+    let offered = crawled.titles();
     assert_eq!(offered, ["a.md"], "delivered from plugin storage state");
     assert_eq!(world.kb.docs().len(), 2, "nothing deleted");
     world.kb.state().faults.clear();
-    world.kb.import(&crawled.items);
-    world.kb.index_all();
+    world.import_all(&crawled.items);
     world.cycle();
     world.assert_mirrored(&hash);
 }
@@ -358,24 +347,13 @@ fn passing_faults_are_retried_with_backoff() {
     let hash = world.cycle().summary.config_hash;
     world.write(&[("a.md".into(), "alpha 2".into())], &["b.md".into()]);
     // Two 503s on the listing and two 429s on the delete: each call's retries absorb them.
-    world.kb.fail(Fault {
-        method: "GET",
-        from_page: 1,
-        remaining: 2,
-        status: 503,
-    });
-    world.kb.fail(Fault {
-        method: "DELETE",
-        from_page: 0,
-        remaining: 2,
-        status: 429,
-    });
+    world.kb.fail(Fault::new("GET", 1, 2, 503));
+    world.kb.fail(Fault::new("DELETE", 0, 2, 429));
     let crawled = world.crawl(json!({}));
     assert!(crawled.summary.mirror.is_some(), "the listing went through");
     let report = world.watch(&crawled, Duration::from_millis(10));
     assert_eq!((report.deleted.len(), report.failed.len()), (1, 0));
-    world.kb.import(&crawled.items);
-    world.kb.index_all();
+    world.import_all(&crawled.items);
     world.cycle();
     world.assert_mirrored(&hash);
 }
@@ -385,12 +363,7 @@ fn a_failing_delete_is_retried_by_the_next_run() {
     let mut world = World::new(&[("a.md", "alpha"), ("b.md", "beta")]);
     let hash = world.cycle().summary.config_hash;
     world.write(&[], &["b.md".into()]);
-    world.kb.fail(Fault {
-        method: "DELETE",
-        from_page: 0,
-        remaining: 100,
-        status: 503,
-    });
+    world.kb.fail(Fault::new("DELETE", 0, 100, 503));
     let crawled = world.crawl(json!({}));
     let report = world.watch(&crawled, Duration::from_millis(10));
     assert_eq!(report.failed.len(), 1);
@@ -536,8 +509,7 @@ fn five_thousand_documents_page_and_a_mass_deletion_is_held() {
     assert_eq!(report.deleted.len(), 3000);
     eprintln!("3,000 deletions in {:?}", started.elapsed());
     // The re-index: import the full run; the new copies replace the old ones.
-    world.kb.import(&full.items);
-    world.kb.index_all();
+    world.import_all(&full.items);
     world.cycle();
     world.assert_mirrored(&hash);
 }
@@ -624,8 +596,7 @@ fn apply(world: &mut World, step: &Step, counter: &mut usize) {
             let crawled = world.crawl(json!({}));
             assert_nothing_sent_twice(&crawled, &before);
             let half: Vec<Value> = crawled.items.iter().step_by(2).cloned().collect();
-            world.kb.import(&half);
-            world.kb.index_all();
+            world.import_all(&half);
             world.watch(&crawled, Duration::from_secs(5));
         }
         Step::IndexingError(i) => {
@@ -641,12 +612,7 @@ fn apply(world: &mut World, step: &Step, counter: &mut usize) {
             assert_nothing_sent_twice(&crawled, &before);
         }
         Step::ListingFails => {
-            world.kb.fail(Fault {
-                method: "GET",
-                from_page: 2,
-                remaining: 100,
-                status: 500,
-            });
+            world.kb.fail(Fault::new("GET", 2, 100, 500));
             world.memory = Arc::default();
             world
                 .store
@@ -656,20 +622,13 @@ fn apply(world: &mut World, step: &Step, counter: &mut usize) {
                 .retain(|k, _| !k.starts_with("git_kb:"));
             // A probe alone cannot fail from page 2: seed one listing that needs pages.
             let crawled = world.crawl(json!({}));
-            world.kb.import(&crawled.items);
-            world.kb.index_all();
+            world.import_all(&crawled.items);
             world.kb.state().faults.clear();
         }
         Step::DeleteFails => {
-            world.kb.fail(Fault {
-                method: "DELETE",
-                from_page: 0,
-                remaining: 100,
-                status: 500,
-            });
+            world.kb.fail(Fault::new("DELETE", 0, 100, 500));
             let crawled = world.crawl(json!({}));
-            world.kb.import(&crawled.items);
-            world.kb.index_all();
+            world.import_all(&crawled.items);
             world.watch(&crawled, Duration::from_secs(5));
             world.kb.state().faults.clear();
         }

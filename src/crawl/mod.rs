@@ -127,6 +127,24 @@ pub struct RunSummary {
     pub record_time: Duration,
 }
 
+impl RunSummary {
+    /// `path (why)` of every skipped file.
+    pub fn skipped_lines(&self) -> Vec<String> {
+        self.skipped_files
+            .iter()
+            .map(|(path, why)| format!("{path} ({why})"))
+            .collect()
+    }
+
+    /// `from -> to` of every rename.
+    pub fn renamed_lines(&self) -> Vec<String> {
+        self.renamed
+            .iter()
+            .map(|(from, to)| format!("{from} -> {to}"))
+            .collect()
+    }
+}
+
 pub struct Crawl<'a, S: StateStore, K: CrawlSink> {
     pub params: &'a CrawlParams,
     pub credentials: &'a Credentials,

@@ -95,28 +95,22 @@ pub async fn handle(
 
 /// Names the files a run skipped (with why), and those deleted and renamed since the last run.
 fn log_files(summary: &RunSummary) {
-    use crate::mirror::watcher::shorten;
+    let listed = |lines: &[String]| {
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        crate::mirror::watcher::shorten(&lines)
+    };
     if !summary.skipped_files.is_empty() {
-        let files: Vec<String> = summary
-            .skipped_files
-            .iter()
-            .map(|(path, why)| format!("{path} ({why})"))
-            .collect();
-        let files: Vec<&str> = files.iter().map(String::as_str).collect();
-        tracing::info!("skipped {} files: {}", files.len(), shorten(&files));
+        let files = summary.skipped_lines();
+        tracing::info!("skipped {} files: {}", files.len(), listed(&files));
     }
     if !summary.deleted.is_empty() {
-        let paths: Vec<&str> = summary.deleted.iter().map(String::as_str).collect();
-        tracing::info!("deleted since the last run: {}", shorten(&paths));
+        tracing::info!("deleted since the last run: {}", listed(&summary.deleted));
     }
     if !summary.renamed.is_empty() {
-        let renames: Vec<String> = summary
-            .renamed
-            .iter()
-            .map(|(from, to)| format!("{from} -> {to}"))
-            .collect();
-        let renames: Vec<&str> = renames.iter().map(String::as_str).collect();
-        tracing::info!("renamed since the last run: {}", shorten(&renames));
+        tracing::info!(
+            "renamed since the last run: {}",
+            listed(&summary.renamed_lines())
+        );
     }
 }
 

@@ -62,6 +62,19 @@ pub struct Fault {
     pub status: u16,
 }
 
+impl Fault {
+    /// `remaining` requests of `method` (list requests from page `from_page` on) answer
+    /// `status`.
+    pub fn new(method: &'static str, from_page: usize, remaining: usize, status: u16) -> Self {
+        Fault {
+            method,
+            from_page,
+            remaining,
+            status,
+        }
+    }
+}
+
 pub struct KbState {
     pub enable_api: bool,
     pub docs: Vec<Doc>,
