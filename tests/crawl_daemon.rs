@@ -566,18 +566,19 @@ fn skipped_deleted_and_renamed_files_are_named() {
         (last["total"].as_u64(), last["completed"].as_u64()),
         (Some(4), Some(4))
     );
-    let log = daemon.stderr_text();
-    assert!(
-        log.contains("skipped 1 files: quotes.md (too large ("),
-        "{log}"
-    );
+    let skipped = "skipped 1 files: quotes.md (too large (";
+    let log = daemon.stderr_once(&[skipped], Duration::from_secs(10));
+    assert!(log.contains(skipped), "{log}");
 
     setup
         .repo
         .commit(&[("new.md", b"moving")], &["gone.md", "old.md"], "move");
     let messages = crawl(&daemon, json!({"repo_url": setup.url()}));
     assert_eq!(titles(&documents(&messages)), ["new.md"]);
-    let log = daemon.stderr_text();
+    let log = daemon.stderr_once(
+        &["deleted since the last run", "renamed since the last run"],
+        Duration::from_secs(10),
+    );
     assert!(log.contains("deleted since the last run: gone.md"), "{log}");
     assert!(
         log.contains("renamed since the last run: old.md -> new.md"),
@@ -744,9 +745,6 @@ fn the_connection_continuing_python_state_checks_the_host_key_too() {
         "{}",
         daemon.stderr_text()
     );
-    assert!(
-        daemon.stderr_text().contains("syncing everything"),
-        "{}",
-        daemon.stderr_text()
-    );
+    let log = daemon.stderr_once(&["syncing everything"], Duration::from_secs(10));
+    assert!(log.contains("syncing everything"), "{log}");
 }

@@ -316,7 +316,10 @@ fn bad_input_never_takes_the_process_down() {
         json!({"credentials": {}}),
     );
     assert_eq!(daemon.finish(&session).last().unwrap()["type"], "end");
-    let stderr = daemon.stderr_text();
+    let stderr = daemon.stderr_once(
+        &["not valid JSON", "skipped an incoming line of"],
+        Duration::from_secs(10),
+    );
     assert!(stderr.contains("not valid JSON"), "{stderr}");
     assert!(stderr.contains("skipped an incoming line of"), "{stderr}");
     assert!(daemon.recorded().junk.is_empty());
@@ -375,11 +378,8 @@ fn hostile_session_ids_and_settings_are_bounded() {
         .lines
         .iter()
         .all(|(_, l)| l.to_string().len() < 4096));
-    assert!(
-        daemon.stderr_text().contains("out of range"),
-        "{}",
-        daemon.stderr_text()
-    );
+    let log = daemon.stderr_once(&["out of range"], Duration::from_secs(10));
+    assert!(log.contains("out of range"), "{log}");
 }
 
 #[test]

@@ -178,6 +178,19 @@ impl FakeDaemon {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
+    /// The plugin's stderr once it holds every one of `needles` (stderr is read by its own
+    /// thread, so it may trail the replies), or as it is after `timeout`.
+    pub fn stderr_once(&self, needles: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.stderr_text();
+            if needles.iter().all(|n| text.contains(n)) || Instant::now() >= deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Writes raw bytes to the plugin (a line must include its `\n`).
     pub fn send_raw(&self, bytes: &[u8]) {
         let mut out = self.to_plugin.lock().unwrap();

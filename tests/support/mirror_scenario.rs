@@ -225,7 +225,7 @@ pub fn main_histories(kb: &dyn KnowledgeBase, dir: &Path) {
     wait_mirrored(kb, &prefix, &expected, &daemon);
 
     // 5. Plugin storage lost, the process restarted: the knowledge base is the state.
-    let leaked = daemon.stderr_text();
+    let leaked = daemon.stderr_once(&["mirror"], Duration::from_secs(10));
     drop(daemon);
     let daemon = spawn(dir);
     assert!(
@@ -233,7 +233,8 @@ pub fn main_histories(kb: &dyn KnowledgeBase, dir: &Path) {
         "{}",
         daemon.stderr_text()
     );
-    for text in [leaked, daemon.stderr_text()] {
+    let restarted = daemon.stderr_once(&["mirror"], Duration::from_secs(10));
+    for text in [leaked, restarted] {
         assert!(!text.contains(&kb.key()), "the key reached the log");
         assert!(text.contains("mirror"), "the log reports mirroring: {text}");
     }
