@@ -748,3 +748,71 @@ fn the_connection_continuing_python_state_checks_the_host_key_too() {
     let log = daemon.stderr_once(&["syncing everything"], Duration::from_secs(10));
     assert!(log.contains("syncing everything"), "{log}");
 }
+
+/// Through the plugin: a workspace without the token cannot read a private repository by
+/// naming a commit another workspace's crawl left in the shared cache.
+#[test]
+fn a_cached_commit_is_not_served_without_authorization() {
+    use support::git_servers::{HttpServer, TOKEN};
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(dir.path());
+    let repo = TestRepo::create(&server.root.join("private"), "docs", &[("secret.md", b"s")]);
+    let cache = dir.path().join("cache").display().to_string();
+    let daemon = FakeDaemon::spawn(&[("GIT_DATASOURCE_CACHE_DIR", cache.as_str())]);
+    let url = server.https_url("private", "docs");
+    let crawl_with = |credentials: Value, branch: &str| {
+        let session = daemon.request(
+            "invoke_website_datasource_get_crawl",
+            json!({"provider": "git_datasource", "datasource": "git_datasource", "credentials": credentials,
+                   "datasource_parameters": {"repo_url": url, "branch": branch}}),
+        );
+        daemon.finish(&session)
+    };
+    let ca = server.ca.ca_pem.clone();
+    let owner = crawl_with(json!({"access_token": TOKEN, "ca_certificate": ca}), "main");
+    assert_eq!(titles(&documents(&owner)), ["secret.md"]);
+    for credentials in [
+        json!({"ca_certificate": ca}),
+        json!({"access_token": "wrong-token", "ca_certificate": ca}),
+    ] {
+        let other = crawl_with(credentials, &repo.head());
+        let last = other.last().unwrap();
+        assert_eq!(
+            last["data"]["error_type"], "GitAuthenticationError",
+            "{other:?}"
+        );
+        assert!(!other.iter().any(|m| m.to_string().contains("secret.md")));
+    }
+}
+
+/// A known_hosts line of many `*` cannot pin a core: the host is simply not found in it.
+#[test]
+fn a_hostile_known_hosts_pattern_answers_at_once() {
+    use support::git_servers::SshServer;
+    use support::keys::ssh_keygen;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    let (key, public) = ssh_keygen(&dir.path().join("keys"), "k", &["-t", "ed25519"], "");
+    let ssh = SshServer::start(&dir.path().join("sshd"), &[public.trim()]);
+    let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"a")]);
+    let hostile = format!("{}x {}", "*".repeat(300), ssh.host_key);
+    let daemon = FakeDaemon::spawn(&[]);
+    let started = std::time::Instant::now();
+    let session = daemon.request(
+        "invoke_website_datasource_get_crawl",
+        json!({"provider": "git_datasource", "datasource": "git_datasource",
+               "credentials": {"ssh_private_key": key, "ssh_known_hosts": hostile},
+               "datasource_parameters": {"repo_url": ssh.url(&repo.bare)}}),
+    );
+    let messages = daemon.finish(&session);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        messages.last().unwrap()["data"]["error_type"],
+        "GitHostKeyError",
+        "{messages:?}"
+    );
+}
