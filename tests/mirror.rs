@@ -671,3 +671,60 @@ proptest! {
         world.assert_mirrored(&hash);
     }
 }
+
+/// A "Dify API URL" that is really a hostile server: an endless list is not followed forever,
+/// and no message carries the key or the URL's user info.
+#[test]
+fn an_endless_list_from_a_hostile_server_is_bounded() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut next = 0u64;
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut out = stream;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {}
+                let docs: Vec<String> = (0..100)
+                    .map(|_| {
+                        next += 1;
+                        format!(r#"{{"id":"00000000-0000-4000-8000-{next:012x}","indexing_status":"completed"}}"#)
+                    })
+                    .collect();
+                let body = format!(r#"{{"data":[{}],"total":1000000000000}}"#, docs.join(","));
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if out.write_all(response.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let api = KnowledgeApi::new(
+        &format!("http://u:UrlSecret@127.0.0.1:{port}/v1"),
+        "dataset-KeySecret",
+    )
+    .unwrap();
+    let mirror = Mirror {
+        api,
+        dataset: "3b7a52c1-5f1e-4c1a-9d7e-2f4e8c1d0a11".into(),
+        memory: None,
+    };
+    let error = runtime()
+        .block_on(mirror.list(&["git:h:".to_string()], None))
+        .unwrap_err();
+    assert!(error.message.contains("more than 2000 pages"), "{error}");
+    let shown = format!("{error} {error:?} {:?}", mirror.api);
+    assert!(
+        !shown.contains("UrlSecret") && !shown.contains("KeySecret"),
+        "{shown}"
+    );
+}

@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 /// Dify answers at most this many documents per page, whatever `limit` says.
 pub const MAX_PAGE: usize = 100;
+/// The most an answer may hold: a page of 100 documents carries each one's content twice, but
+/// an answer past this comes from something that is not Dify (and would exhaust memory).
+const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 /// Tries of one call when the API answers 429/5xx or cannot be reached.
 const ATTEMPTS: u32 = 4;
 /// An id no knowledge base has: asking for it proves a key without reading anything.
@@ -115,6 +118,18 @@ pub fn normalize_base(url: &str) -> Result<String, String> {
         base.push_str("/v1");
     }
     Ok(base)
+}
+
+/// The body of an answer, or `None` past [`MAX_ANSWER_BYTES`] (read no further).
+async fn read_capped(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// An HTTP client with the timeouts every Knowledge API call uses.
@@ -227,9 +242,20 @@ impl KnowledgeApi {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(|s| Duration::from_secs(s.min(30)));
-                    match response.bytes().await {
-                        Ok(body) if (200..300).contains(&status) => return Ok(body.to_vec()),
-                        Ok(body) => {
+                    match read_capped(response).await {
+                        Ok(None) => {
+                            return Err(ApiError {
+                                kind: ApiErrorKind::Other,
+                                status: Some(status),
+                                message: format!(
+                                    "{endpoint}: the answer is over {MAX_ANSWER_BYTES} bytes; {} \
+                                     does not look like Dify's Knowledge API",
+                                    self.shown
+                                ),
+                            })
+                        }
+                        Ok(Some(body)) if (200..300).contains(&status) => return Ok(body),
+                        Ok(Some(body)) => {
                             let error = self.status_error(&endpoint, status, &body);
                             if status == 429 || status >= 500 {
                                 delay = retry_after.unwrap_or(delay);

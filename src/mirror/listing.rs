@@ -14,6 +14,9 @@ use super::documents::{classify, DocState, KbDocument};
 
 /// Whole listings tried when the list changes under the reader.
 const LISTING_TRIES: usize = 3;
+/// Pages read at most (200,000 documents): a server that reports an endless list is not
+/// followed forever.
+const MAX_PAGES: usize = 2000;
 
 /// What mirroring remembers of one knowledge base for one configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +123,17 @@ pub async fn list(
             }
             if got < MAX_PAGE || page * MAX_PAGE >= answer.total {
                 break fresh.len() == answer.total;
+            }
+            if page >= MAX_PAGES {
+                return Err(ApiError {
+                    kind: ApiErrorKind::Other,
+                    status: None,
+                    message: format!(
+                        "GET /datasets/{dataset}/documents: more than {MAX_PAGES} pages; mirroring \
+                         reads knowledge bases of at most {} documents",
+                        MAX_PAGES * MAX_PAGE
+                    ),
+                });
             }
             page += 1;
         };
