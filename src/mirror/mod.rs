@@ -150,10 +150,11 @@ pub fn parse_knowledge_base_id(text: &str) -> Result<String, String> {
     if shape_ok {
         Ok(id)
     } else {
+        // The value is not echoed: a pasted URL may carry a token in its query.
         Err(format!(
             "knowledge_base_id must be the id in the knowledge base's URL (…/datasets/<id>/documents, \
-             36 characters like 3f2a…-…), not {:?}",
-            text.chars().take(80).collect::<String>()
+             36 characters like 3f2a…-…); the value given ({} characters) holds no such id",
+            text.chars().count()
         ))
     }
 }
@@ -173,6 +174,8 @@ mod tests {
             id
         );
         assert!(parse_knowledge_base_id("my-kb").is_err());
+        let error = parse_knowledge_base_id("http://x/datasets/nope?token=SeCrEt").unwrap_err();
+        assert!(!error.contains("SeCrEt"), "{error}");
         assert!(parse_knowledge_base_id("").is_err());
     }
 }
