@@ -8,12 +8,13 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::crawl::params::CrawlParams;
+use crate::crawl::shorten;
 use crate::crawl::state::{StateError, StateStore};
 use crate::crawl::{result_budget, Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
 use crate::credentials::Credentials;
 use crate::git::{FetchSettings, GitClient, RepoCache};
 use crate::mirror::api::KnowledgeApi;
-use crate::mirror::{cleanup, watcher::shorten, Mirror};
+use crate::mirror::{cleanup, Mirror};
 use crate::protocol::stdio;
 
 /// Crawl a repository from the terminal, exactly as the plugin does, with sync state in

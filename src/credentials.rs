@@ -228,9 +228,13 @@ const MAX_KDF_ROUNDS: u32 = 1000;
 /// An encrypted OpenSSH key names its own bcrypt rounds, and a hostile one could ask for
 /// billions: refused before anything decrypts it (here and before every SSH connection).
 pub fn check_kdf_rounds(key: &str) -> Result<(), String> {
-    let Ok(parsed) = ssh_key::PrivateKey::from_openssh(key) else {
-        return Ok(());
-    };
+    match ssh_key::PrivateKey::from_openssh(key) {
+        Ok(parsed) => check_parsed_kdf_rounds(&parsed),
+        Err(_) => Ok(()),
+    }
+}
+
+fn check_parsed_kdf_rounds(parsed: &ssh_key::PrivateKey) -> Result<(), String> {
     match parsed.kdf() {
         ssh_key::Kdf::Bcrypt { rounds, .. } if *rounds > MAX_KDF_ROUNDS => Err(format!(
             "asks for {rounds} key-derivation rounds (at most {MAX_KDF_ROUNDS}); re-encrypt it with \
@@ -246,7 +250,7 @@ fn check_private_key(key: &str, passphrase: &str) -> Result<(), String> {
         let parsed = ssh_key::PrivateKey::from_openssh(key).map_err(|_| {
             "is not a readable OpenSSH private key; paste the whole file including the BEGIN and END lines".to_string()
         })?;
-        check_kdf_rounds(key)?;
+        check_parsed_kdf_rounds(&parsed)?;
         if parsed.is_encrypted() {
             if passphrase.is_empty() {
                 return Err("is protected by a passphrase; fill in ssh_passphrase".into());

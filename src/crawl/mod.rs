@@ -175,7 +175,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         summary.fetch_time = started.elapsed();
 
         let full = self.params.sync_mode == SyncMode::Full;
-        let mut mirror = self.list_knowledge_base(&hash).await?;
+        let mut mirror = self.list_knowledge_base(&hash, legacy.as_deref()).await?;
         let settled = match &mirror {
             Some(mirror) => mirror.unchanged && mirror.record.settled.as_ref() == Some(&commit),
             None => {
@@ -233,13 +233,19 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             }
             None => std::borrow::Cow::Borrowed(&snapshot),
         };
-        let mut plan = plan::plan(&listing.files, &delivered_before, &snapshot, &failed_before);
-        if let Some(mirror) = mirror.as_mut() {
-            let skipped = mirror.record.skipped_entries();
-            mirror.plan =
-                crate::mirror::plan::plan(&listing.files, &mirror.record.docs, &skipped, full);
-            plan.candidates = mirror.plan.offer.clone();
-        }
+        let plan = match mirror.as_mut() {
+            // The knowledge base says what to offer; deletions are its plan's.
+            Some(mirror) => {
+                let skipped = mirror.record.skipped_entries();
+                mirror.plan =
+                    crate::mirror::plan::plan(&listing.files, &mirror.record.docs, &skipped, full);
+                plan::Plan {
+                    candidates: std::mem::take(&mut mirror.plan.offer),
+                    ..plan::Plan::default()
+                }
+            }
+            None => plan::plan(&listing.files, &delivered_before, &snapshot, &failed_before),
+        };
         summary.total = plan.candidates.len();
         summary.deleted = plan.deleted.clone();
         summary.renamed = plan.renamed.clone();
@@ -374,7 +380,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                 offered: offered_now,
                 finished: summary.complete && failed_now.is_empty(),
             };
-            self.remember_mirror(&hash, &commit, &listing.files, progress, &mut mirror)
+            self.remember_mirror(&hash, &commit, listing.files, progress, &mut mirror)
                 .await;
             summary.mirror = Some(mirror);
         }
@@ -386,15 +392,19 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
     /// With mirroring on, the knowledge base's documents (reading only what changed since
     /// the remembered list). A configuration error fails the run; a passing fault falls
     /// back to plugin-storage state and deletes nothing.
-    async fn list_knowledge_base(&self, hash: &str) -> Result<Option<MirrorOutcome>, CrawlError> {
+    async fn list_knowledge_base(
+        &self,
+        hash: &str,
+        legacy: Option<&str>,
+    ) -> Result<Option<MirrorOutcome>, CrawlError> {
         let Some(mirror) = self.mirror else {
             return Ok(None);
         };
         let started = Instant::now();
         let known = mirror.remembered(self.store, hash).await;
-        let prefixes: Vec<String> = std::iter::once(hash.to_string())
-            .chain(identity::legacy_config_hash(self.params))
-            .map(|h| crate::mirror::documents::url_prefix(&h))
+        let prefixes: Vec<String> = std::iter::once(hash)
+            .chain(legacy)
+            .map(crate::mirror::documents::url_prefix)
             .collect();
         let listed = mirror.list(&prefixes, known.as_ref()).await;
         let (listed, known) = match (listed, known) {
@@ -437,7 +447,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         &self,
         hash: &str,
         commit: &str,
-        files: &[git::FileEntry],
+        files: Vec<git::FileEntry>,
         progress: RunProgress,
         mirror: &mut MirrorOutcome,
     ) {
@@ -459,7 +469,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             && planned.indexing == 0;
         mirror.record.settled = nothing_left.then(|| commit.to_string());
         mirror.offered = progress.offered;
-        mirror.files = files.to_vec();
+        mirror.files = files;
         if let Some(target) = self.mirror {
             target.remember(self.store, hash, &mut mirror.record).await;
         }
@@ -578,6 +588,20 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             }
         }
     }
+}
+
+/// At most 20 paths (or lines) for a log or a summary, then how many more.
+pub fn shorten(paths: &[&str]) -> String {
+    let mut text = paths
+        .iter()
+        .take(20)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > 20 {
+        text.push_str(&format!(" and {} more", paths.len() - 20));
+    }
+    text
 }
 
 /// What the read loop did, for the mirror record.

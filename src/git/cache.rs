@@ -49,9 +49,8 @@ impl RepoCache {
         RepoCache {
             root,
             max_bytes,
-            max_entries: 1,
+            max_entries: max_entries.max(1),
         }
-        .with_max_entries(max_entries)
     }
 
     pub fn with_max_entries(mut self, max_entries: usize) -> Self {

@@ -97,7 +97,7 @@ pub async fn handle(
 fn log_files(summary: &RunSummary) {
     let listed = |lines: &[String]| {
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-        crate::mirror::watcher::shorten(&lines)
+        crate::crawl::shorten(&lines)
     };
     if !summary.skipped_files.is_empty() {
         let files = summary.skipped_lines();
@@ -130,13 +130,10 @@ fn mirror_target(
         return Ok(None);
     }
     let invalid = |problem| ErrorPayload::new("CredentialsValidateFailedError", problem);
-    let http = match mirrors.http.get() {
-        Some(http) => http.clone(),
-        None => mirrors
-            .http
-            .get_or_init(|| crate::mirror::api::http_client().unwrap_or_default())
-            .clone(),
-    };
+    let http = mirrors
+        .http
+        .get_or_init(|| crate::mirror::api::http_client().unwrap_or_default())
+        .clone();
     let api = KnowledgeApi::with_client(http, credentials.api_url(), &credentials.dify_api_key)
         .map_err(invalid)?;
     Ok(Some(Mirror {
@@ -179,7 +176,7 @@ fn watch(
              sync_mode full to allow it",
             paths.len(),
             plan.ours,
-            crate::mirror::watcher::shorten(&paths)
+            crate::crawl::shorten(&paths)
         );
     }
     let full = params.sync_mode == crate::crawl::params::SyncMode::Full;

@@ -63,8 +63,10 @@ pub async fn delete_all(
     let before = record.docs.len();
     record.docs.retain(|d| !gone.contains(d.id.as_str()));
     record.total = record.total.saturating_sub(before - record.docs.len());
+    let archived: std::collections::HashSet<&str> =
+        report.archived.iter().map(|d| d.id.as_str()).collect();
     for doc in &mut record.docs {
-        if report.archived.iter().any(|a| a.id == doc.id) {
+        if archived.contains(doc.id.as_str()) {
             if let Some(ours) = doc.ours.as_mut() {
                 ours.archived = true;
             }

@@ -211,7 +211,7 @@ pub fn log(report: &CleanupReport) {
         tracing::info!(
             "mirror: deleted {} documents: {}",
             paths.len(),
-            shorten(&paths)
+            crate::crawl::shorten(&paths)
         );
     }
     if !report.archived.is_empty() {
@@ -226,18 +226,4 @@ pub fn log(report: &CleanupReport) {
             report.failed.len()
         );
     }
-}
-
-/// At most 20 paths, then how many more.
-pub fn shorten(paths: &[&str]) -> String {
-    let mut text = paths
-        .iter()
-        .take(20)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if paths.len() > 20 {
-        text.push_str(&format!(" and {} more", paths.len() - 20));
-    }
-    text
 }
