@@ -17,10 +17,9 @@ use crate::mirror::api::KnowledgeApi;
 use crate::mirror::{cleanup, Mirror};
 use crate::protocol::stdio;
 
-/// Crawl a repository from the terminal, exactly as the plugin does, with sync state in
-/// files: the first run delivers every text file, later runs what changed.
+/// The repository and which of its files to sync (shared by `crawl` and `sync`).
 #[derive(Debug, clap::Args)]
-pub struct CrawlCommand {
+pub struct RepoArgs {
     /// A repository URL or a local path (local paths are allowed here).
     pub repo: String,
     #[arg(long, default_value = "main")]
@@ -37,19 +36,37 @@ pub struct CrawlCommand {
     /// Comma-separated globs of paths to leave out.
     #[arg(long, default_value = "")]
     pub exclude: String,
-    /// Ignore the stored state and deliver everything.
+    /// Ignore what was synced before and deliver every file again.
     #[arg(long)]
     pub full: bool,
     /// Where sync state is kept (default: ~/.cache/git-datasource/state).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// Print the delivered documents as JSON lines on stdout (the summary goes to stderr).
-    #[arg(long)]
-    pub json: bool,
-    /// Mirror into this knowledge base (its id, or its URL): offer only what it lacks and
-    /// delete its stale documents. Needs --dify-api-key.
-    #[arg(long, value_name = "ID")]
-    pub knowledge_base: Option<String>,
+}
+
+impl RepoArgs {
+    /// The plugin's parameters for these arguments.
+    pub fn params(&self, knowledge_base: Option<&str>) -> Result<CrawlParams, CrawlError> {
+        CrawlParams::from_json(Some(&serde_json::json!({
+            "repo_url": self.repo, "branch": self.branch, "subdir": self.subdir, "extensions": self.extensions,
+            "include": self.include, "exclude": self.exclude, "sync_mode": if self.full { "full" } else { "incremental" },
+            "knowledge_base_id": knowledge_base.unwrap_or_default(),
+        })))
+        .map_err(CrawlError::Params)
+    }
+
+    pub fn store(&self) -> FileStore {
+        FileStore::new(
+            self.state_dir
+                .clone()
+                .unwrap_or_else(|| user_cache_dir().join("state")),
+        )
+    }
+}
+
+/// How the command line reaches Dify's Knowledge API.
+#[derive(Debug, clap::Args)]
+pub struct DifyArgs {
     /// The Knowledge API's base URL.
     #[arg(
         long,
@@ -60,6 +77,66 @@ pub struct CrawlCommand {
     /// A Knowledge API key (dataset-…).
     #[arg(long, env = "GIT_DATASOURCE_DIFY_API_KEY", hide_env_values = true)]
     pub dify_api_key: Option<String>,
+}
+
+impl DifyArgs {
+    /// The API client; `needed_by` names the option that needs a key.
+    pub fn api(&self, needed_by: &str) -> Result<KnowledgeApi, CrawlError> {
+        match &self.dify_api_key {
+            Some(key) if !key.trim().is_empty() => KnowledgeApi::new(&self.dify_api_url, key)
+                .map_err(|problem| CrawlError::Params(vec![problem])),
+            _ => Err(CrawlError::Params(vec![format!(
+                "{needed_by} needs a Knowledge API key: --dify-api-key or GIT_DATASOURCE_DIFY_API_KEY"
+            )])),
+        }
+    }
+}
+
+/// Git credentials from the environment (`GIT_DATASOURCE_TOKEN`, `…_SSH_KEY_FILE`, …).
+pub fn git_credentials() -> Credentials {
+    Credentials {
+        access_token: std::env::var("GIT_DATASOURCE_TOKEN").unwrap_or_default(),
+        username: std::env::var("GIT_DATASOURCE_USERNAME").unwrap_or_default(),
+        ssh_private_key: read_env_file("GIT_DATASOURCE_SSH_KEY_FILE"),
+        ssh_passphrase: std::env::var("GIT_DATASOURCE_SSH_PASSPHRASE").unwrap_or_default(),
+        ssh_known_hosts: read_env_file("GIT_DATASOURCE_KNOWN_HOSTS_FILE"),
+        ca_certificate: read_env_file("GIT_DATASOURCE_CA_FILE"),
+        ..Credentials::default()
+    }
+}
+
+/// A Git client for the command line: local paths allowed, clones cached under the user's
+/// cache directory unless `GIT_DATASOURCE_CACHE_DIR` says otherwise.
+pub fn git_client() -> Arc<GitClient> {
+    let cache = match std::env::var_os("GIT_DATASOURCE_CACHE_DIR") {
+        Some(_) => RepoCache::from_env(),
+        None => RepoCache::new(
+            user_cache_dir().join("repos"),
+            RepoCache::from_env_max_bytes(),
+        ),
+    };
+    let settings = FetchSettings {
+        allow_local: true,
+        ..FetchSettings::from_env()
+    };
+    Arc::new(GitClient::new(cache, settings))
+}
+
+/// Crawl a repository from the terminal, exactly as the plugin does, with sync state in
+/// files: the first run delivers every text file, later runs what changed.
+#[derive(Debug, clap::Args)]
+pub struct CrawlCommand {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Print the delivered documents as JSON lines on stdout (the summary goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Mirror into this knowledge base (its id, or its URL): offer only what it lacks and
+    /// delete its stale documents. Needs --dify-api-key.
+    #[arg(long, value_name = "ID")]
+    pub knowledge_base: Option<String>,
+    #[command(flatten)]
+    pub dify: DifyArgs,
 }
 
 /// `$XDG_CACHE_HOME/git-datasource`, else `~/.cache/git-datasource`.
@@ -73,52 +150,17 @@ pub fn user_cache_dir() -> PathBuf {
 
 impl CrawlCommand {
     pub async fn run(&self) -> Result<RunSummary, CrawlError> {
-        let params = CrawlParams::from_json(Some(&serde_json::json!({
-            "repo_url": self.repo, "branch": self.branch, "subdir": self.subdir, "extensions": self.extensions,
-            "include": self.include, "exclude": self.exclude, "sync_mode": if self.full { "full" } else { "incremental" },
-            "knowledge_base_id": self.knowledge_base.clone().unwrap_or_default(),
-        })))
-        .map_err(CrawlError::Params)?;
-        let mirror = match (&params.knowledge_base_id, &self.dify_api_key) {
-            (Some(dataset), Some(key)) if !key.trim().is_empty() => Some(Mirror {
-                api: KnowledgeApi::new(&self.dify_api_url, key)
-                    .map_err(|problem| CrawlError::Params(vec![problem]))?,
+        let params = self.repo.params(self.knowledge_base.as_deref())?;
+        let mirror = match &params.knowledge_base_id {
+            Some(dataset) => Some(Mirror {
+                api: self.dify.api("--knowledge-base")?,
                 dataset: dataset.clone(),
                 memory: None,
             }),
-            (Some(_), _) => {
-                return Err(CrawlError::Params(vec![
-                    "--knowledge-base needs a Knowledge API key: --dify-api-key or GIT_DATASOURCE_DIFY_API_KEY".into(),
-                ]))
-            }
-            _ => None,
+            None => None,
         };
-        let credentials = Credentials {
-            access_token: std::env::var("GIT_DATASOURCE_TOKEN").unwrap_or_default(),
-            username: std::env::var("GIT_DATASOURCE_USERNAME").unwrap_or_default(),
-            ssh_private_key: read_env_file("GIT_DATASOURCE_SSH_KEY_FILE"),
-            ssh_passphrase: std::env::var("GIT_DATASOURCE_SSH_PASSPHRASE").unwrap_or_default(),
-            ssh_known_hosts: read_env_file("GIT_DATASOURCE_KNOWN_HOSTS_FILE"),
-            ca_certificate: read_env_file("GIT_DATASOURCE_CA_FILE"),
-            ..Credentials::default()
-        };
-        let cache = match std::env::var_os("GIT_DATASOURCE_CACHE_DIR") {
-            Some(_) => RepoCache::from_env(),
-            None => RepoCache::new(
-                user_cache_dir().join("repos"),
-                RepoCache::from_env_max_bytes(),
-            ),
-        };
-        let settings = FetchSettings {
-            allow_local: true,
-            ..FetchSettings::from_env()
-        };
-        let client = Arc::new(GitClient::new(cache, settings));
-        let store = FileStore::new(
-            self.state_dir
-                .clone()
-                .unwrap_or_else(|| user_cache_dir().join("state")),
-        );
+        let credentials = git_credentials();
+        let store = self.repo.store();
         let sink = TerminalSink::new(self.json);
         let crawl_settings = CrawlSettings::from_env();
         let crawl = Crawl {
@@ -126,7 +168,7 @@ impl CrawlCommand {
             credentials: &credentials,
             store: &store,
             sink: &sink,
-            client,
+            client: git_client(),
             settings: &crawl_settings,
             mirror: mirror.as_ref(),
         };
@@ -273,6 +315,10 @@ pub struct FileStore {
 impl FileStore {
     pub fn new(dir: PathBuf) -> Self {
         FileStore { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn path(&self, key: &str) -> PathBuf {

@@ -9,3 +9,4 @@ pub mod handlers;
 pub mod mirror;
 pub mod package;
 pub mod protocol;
+pub mod sync_command;

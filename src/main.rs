@@ -11,6 +11,7 @@ use git_datasource::handlers::PluginHandler;
 use git_datasource::package::ArchBinary;
 use git_datasource::protocol::tcp::{self, RemoteTarget};
 use git_datasource::protocol::{stdio, ServeSettings};
+use git_datasource::sync_command::{self, SyncCommand};
 
 /// Turn a Git repository into a Dify knowledge base.
 #[derive(Parser)]
@@ -26,6 +27,7 @@ enum Command {
     /// daemon sets, and the default), or dial its debug port when INSTALL_METHOD=remote.
     Serve,
     Crawl(CrawlCommand),
+    Sync(SyncCommand),
     /// Build the installable .difypkg (dist/git_datasource-<version>.difypkg).
     Package {
         /// Where to write the package.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
             aarch64,
         } => package(&dir, out.as_deref(), binary, aarch64),
         Command::Crawl(command) => crawl(&command),
+        Command::Sync(command) => sync(&command),
         Command::Serve => {
             // Exit at once: a blocking read of stdin must not hold the process open.
             let code = serve();
@@ -106,6 +109,19 @@ fn crawl(command: &CrawlCommand) -> ExitCode {
                 print!("{text}");
             }
             ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sync(command: &SyncCommand) -> ExitCode {
+    match runtime().block_on(command.run()) {
+        Ok(report) => {
+            print!("{}", sync_command::describe(&report));
+            ExitCode::from(report.exit_code())
         }
         Err(error) => {
             eprintln!("error: {error}");

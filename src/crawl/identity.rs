@@ -63,6 +63,16 @@ fn hash_of(repo_url: &str, params: &CrawlParams) -> String {
     hex::encode(&Sha256::digest(input.as_bytes())[..8])
 }
 
+/// The start of every document's description: where its content comes from.
+pub fn description_head(masked_url: &str, branch: &str, commit: &str) -> String {
+    format!("Repository {masked_url}, branch {branch}, commit {commit}")
+}
+
+/// A document's description: the head and the blob it holds (mirroring reads it back).
+pub fn description(head: &str, blob: git2::Oid) -> String {
+    format!("{head}, blob {blob}")
+}
+
 pub fn source_url(config_hash: &str, path: &str) -> String {
     format!("git:{config_hash}:{path}")
 }

@@ -3,6 +3,7 @@
 //! which is what lets the command line reuse it with a progress bar and files.
 
 pub mod deliver;
+pub mod fetch;
 pub mod identity;
 pub mod params;
 pub mod plan;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::credentials::Credentials;
 use crate::git::{
-    self, BlobRead, FetchRequest, Fetched, GitClient, GitError, HostKeyStore, MemoryHostKeys,
+    self, BlobRead, FetchRequest, Fetched, GitClient, GitError, MemoryHostKeys,
     SkipReason,
 };
 use crate::mirror::api::ApiError;
@@ -168,8 +169,15 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             ..RunSummary::default()
         };
 
-        let (fetched, host_keys) = self.fetch(deadline).await?;
-        self.remember_host_key(&fetched, &host_keys).await?;
+        let (fetched, host_keys) = fetch::fetch_branch(
+            &self.client,
+            self.params,
+            self.credentials,
+            self.store,
+            Some(deadline),
+            || self.sink.progress(0, 0),
+        )
+        .await?;
         let commit = fetched.commit.to_string();
         summary.commit = commit.clone();
         summary.fetch_time = started.elapsed();
@@ -238,7 +246,13 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             Some(mirror) => {
                 let skipped = mirror.record.skipped_entries();
                 mirror.plan =
-                    crate::mirror::plan::plan(&listing.files, &mirror.record.docs, &skipped, full);
+                    crate::mirror::plan::plan(
+                    &listing.files,
+                    &mirror.record.docs,
+                    &skipped,
+                    full,
+                    crate::mirror::plan::DeleteGuard::Default,
+                );
                 plan::Plan {
                     candidates: std::mem::take(&mut mirror.plan.offer),
                     ..plan::Plan::default()
@@ -257,11 +271,8 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         let mut failed_now = Vec::new();
         let mut skipped_now = Entries::new();
         let mut offered_now = Vec::new();
-        let description_head = format!(
-            "Repository {}, branch {}, commit {commit}",
-            fetched.url.masked(),
-            self.params.branch
-        );
+        let description_head =
+            identity::description_head(&fetched.url.masked(), &self.params.branch, &commit);
         let reader = Arc::new(std::sync::Mutex::new(git::BlobReader::new(
             &fetched.repo_dir,
             self.settings.max_file_bytes,
@@ -286,7 +297,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                     BlobRead::Text(text) => {
                         let url = identity::source_url(&hash, &file.path);
                         let title = identity::title(&file.path);
-                        let description = format!("{description_head}, blob {}", file.oid);
+                        let description = identity::description(&description_head, file.oid);
                         let document = Document {
                             source_url: &url,
                             content: &text,
@@ -473,69 +484,6 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         if let Some(target) = self.mirror {
             target.remember(self.store, hash, &mut mirror.record).await;
         }
-    }
-
-    /// Fetches on a blocking thread, reporting progress at least every 10 s meanwhile.
-    async fn fetch(&self, deadline: Instant) -> Result<(Fetched, Arc<MemoryHostKeys>), CrawlError> {
-        let host_keys = Arc::new(MemoryHostKeys::default());
-        let url = git::url::RepoUrl::parse(&self.params.repo_url)?;
-        if url.transport == git::url::Transport::Ssh {
-            let name = url.known_hosts_name();
-            if let Some(key) = self.store.get(&state::host_key_key(&name)).await? {
-                host_keys.record(&name, &String::from_utf8_lossy(&key));
-            }
-        }
-        let work = {
-            let (client, params, credentials, host_keys) = (
-                self.client.clone(),
-                self.params.clone(),
-                self.credentials.clone(),
-                host_keys.clone(),
-            );
-            tokio::task::spawn_blocking(move || {
-                client.fetch(&FetchRequest {
-                    url: &params.repo_url,
-                    reference: &params.branch,
-                    credentials: &credentials,
-                    host_keys: host_keys.as_ref(),
-                    deadline: Some(deadline),
-                    progress: None,
-                })
-            })
-        };
-        tokio::pin!(work);
-        let mut ticks = tokio::time::interval_at(
-            tokio::time::Instant::now() + FETCH_PROGRESS_EVERY,
-            FETCH_PROGRESS_EVERY,
-        );
-        let fetched = loop {
-            tokio::select! {
-                done = &mut work => break done.map_err(|e| CrawlError::Output(format!("the fetch crashed: {e}")))??,
-                _ = ticks.tick() => self.sink.progress(0, 0).await?,
-            }
-        };
-        Ok((fetched, host_keys))
-    }
-
-    /// Records an SSH host key trusted on first use.
-    async fn remember_host_key(
-        &self,
-        fetched: &Fetched,
-        host_keys: &MemoryHostKeys,
-    ) -> Result<(), CrawlError> {
-        if fetched.url.transport != git::url::Transport::Ssh
-            || !self.credentials.ssh_known_hosts.trim().is_empty()
-        {
-            return Ok(());
-        }
-        let name = fetched.url.known_hosts_name();
-        let key = state::host_key_key(&name);
-        if let Some(seen) = host_keys.recorded(&name) {
-            if self.store.get(&key).await?.as_deref() != Some(seen.as_bytes()) {
-                self.store.set(&key, seen.as_bytes()).await?;
-            }
-        }
-        Ok(())
     }
 
     /// The snapshot (taken out of `old`, whose records alone are needed later); or, with only

@@ -29,6 +29,12 @@ pub enum ApiErrorKind {
     NoKnowledgeBase,
     /// 403 `Dataset api access is not enabled.`
     ApiDisabled,
+    /// The pipeline routes are missing: Dify older than 1.13.0.
+    NoPipelineApi,
+    /// The knowledge base has no pipeline, no published one, or none with our data source.
+    NoPipeline,
+    /// Dify refused the process-form inputs (a required one missing, a wrong type).
+    InputRejected,
     /// Any other answer (429/5xx after the retries, a malformed body).
     Other,
 }
@@ -46,7 +52,12 @@ impl ApiError {
     pub fn is_configuration(&self) -> bool {
         matches!(
             self.kind,
-            ApiErrorKind::Unauthorized | ApiErrorKind::NoKnowledgeBase | ApiErrorKind::ApiDisabled
+            ApiErrorKind::Unauthorized
+                | ApiErrorKind::NoKnowledgeBase
+                | ApiErrorKind::ApiDisabled
+                | ApiErrorKind::NoPipelineApi
+                | ApiErrorKind::NoPipeline
+                | ApiErrorKind::InputRejected
         )
     }
 }
@@ -72,6 +83,16 @@ pub struct RawDocument {
     pub created_at: i64,
     #[serde(default)]
     pub position: i64,
+}
+
+/// Which failures a call tries again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Retry {
+    /// Reads and deletes: 429, 5xx and no answer.
+    Always,
+    /// A call that creates something: only when it surely created nothing (no connection,
+    /// 429, 503), since Dify may have acted before failing.
+    WhenNotDone,
 }
 
 /// What a delete ended in.
@@ -197,11 +218,7 @@ impl KnowledgeApi {
         let path = format!("/datasets/{dataset}/documents");
         let query = format!("?page={page}&limit={}", limit.clamp(1, MAX_PAGE));
         let body = self.call(reqwest::Method::GET, &path, &query).await?;
-        serde_json::from_slice(&body).map_err(|e| ApiError {
-            kind: ApiErrorKind::Other,
-            status: Some(200),
-            message: format!("GET {path}: the answer is not a document list: {e}"),
-        })
+        parse(&format!("GET {path}"), &body, "a document list")
     }
 
     pub async fn delete(&self, dataset: &str, document: &str) -> Result<Deleted, ApiError> {
@@ -217,22 +234,38 @@ impl KnowledgeApi {
     }
 
     /// One call with retries; the body of a 2xx answer.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         query: &str,
     ) -> Result<Vec<u8>, ApiError> {
+        self.send(method, path, query, None, Retry::Always).await
+    }
+
+    /// One call with a JSON `body` (sent as it is), retried as `retry` says.
+    pub(super) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &str,
+        body: Option<&[u8]>,
+        retry: Retry,
+    ) -> Result<Vec<u8>, ApiError> {
         let endpoint = format!("{method} {path}");
         let mut delay = self.retry_base;
         let mut attempt = 1;
         loop {
-            let sent = self
+            let mut request = self
                 .http
                 .request(method.clone(), format!("{}{path}{query}", self.base))
-                .bearer_auth(&self.key)
-                .send()
-                .await;
+                .bearer_auth(&self.key);
+            if let Some(body) = body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_vec());
+            }
+            let sent = request.send().await;
             let error = match sent {
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -257,15 +290,25 @@ impl KnowledgeApi {
                         Ok(Some(body)) if (200..300).contains(&status) => return Ok(body),
                         Ok(Some(body)) => {
                             let error = self.status_error(&endpoint, status, &body);
-                            if status == 429 || status >= 500 {
+                            let again = match retry {
+                                Retry::Always => status == 429 || status >= 500,
+                                Retry::WhenNotDone => status == 429 || status == 503,
+                            };
+                            if again {
                                 delay = retry_after.unwrap_or(delay);
                                 error
                             } else {
                                 return Err(error);
                             }
                         }
+                        Err(e) if retry == Retry::WhenNotDone => {
+                            return Err(self.unreachable(&endpoint, &e))
+                        }
                         Err(e) => self.unreachable(&endpoint, &e),
                     }
+                }
+                Err(e) if retry == Retry::WhenNotDone && !e.is_connect() => {
+                    return Err(self.unreachable(&endpoint, &e))
                 }
                 Err(e) => self.unreachable(&endpoint, &e),
             };
@@ -331,6 +374,43 @@ impl KnowledgeApi {
                      base; switch it on under the knowledge base's API Access"
                 ),
             ),
+            (404, "") if endpoint.contains("/pipeline/") => (
+                ApiErrorKind::NoPipelineApi,
+                format!(
+                    "{endpoint} answered 404: this Dify has no knowledge-pipeline Service API; \
+                     pushing documents needs Dify 1.13.0 or later (older versions import only \
+                     through the UI)"
+                ),
+            ),
+            (400, "invalid_param") if said.starts_with("Pipeline not found") => (
+                ApiErrorKind::NoPipeline,
+                format!(
+                    "{endpoint} answered 400 ({said}): the knowledge base is not a knowledge-pipeline \
+                     knowledge base; create one in Dify with Knowledge → Create from Knowledge \
+                     Pipeline, with Git Repository as its data source"
+                ),
+            ),
+            (400, "invalid_param") if said.starts_with("Pipeline or workflow not found") => (
+                ApiErrorKind::NoPipeline,
+                format!(
+                    "{endpoint} answered 400 ({said}): the knowledge base's pipeline has never \
+                     been published; open it in Dify and press Publish"
+                ),
+            ),
+            (500, "pipeline_run_error") if said.contains("not published") => (
+                ApiErrorKind::NoPipeline,
+                format!(
+                    "{endpoint} answered 500 ({said}): publish the knowledge base's pipeline in Dify"
+                ),
+            ),
+            (500, "pipeline_run_error") if said.contains("in input form") => (
+                ApiErrorKind::InputRejected,
+                format!(
+                    "{endpoint} answered 500, Dify says: {said}; give every required variable \
+                     of the pipeline's Process form a default in the pipeline, or a value \
+                     (sync: --input name=value)"
+                ),
+            ),
             (404, _) if envelope.code.is_empty() => (
                 ApiErrorKind::Other,
                 format!(
@@ -350,6 +430,19 @@ impl KnowledgeApi {
             message,
         }
     }
+}
+
+/// A 2xx answer's body as `T`, or an error naming what was expected.
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
+    endpoint: &str,
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError {
+        kind: ApiErrorKind::Other,
+        status: Some(200),
+        message: format!("{endpoint}: the answer is not {what}: {e}"),
+    })
 }
 
 #[cfg(test)]

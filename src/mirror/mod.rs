@@ -8,7 +8,9 @@ pub mod api;
 pub mod cleanup;
 pub mod documents;
 pub mod listing;
+pub mod pipeline;
 pub mod plan;
+pub mod push;
 pub mod record;
 pub mod watcher;
 

@@ -10,8 +10,30 @@ use crate::crawl::snapshot::Entries;
 use crate::git::FileEntry;
 
 /// Deletions of gone files above this count, and above half of this configuration's
-/// documents, are held back (like rclone's `--max-delete`).
+/// documents, are held back unless the guard says otherwise.
 pub const MASS_DELETE_FLOOR: usize = 20;
+
+/// When deletions of files gone from the branch are held back (a wrong branch or filter
+/// would otherwise empty the knowledge base). Superseded copies are never held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteGuard {
+    /// More than [`MASS_DELETE_FLOOR`] and more than half of this configuration's documents.
+    Default,
+    /// More than this many (like rclone's `--max-delete`).
+    AtMost(usize),
+    /// Never.
+    Off,
+}
+
+impl DeleteGuard {
+    pub fn holds(self, gone: usize, ours: usize) -> bool {
+        match self {
+            DeleteGuard::Default => gone > MASS_DELETE_FLOOR && gone * 2 > ours,
+            DeleteGuard::AtMost(most) => gone > most,
+            DeleteGuard::Off => false,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deletion {
@@ -46,7 +68,13 @@ pub struct MirrorPlan {
 /// `files` is the branch's sorted listing; `skipped` the (path, blob) pairs known to be
 /// permanently skipped (binary, too large, …); `full` offers every file again and lifts
 /// the guard.
-pub fn plan(files: &[FileEntry], docs: &[KbDocument], skipped: &Entries, full: bool) -> MirrorPlan {
+pub fn plan(
+    files: &[FileEntry],
+    docs: &[KbDocument],
+    skipped: &Entries,
+    full: bool,
+    guard: DeleteGuard,
+) -> MirrorPlan {
     let mut by_path: BTreeMap<&str, Vec<(&str, &OurDocument)>> = BTreeMap::new();
     for doc in docs {
         if let Some(ours) = &doc.ours {
@@ -110,7 +138,7 @@ pub fn plan(files: &[FileEntry], docs: &[KbDocument], skipped: &Entries, full: b
             );
         }
     }
-    if !full && gone.len() > MASS_DELETE_FLOOR && gone.len() * 2 > plan.ours {
+    if !full && guard.holds(gone.len(), plan.ours) {
         plan.held = gone;
     } else {
         plan.delete.extend(gone);
@@ -195,7 +223,7 @@ mod tests {
             },
         ];
         let skipped: Entries = [("bin".to_string(), oid(5))].into_iter().collect();
-        let plan = plan(&files, &docs, &skipped, false);
+        let plan = plan(&files, &docs, &skipped, false, DeleteGuard::Default);
         let offered: Vec<&str> = plan.offer.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(offered, ["c", "d"]);
         assert_eq!(ids(&plan.delete), ["a-dup", "a-err", "a-old", "gone"]);
@@ -210,14 +238,14 @@ mod tests {
         docs.extend(
             (0..21).map(|i| doc(&format!("g{i}"), &format!("g{i}"), 2, DocState::Indexed, 1)),
         );
-        let held = plan(&files, &docs, &Entries::new(), false);
+        let held = plan(&files, &docs, &Entries::new(), false, DeleteGuard::Default);
         assert!(held.delete.is_empty());
         assert_eq!(held.held.len(), 21);
-        let full = plan(&files, &docs, &Entries::new(), true);
+        let full = plan(&files, &docs, &Entries::new(), true, DeleteGuard::Default);
         assert_eq!(full.delete.len(), 21);
         assert_eq!(full.offer.len(), 1);
         // 20 gone files are not a mass deletion.
-        let plan = plan(&files, &docs[..21], &Entries::new(), false);
+        let plan = plan(&files, &docs[..21], &Entries::new(), false, DeleteGuard::Default);
         assert_eq!(plan.delete.len(), 20);
     }
 
@@ -234,7 +262,7 @@ mod tests {
             let docs: Vec<KbDocument> = docs.iter().enumerate()
                 .map(|(i, (p, n, s, at))| doc(&format!("{i}"), p, *n, states[*s], *at))
                 .collect();
-            let plan = plan(&files, &docs, &Entries::new(), false);
+            let plan = plan(&files, &docs, &Entries::new(), false, DeleteGuard::Default);
             let deleted: BTreeSet<&str> = plan.delete.iter().map(|d| d.id.as_str()).collect();
             for d in &docs {
                 let ours = d.ours.as_ref().unwrap();

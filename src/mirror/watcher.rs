@@ -123,7 +123,13 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
             total.archived.extend(report.archived);
             total.failed.extend(report.failed);
         }
-        let left = plan::plan(&watch.files, &record.docs, &watch.skipped, watch.full);
+        let left = plan::plan(
+            &watch.files,
+            &record.docs,
+            &watch.skipped,
+            watch.full,
+            plan::DeleteGuard::Default,
+        );
         let settled = left.offer.is_empty()
             && left.delete.is_empty()
             && left.held.is_empty()
@@ -161,7 +167,13 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
                     record.total = listing.total;
                     changed = true;
                 }
-                let plan = plan::plan(&watch.files, &record.docs, &watch.skipped, watch.full);
+                let plan = plan::plan(
+                    &watch.files,
+                    &record.docs,
+                    &watch.skipped,
+                    watch.full,
+                    plan::DeleteGuard::Default,
+                );
                 if !plan.held.is_empty() {
                     tracing::warn!(
                         "mirror: {} deletions of gone files held back (more than half of this \

@@ -1,0 +1,417 @@
+//! Pushing files into a pipeline knowledge base through `POST /pipeline/run`: read the
+//! blobs, group the documents into runs bounded by count and bytes, keep few runs indexing at
+//! once (Dify's worker takes them one after another, and many at once exhaust its database
+//! pool), and follow each run's batch until its documents are indexed.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use git2::Oid;
+
+use super::api::{ApiError, KnowledgeApi};
+use super::pipeline::run_body;
+use crate::crawl::deliver::Document;
+use crate::crawl::identity;
+use crate::git::{BlobRead, BlobReader, FileEntry};
+
+/// Files read per blocking read.
+const READ_CHUNK: usize = 50;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PushSettings {
+    /// Documents per run, and bytes of their JSON per run (a run of one larger document
+    /// goes alone).
+    pub max_items: usize,
+    pub max_bytes: usize,
+    /// Runs whose documents are not all indexed yet, at most.
+    pub in_flight: usize,
+    /// How often indexing is checked, and how long it may make no progress at all.
+    pub poll: Duration,
+    pub stall: Duration,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        PushSettings {
+            max_items: 100,
+            max_bytes: 4 * 1024 * 1024,
+            in_flight: 2,
+            poll: Duration::from_secs(2),
+            stall: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Where documents go: the knowledge base, the published pipeline's start node, and its
+/// process-form inputs.
+pub struct Target<'a> {
+    pub api: &'a KnowledgeApi,
+    pub dataset: &'a str,
+    pub start_node: &'a str,
+    pub inputs: &'a serde_json::Value,
+}
+
+/// Where the files come from, and how their documents are named.
+pub struct Source<'a> {
+    pub repo_dir: &'a Path,
+    pub max_file_bytes: u64,
+    pub config_hash: &'a str,
+    pub description_head: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushEvent {
+    /// Files read so far, of all to push.
+    Read { done: usize, total: usize },
+    /// Documents indexed (or failed) so far, of all created.
+    Indexed { done: usize, created: usize },
+}
+
+/// A run Dify refused: its files and Dify's message.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub files: Vec<(String, Oid)>,
+    pub why: String,
+}
+
+#[derive(Debug, Default)]
+pub struct PushReport {
+    /// `(path, blob)` of every document created, by document id.
+    pub created: HashMap<String, (String, Oid)>,
+    pub indexed: usize,
+    /// Files never pushed: binary, too large… (path, blob, why).
+    pub skipped: Vec<(String, Oid, String)>,
+    pub read_failed: Vec<String>,
+    pub rejected: Vec<Rejected>,
+    /// Documents whose indexing ended in `error`: path and Dify's message.
+    pub failed_indexing: Vec<(String, String)>,
+    /// Paths of documents still not indexed when indexing stalled.
+    pub unfinished: Vec<String>,
+    /// A configuration error that stopped the push (nothing more was sent after it).
+    pub stopped: Option<ApiError>,
+    pub runs: usize,
+    pub requests: usize,
+    pub bytes_sent: usize,
+}
+
+/// One run's documents: serialized items and the files they hold.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub items: Vec<Vec<u8>>,
+    pub files: Vec<(String, Oid)>,
+    pub bytes: usize,
+}
+
+/// Groups documents into runs. The first run holds one document: a run Dify refuses (a
+/// required process input missing) has already created its documents, so the first one is
+/// sent alone to find out cheaply.
+#[derive(Debug)]
+pub struct Batcher {
+    max_items: usize,
+    max_bytes: usize,
+    closed: usize,
+    open: Batch,
+}
+
+impl Batcher {
+    pub fn new(max_items: usize, max_bytes: usize) -> Self {
+        Batcher {
+            max_items: max_items.max(1),
+            max_bytes,
+            closed: 0,
+            open: Batch::default(),
+        }
+    }
+
+    /// Adds one document; returns the run it closes, if any.
+    pub fn add(&mut self, item: Vec<u8>, file: (String, Oid)) -> Option<Batch> {
+        let limit = if self.closed == 0 { 1 } else { self.max_items };
+        let full = self.open.items.len() >= limit
+            || self.open.bytes + item.len() > self.max_bytes;
+        let closed = (full && !self.open.items.is_empty()).then(|| self.take());
+        self.open.bytes += item.len();
+        self.open.items.push(item);
+        self.open.files.push(file);
+        closed
+    }
+
+    /// The last, partly filled run.
+    pub fn finish(&mut self) -> Option<Batch> {
+        (!self.open.items.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Batch {
+        self.closed += 1;
+        std::mem::take(&mut self.open)
+    }
+}
+
+/// A run whose documents are not all indexed yet.
+struct Running {
+    batch: String,
+    left: HashSet<String>,
+}
+
+struct Pusher<'a> {
+    target: &'a Target<'a>,
+    settings: &'a PushSettings,
+    on: &'a (dyn Fn(PushEvent) + Send + Sync),
+    running: Vec<Running>,
+    last_change: Instant,
+    report: PushReport,
+}
+
+/// Pushes `files` (in order) and waits until their documents are indexed, or indexing makes
+/// no progress for `settings.stall`, or Dify refuses the configuration.
+pub async fn push(
+    target: &Target<'_>,
+    source: &Source<'_>,
+    files: &[FileEntry],
+    settings: &PushSettings,
+    on: &(dyn Fn(PushEvent) + Send + Sync),
+) -> PushReport {
+    let mut pusher = Pusher {
+        target,
+        settings,
+        on,
+        running: Vec::new(),
+        last_change: Instant::now(),
+        report: PushReport::default(),
+    };
+    let reader = Arc::new(Mutex::new(BlobReader::new(
+        source.repo_dir,
+        source.max_file_bytes,
+    )));
+    let mut batcher = Batcher::new(settings.max_items, settings.max_bytes);
+    let mut read = 0;
+    'files: for chunk in files.chunks(READ_CHUNK) {
+        let reads = {
+            let (reader, owned) = (reader.clone(), chunk.to_vec());
+            tokio::task::spawn_blocking(move || reader.lock().expect("blob reader").read(&owned))
+                .await
+                .unwrap_or_else(|e| vec![BlobRead::Failed(e.to_string()); chunk.len()])
+        };
+        for (file, blob) in chunk.iter().zip(reads) {
+            let item = match blob {
+                BlobRead::Text(text) => item(source, file, &text),
+                BlobRead::Skipped(why) => {
+                    let why = why.to_string();
+                    pusher.report.skipped.push((file.path.clone(), file.oid, why));
+                    continue;
+                }
+                BlobRead::Failed(why) => {
+                    tracing::warn!("reading {} failed: {why}", file.path);
+                    pusher.report.read_failed.push(file.path.clone());
+                    continue;
+                }
+            };
+            if let Some(batch) = batcher.add(item, (file.path.clone(), file.oid)) {
+                if !pusher.send(batch).await {
+                    break 'files;
+                }
+            }
+        }
+        read += chunk.len();
+        on(PushEvent::Read {
+            done: read,
+            total: files.len(),
+        });
+    }
+    if let Some(batch) = batcher.finish() {
+        if pusher.report.stopped.is_none() && !pusher.stalled() {
+            pusher.send(batch).await;
+        }
+    }
+    pusher.wait_below(1).await;
+    let mut report = pusher.report;
+    for running in &pusher.running {
+        report
+            .unfinished
+            .extend(running.left.iter().filter_map(|id| Some(report.created.get(id)?.0.clone())));
+    }
+    report.unfinished.sort();
+    report
+}
+
+/// One file's document, serialized once.
+fn item(source: &Source<'_>, file: &FileEntry, text: &str) -> Vec<u8> {
+    let url = identity::source_url(source.config_hash, &file.path);
+    let title = identity::title(&file.path);
+    let description = identity::description(source.description_head, file.oid);
+    let document = Document {
+        source_url: &url,
+        content: text,
+        title: &title,
+        description: &description,
+    };
+    serde_json::to_vec(&document).expect("a document serializes")
+}
+
+impl Pusher<'_> {
+    /// Sends one run once there is room; false when nothing more should be sent.
+    async fn send(&mut self, batch: Batch) -> bool {
+        if !self.wait_below(self.settings.in_flight).await {
+            return false;
+        }
+        let items: Vec<&[u8]> = batch.items.iter().map(Vec::as_slice).collect();
+        let body = run_body(self.target.start_node, self.target.inputs, &items);
+        self.report.requests += 1;
+        self.report.runs += 1;
+        self.report.bytes_sent += body.len();
+        match self
+            .target
+            .api
+            .run_pipeline(self.target.dataset, &body)
+            .await
+        {
+            Ok(answer) => {
+                let mut left = HashSet::new();
+                for (document, file) in answer.documents.into_iter().zip(batch.files) {
+                    left.insert(document.id.clone());
+                    self.report.created.insert(document.id, file);
+                }
+                self.running.push(Running {
+                    batch: answer.batch,
+                    left,
+                });
+                self.last_change = Instant::now();
+                true
+            }
+            Err(error) => {
+                let paths: Vec<&str> = batch.files.iter().map(|(p, _)| p.as_str()).collect();
+                tracing::warn!(
+                    "a run of {} documents was refused ({}): {error}",
+                    paths.len(),
+                    crate::crawl::shorten(&paths)
+                );
+                let stop = error.is_configuration();
+                self.report.rejected.push(Rejected {
+                    files: batch.files,
+                    why: error.message.clone(),
+                });
+                if stop {
+                    self.report.stopped = Some(error);
+                }
+                !stop
+            }
+        }
+    }
+
+    fn stalled(&self) -> bool {
+        !self.running.is_empty() && self.last_change.elapsed() >= self.settings.stall
+    }
+
+    /// Waits until fewer than `limit` runs are indexing; false when indexing stalled or the
+    /// configuration was refused.
+    async fn wait_below(&mut self, limit: usize) -> bool {
+        while self.running.len() >= limit.max(1) {
+            if self.report.stopped.is_some() {
+                return false;
+            }
+            if self.stalled() {
+                tracing::warn!(
+                    "no document was indexed for {:?}; is Dify's worker running?",
+                    self.settings.stall
+                );
+                return false;
+            }
+            tokio::time::sleep(self.settings.poll).await;
+            self.poll().await;
+        }
+        true
+    }
+
+    /// Reads the indexing status of every running batch.
+    async fn poll(&mut self) {
+        let mut progressed = false;
+        for running in &mut self.running {
+            self.report.requests += 1;
+            let statuses = match self
+                .target
+                .api
+                .batch_status(self.target.dataset, &running.batch)
+                .await
+            {
+                Ok(statuses) => statuses,
+                Err(error) if error.is_configuration() => {
+                    self.report.stopped = Some(error);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!("indexing status: {error}; asking again");
+                    continue;
+                }
+            };
+            let present: HashSet<&str> = statuses.iter().map(|s| s.id.as_str()).collect();
+            // A document deleted meanwhile is no longer waited for.
+            running.left.retain(|id| present.contains(id.as_str()));
+            for status in &statuses {
+                let finished = match status.indexing_status.as_deref() {
+                    Some("completed") => true,
+                    Some("error") => {
+                        let path = self.report.created.get(&status.id).map(|f| f.0.clone());
+                        let why = status.error.clone().unwrap_or_default();
+                        self.report
+                            .failed_indexing
+                            .push((path.unwrap_or_else(|| status.id.clone()), why));
+                        true
+                    }
+                    _ => false,
+                };
+                if finished && running.left.remove(&status.id) {
+                    self.report.indexed += 1;
+                    progressed = true;
+                }
+            }
+        }
+        self.running.retain(|r| !r.left.is_empty());
+        if progressed {
+            self.last_change = Instant::now();
+        }
+        (self.on)(PushEvent::Indexed {
+            done: self.report.indexed,
+            created: self.report.created.len(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn runs_keep_every_document_in_order_within_bounds(
+            sizes in prop::collection::vec(1usize..5000, 0..300),
+            max_items in 1usize..40,
+            max_bytes in 1000usize..20_000,
+        ) {
+            let mut batcher = Batcher::new(max_items, max_bytes);
+            let mut runs = Vec::new();
+            for (n, size) in sizes.iter().enumerate() {
+                let file = (format!("f{n}"), Oid::zero());
+                runs.extend(batcher.add(vec![b'x'; *size], file));
+            }
+            runs.extend(batcher.finish());
+            let order: Vec<String> = runs.iter().flat_map(|r| r.files.iter().map(|f| f.0.clone())).collect();
+            let expected: Vec<String> = (0..sizes.len()).map(|n| format!("f{n}")).collect();
+            prop_assert_eq!(order, expected);
+            for (n, run) in runs.iter().enumerate() {
+                prop_assert!(!run.items.is_empty());
+                prop_assert_eq!(run.bytes, run.items.iter().map(Vec::len).sum::<usize>());
+                let most = if n == 0 { 1 } else { max_items };
+                prop_assert!(run.items.len() <= most);
+                prop_assert!(run.items.len() == 1 || run.bytes <= max_bytes);
+            }
+            // Runs are as full as the bounds allow: a run closes only when the next
+            // document does not fit.
+            for pair in runs.windows(2).skip(1) {
+                let next = pair[1].items[0].len();
+                prop_assert!(pair[0].items.len() == max_items || pair[0].bytes + next > max_bytes);
+            }
+        }
+    }
+}
