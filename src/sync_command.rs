@@ -137,7 +137,10 @@ impl SyncReport {
             ));
         }
         for (deletion, why) in &self.cleanup.failed {
-            errors.push(format!("deleting the document of {} failed: {why}", deletion.path));
+            errors.push(format!(
+                "deleting the document of {} failed: {why}",
+                deletion.path
+            ));
         }
         errors
     }
@@ -407,7 +410,11 @@ impl SyncCommand {
             record
                 .docs
                 .iter()
-                .filter(|d| d.ours.as_ref().is_some_and(|o| o.state == DocState::Indexing))
+                .filter(|d| {
+                    d.ours
+                        .as_ref()
+                        .is_some_and(|o| o.state == DocState::Indexing)
+                })
                 .count()
         };
         let first = indexing(record);
@@ -557,7 +564,10 @@ pub fn describe(report: &SyncReport) -> String {
             out.push_str(&format!("delete  {} ({why})\n", deletion.path));
         }
         for deletion in &plan.held {
-            out.push_str(&format!("hold    {} (gone; the guard holds it)\n", deletion.path));
+            out.push_str(&format!(
+                "hold    {} (gone; the guard holds it)\n",
+                deletion.path
+            ));
         }
         for path in &report.kept {
             out.push_str(&format!("keep    {path}\n"));

@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::credentials::Credentials;
 use crate::git::{
-    self, BlobRead, FetchRequest, Fetched, GitClient, GitError, MemoryHostKeys,
-    SkipReason,
+    self, BlobRead, FetchRequest, Fetched, GitClient, GitError, MemoryHostKeys, SkipReason,
 };
 use crate::mirror::api::ApiError;
 use crate::mirror::{Mirror, MirrorOutcome};
@@ -245,8 +244,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             // The knowledge base says what to offer; deletions are its plan's.
             Some(mirror) => {
                 let skipped = mirror.record.skipped_entries();
-                mirror.plan =
-                    crate::mirror::plan::plan(
+                mirror.plan = crate::mirror::plan::plan(
                     &listing.files,
                     &mirror.record.docs,
                     &skipped,

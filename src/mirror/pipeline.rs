@@ -54,16 +54,24 @@ pub fn start_node(nodes: &[DatasourceNode], wanted: Option<&str>) -> Result<Stri
         .collect();
     let named = |list: &[&DatasourceNode]| {
         list.iter()
-            .map(|n| format!("{} ({})", n.node_id, n.title.as_deref().unwrap_or("untitled")))
+            .map(|n| {
+                format!(
+                    "{} ({})",
+                    n.node_id,
+                    n.title.as_deref().unwrap_or("untitled")
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
     match (wanted, ours.as_slice()) {
         (Some(id), _) if ours.iter().any(|n| n.node_id == id) => Ok(id.to_string()),
-        (Some(id), _) => Err(format!(
+        (Some(id), _) => {
+            Err(format!(
             "the published pipeline has no Git Repository node {id}; its Git Repository nodes: {}",
             if ours.is_empty() { "none".to_string() } else { named(&ours) }
-        )),
+        ))
+        }
         (None, [one]) => Ok(one.node_id.clone()),
         (None, []) => Err(format!(
             "the knowledge base's published pipeline has no Git Repository data source node \
@@ -141,7 +149,9 @@ impl KnowledgeApi {
         }
         let path = format!("/datasets/{dataset}/documents/{batch}/indexing-status");
         match self.call(reqwest::Method::GET, &path, "").await {
-            Ok(body) => Ok(parse::<Statuses>(&format!("GET {path}"), &body, "indexing statuses")?.data),
+            Ok(body) => {
+                Ok(parse::<Statuses>(&format!("GET {path}"), &body, "indexing statuses")?.data)
+            }
             // "Documents not found.": every document of the batch is gone.
             Err(error) if error.status == Some(404) && error.kind == ApiErrorKind::Other => {
                 Ok(Vec::new())
@@ -168,12 +178,17 @@ mod tests {
     fn the_start_node_is_ours() {
         let other = node("1", "langgenius/firecrawl_datasource", "website_crawl");
         let ours = node("2", PLUGIN_ID, "website_crawl");
-        assert_eq!(start_node(&[other.clone(), ours.clone()], None).unwrap(), "2");
+        assert_eq!(
+            start_node(&[other.clone(), ours.clone()], None).unwrap(),
+            "2"
+        );
         assert!(start_node(&[other], None)
             .unwrap_err()
             .contains("no Git Repository data source node"));
         let twice = [ours, node("3", PLUGIN_ID, "website_crawl")];
-        assert!(start_node(&twice, None).unwrap_err().contains("2 Git Repository nodes"));
+        assert!(start_node(&twice, None)
+            .unwrap_err()
+            .contains("2 Git Repository nodes"));
         assert_eq!(start_node(&twice, Some("3")).unwrap(), "3");
         assert!(start_node(&twice, Some("1")).is_err());
     }
@@ -194,7 +209,10 @@ mod tests {
 
     #[test]
     fn the_run_body_is_json_with_every_field() {
-        let items: [&[u8]; 2] = [br#"{"source_url":"git:h:a"}"#, br#"{"source_url":"git:h:b"}"#];
+        let items: [&[u8]; 2] = [
+            br#"{"source_url":"git:h:a"}"#,
+            br#"{"source_url":"git:h:b"}"#,
+        ];
         let body = run_body("17", &serde_json::json!({"k": "v"}), &items);
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(parsed["start_node_id"], "17");

@@ -245,7 +245,13 @@ mod tests {
         assert_eq!(full.delete.len(), 21);
         assert_eq!(full.offer.len(), 1);
         // 20 gone files are not a mass deletion.
-        let plan = plan(&files, &docs[..21], &Entries::new(), false, DeleteGuard::Default);
+        let plan = plan(
+            &files,
+            &docs[..21],
+            &Entries::new(),
+            false,
+            DeleteGuard::Default,
+        );
         assert_eq!(plan.delete.len(), 20);
     }
 

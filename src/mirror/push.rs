@@ -128,8 +128,7 @@ impl Batcher {
     /// Adds one document; returns the run it closes, if any.
     pub fn add(&mut self, item: Vec<u8>, file: (String, Oid)) -> Option<Batch> {
         let limit = if self.closed == 0 { 1 } else { self.max_items };
-        let full = self.open.items.len() >= limit
-            || self.open.bytes + item.len() > self.max_bytes;
+        let full = self.open.items.len() >= limit || self.open.bytes + item.len() > self.max_bytes;
         let closed = (full && !self.open.items.is_empty()).then(|| self.take());
         self.open.bytes += item.len();
         self.open.items.push(item);
@@ -198,7 +197,10 @@ pub async fn push(
                 BlobRead::Text(text) => item(source, file, &text),
                 BlobRead::Skipped(why) => {
                     let why = why.to_string();
-                    pusher.report.skipped.push((file.path.clone(), file.oid, why));
+                    pusher
+                        .report
+                        .skipped
+                        .push((file.path.clone(), file.oid, why));
                     continue;
                 }
                 BlobRead::Failed(why) => {
@@ -227,9 +229,12 @@ pub async fn push(
     pusher.wait_below(1).await;
     let mut report = pusher.report;
     for running in &pusher.running {
-        report
-            .unfinished
-            .extend(running.left.iter().filter_map(|id| Some(report.created.get(id)?.0.clone())));
+        report.unfinished.extend(
+            running
+                .left
+                .iter()
+                .filter_map(|id| Some(report.created.get(id)?.0.clone())),
+        );
     }
     report.unfinished.sort();
     report

@@ -10,13 +10,24 @@
 //! message when the user presses *Save & Process*: one new `waiting` document per selected
 //! item, all of one import in one transaction (one `created_at`, rising positions), no
 //! upsert; then indexing turns each into `completed` or `error`. Faults can be injected.
+//!
+//! The knowledge-pipeline routes (`knowledge-api.md` §6) follow Dify 1.13.2's source: absent
+//! (a route miss) before 1.13; `pipeline/datasource-plugins` lists the published graph's data
+//! source nodes; `pipeline/run` requires every field (400 `invalid_param`), answers 400
+//! "Pipeline not found" for a knowledge base without a pipeline and 500 for an unpublished
+//! one, creates its documents `waiting` *before* it checks the process inputs (so a missing
+//! required input leaves them waiting for ever, and answers 500 with Dify's message), never
+//! checks the start node (documents of a wrong one are never indexed), and the batch's
+//! `indexing-status` follows them. A worker indexes `auto_index` documents per request when
+//! set, so indexing advances as a client polls.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use http_body_util::Full;
-use hyper::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::http::request::Parts;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
@@ -34,6 +45,7 @@ pub enum DeleteStyle {
 #[derive(Debug, Clone)]
 pub struct Doc {
     pub id: String,
+    pub batch: String,
     pub position: i64,
     pub created_at: i64,
     pub item: Value,
@@ -75,8 +87,49 @@ impl Fault {
     }
 }
 
+/// The knowledge base's pipeline.
+#[derive(Debug, Clone)]
+pub struct FakePipeline {
+    pub published: bool,
+    /// `(node_id, plugin_id, datasource_type)` of the published graph's data source nodes.
+    pub nodes: Vec<(String, String, String)>,
+    /// Process-form variables that must be given.
+    pub required_inputs: Vec<String>,
+}
+
+pub const START_NODE: &str = "1750000000001";
+
+impl Default for FakePipeline {
+    fn default() -> Self {
+        FakePipeline {
+            published: true,
+            nodes: vec![(
+                START_NODE.into(),
+                "dify-community/git_datasource".into(),
+                "website_crawl".into(),
+            )],
+            required_inputs: Vec::new(),
+        }
+    }
+}
+
 pub struct KbState {
     pub enable_api: bool,
+    /// Dify's version: the pipeline routes exist from 1.13.
+    pub version: (u32, u32),
+    /// `None`: a classic knowledge base.
+    pub pipeline: Option<FakePipeline>,
+    /// Documents the worker indexes per request (0: only [`FakeKnowledgeApi::index_all`]).
+    pub auto_index: usize,
+    /// Documents that are never indexed (a run that failed after creating them).
+    pub stuck: std::collections::HashSet<String>,
+    /// Runs with an item of one of these paths are refused after their documents exist.
+    pub refused_paths: Vec<String>,
+    /// `(source_url, content)` pushed while a live document already held it.
+    pub duplicate_pushes: Vec<String>,
+    /// After this many requests the fake raises `halted` (the test then drops its client).
+    pub halt_at: Option<usize>,
+    pub halted: bool,
     pub docs: Vec<Doc>,
     pub delete_style: DeleteStyle,
     pub faults: Vec<Fault>,
@@ -100,6 +153,14 @@ impl FakeKnowledgeApi {
         let dataset = "3b7a52c1-5f1e-4c1a-9d7e-2f4e8c1d0a11".to_string();
         let state = Arc::new(Mutex::new(KbState {
             enable_api: true,
+            version: (1, 13),
+            pipeline: Some(FakePipeline::default()),
+            auto_index: 0,
+            stuck: Default::default(),
+            refused_paths: Vec::new(),
+            duplicate_pushes: Vec::new(),
+            halt_at: None,
+            halted: false,
             docs: Vec::new(),
             delete_style: DeleteStyle::NoContent,
             faults: Vec::new(),
@@ -129,10 +190,19 @@ impl FakeKnowledgeApi {
                     let Ok((stream, _)) = accepted else { continue };
                     let (state, id) = (served.clone(), id.clone());
                     tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |request| {
-                            let response = answer(&state, &id, &request);
-                            async move { Ok::<_, Infallible>(response) }
-                        });
+                        let service =
+                            hyper::service::service_fn(move |request: Request<Incoming>| {
+                                let (state, id) = (state.clone(), id.clone());
+                                async move {
+                                    let (parts, body) = request.into_parts();
+                                    let body = body
+                                        .collect()
+                                        .await
+                                        .map(|b| b.to_bytes())
+                                        .unwrap_or_default();
+                                    Ok::<_, Infallible>(answer(&state, &id, &parts, &body))
+                                }
+                            });
                         let io = hyper_util::rt::TokioIo::new(stream);
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(io, service)
@@ -156,47 +226,14 @@ impl FakeKnowledgeApi {
     /// What Dify does with the selected items of a crawl: one new `waiting` document each,
     /// in one transaction. Returns the new ids.
     pub fn import(&self, items: &[Value]) -> Vec<String> {
-        let mut state = self.state();
-        state.clock += 1;
-        let created_at = state.clock;
-        let first = state.docs.iter().map(|d| d.position).max().unwrap_or(0) + 1;
-        let mut ids = Vec::new();
-        for (position, item) in (first..).zip(items) {
-            let n = state.next_id;
-            state.next_id += 1;
-            let id = format!("00000000-0000-4000-8000-{n:012x}");
-            let mut item = json!({
-                "source_url": item["source_url"], "content": item["content"],
-                "title": item["title"], "description": item["description"],
-            });
-            item["credential_id"] = json!("cred-1");
-            state.docs.push(Doc {
-                id: id.clone(),
-                position,
-                created_at,
-                item,
-                status: "waiting".into(),
-                archived: false,
-                enabled: true,
-            });
-            ids.push(id);
-        }
-        ids
+        create(&mut self.state(), items, "import")
     }
 
     /// The worker's pass: every `waiting` document ends `completed`, or `error` when its path
     /// is in `failing_paths`.
     pub fn index_all(&self) {
         let mut state = self.state();
-        let failing = state.failing_paths.clone();
-        for doc in state.docs.iter_mut().filter(|d| d.status == "waiting") {
-            let url = doc.source_url().to_string();
-            doc.status = if failing.iter().any(|p| url.ends_with(&format!(":{p}"))) {
-                "error".into()
-            } else {
-                "completed".into()
-            };
-        }
+        work(&mut state, usize::MAX);
     }
 
     pub fn docs(&self) -> Vec<Doc> {
@@ -209,6 +246,69 @@ impl FakeKnowledgeApi {
 
     pub fn fail(&self, fault: Fault) {
         self.state().faults.push(fault);
+    }
+
+    pub fn halted(&self) -> bool {
+        self.state().halted
+    }
+}
+
+/// One new `waiting` document per item (the whole item kept, as Dify's `json.dumps(item)`),
+/// in one transaction: one `created_at`, rising positions, one batch.
+fn create(state: &mut KbState, items: &[Value], batch: &str) -> Vec<String> {
+    state.clock += 1;
+    let created_at = state.clock;
+    let batch = format!("{batch}-{created_at}");
+    let first = state.docs.iter().map(|d| d.position).max().unwrap_or(0) + 1;
+    let mut ids = Vec::new();
+    for (position, item) in (first..).zip(items) {
+        let n = state.next_id;
+        state.next_id += 1;
+        let id = format!("00000000-0000-4000-8000-{n:012x}");
+        let mut item = json!({
+            "source_url": item["source_url"], "content": item["content"],
+            "title": item["title"], "description": item["description"],
+        });
+        item["credential_id"] = json!("cred-1");
+        let live = state.docs.iter().any(|d| {
+            d.status != "error"
+                && d.item["source_url"] == item["source_url"]
+                && d.item["content"] == item["content"]
+        });
+        if live {
+            let url = item["source_url"].as_str().unwrap_or("").to_string();
+            state.duplicate_pushes.push(url);
+        }
+        state.docs.push(Doc {
+            id: id.clone(),
+            batch: batch.clone(),
+            position,
+            created_at,
+            item,
+            status: "waiting".into(),
+            archived: false,
+            enabled: true,
+        });
+        ids.push(id);
+    }
+    ids
+}
+
+/// The worker: indexes up to `count` waiting documents, oldest first.
+fn work(state: &mut KbState, count: usize) {
+    let failing = state.failing_paths.clone();
+    let mut order: Vec<usize> = (0..state.docs.len())
+        .filter(|&i| state.docs[i].status == "waiting" && !state.stuck.contains(&state.docs[i].id))
+        .collect();
+    order.sort_by_key(|&i| (state.docs[i].created_at, state.docs[i].position));
+    for i in order.into_iter().take(count) {
+        let doc = &mut state.docs[i];
+        let url = doc.source_url().to_string();
+        doc.status = if failing.iter().any(|p| url.ends_with(&format!(":{p}"))) {
+            "error".into()
+        } else {
+            "completed".into()
+        };
     }
 }
 
@@ -255,19 +355,43 @@ fn route_miss() -> Response<Full<Bytes>> {
     )
 }
 
-fn answer<B>(state: &Mutex<KbState>, dataset: &str, request: &Request<B>) -> Response<Full<Bytes>> {
+fn answer(
+    state: &Mutex<KbState>,
+    dataset: &str,
+    request: &Parts,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
     let mut state = state.lock().unwrap();
-    let method = request.method().as_str().to_string();
-    let path = request.uri().path().to_string();
-    let query = request.uri().query().unwrap_or("").to_string();
+    let method = request.method.as_str().to_string();
+    let path = request.uri.path().to_string();
+    let query = request.uri.query().unwrap_or("").to_string();
     state.requests.push(format!("{method} {path}?{query}"));
+    if state.halt_at.is_some_and(|at| state.requests.len() >= at) {
+        state.halted = true;
+    }
+    let per_request = state.auto_index;
+    if per_request > 0 {
+        work(&mut state, per_request);
+    }
     let params: HashMap<&str, &str> = query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .collect();
     let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
     // Routing first: a non-UUID id matches no route (404 before auth).
+    let pipeline_routes = state.version >= (1, 13);
     let route = match (method.as_str(), segments.as_slice()) {
+        ("GET", ["datasets", id, "pipeline", "datasource-plugins"])
+            if is_uuid(id) && pipeline_routes =>
+        {
+            ("nodes", *id, None)
+        }
+        ("POST", ["datasets", id, "pipeline", "run"]) if is_uuid(id) && pipeline_routes => {
+            ("run", *id, None)
+        }
+        ("GET", ["datasets", id, "documents", batch, "indexing-status"]) if is_uuid(id) => {
+            ("batch", *id, Some(batch.to_string()))
+        }
         ("GET", ["datasets", id]) if is_uuid(id) => ("detail", *id, None),
         ("GET", ["datasets", id, "documents"]) if is_uuid(id) => ("list", *id, None),
         ("DELETE", ["datasets", id, "documents", doc]) if is_uuid(id) && is_uuid(doc) => {
@@ -276,7 +400,7 @@ fn answer<B>(state: &Mutex<KbState>, dataset: &str, request: &Request<B>) -> Res
         _ => return route_miss(),
     };
     match request
-        .headers()
+        .headers
         .get("Authorization")
         .and_then(|v| v.to_str().ok())
     {
@@ -325,6 +449,9 @@ fn answer<B>(state: &Mutex<KbState>, dataset: &str, request: &Request<B>) -> Res
             "application/json",
         ),
         "list" => list(&state, &params),
+        "nodes" => datasource_nodes(&state),
+        "run" => run(&mut state, body),
+        "batch" => batch_status(&state, route.2.as_deref().unwrap()),
         _ => {
             let id = route.2.unwrap();
             let Some(at) = state.docs.iter().position(|d| d.id == id) else {
@@ -344,6 +471,166 @@ fn answer<B>(state: &Mutex<KbState>, dataset: &str, request: &Request<B>) -> Res
             }
         }
     }
+}
+
+fn json_response(body: Value) -> Response<Full<Bytes>> {
+    respond(200, body.to_string().into_bytes(), "application/json")
+}
+
+fn datasource_nodes(state: &KbState) -> Response<Full<Bytes>> {
+    let Some(pipeline) = &state.pipeline else {
+        return error(400, "invalid_param", "Pipeline not found");
+    };
+    if !pipeline.published {
+        return error(400, "invalid_param", "Pipeline or workflow not found");
+    }
+    let nodes: Vec<Value> = pipeline
+        .nodes
+        .iter()
+        .map(|(id, plugin, kind)| {
+            json!({"node_id": id, "plugin_id": plugin, "provider_name": "git_datasource",
+                   "datasource_type": kind, "title": "Git Repository", "user_input_variables": [],
+                   "credentials": []})
+        })
+        .collect();
+    json_response(Value::Array(nodes))
+}
+
+/// `POST /pipeline/run` as `PipelineRunApiEntity` and `PipelineGenerator.generate` do it.
+fn run(state: &mut KbState, body: &[u8]) -> Response<Full<Bytes>> {
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "invalid_param", "Invalid JSON payload");
+    };
+    let fields = [
+        ("inputs", body.get("inputs").is_some_and(Value::is_object)),
+        (
+            "datasource_type",
+            body.get("datasource_type").is_some_and(Value::is_string),
+        ),
+        (
+            "datasource_info_list",
+            body.get("datasource_info_list").is_some_and(|l| {
+                l.as_array()
+                    .is_some_and(|items| items.iter().all(Value::is_object))
+            }),
+        ),
+        (
+            "start_node_id",
+            body.get("start_node_id").is_some_and(Value::is_string),
+        ),
+        (
+            "is_published",
+            body.get("is_published").is_some_and(Value::is_boolean),
+        ),
+        (
+            "response_mode",
+            body.get("response_mode")
+                .is_some_and(|m| m == "blocking" || m == "streaming"),
+        ),
+    ];
+    if let Some((field, _)) = fields.iter().find(|(_, ok)| !ok) {
+        return error(
+            400,
+            "invalid_param",
+            &format!("1 validation error for PipelineRunApiEntity\n{field}\n  Field required"),
+        );
+    }
+    let Some(pipeline) = state.pipeline.clone() else {
+        return error(400, "invalid_param", "Pipeline not found");
+    };
+    if body["is_published"] != true {
+        return error(
+            400,
+            "invalid_param",
+            "fake: a debugger run (is_published false) is not modelled",
+        );
+    }
+    if !pipeline.published {
+        return error(500, "pipeline_run_error", "Workflow not published");
+    }
+    let kind = body["datasource_type"].as_str().unwrap();
+    if ![
+        "local_file",
+        "online_document",
+        "website_crawl",
+        "online_drive",
+    ]
+    .contains(&kind)
+    {
+        return error(
+            500,
+            "pipeline_run_error",
+            &format!("'{kind}' is not a valid DatasourceProviderType"),
+        );
+    }
+    let items = body["datasource_info_list"].as_array().unwrap().clone();
+    let ids = create(state, &items, "run");
+    let start = body["start_node_id"].as_str().unwrap();
+    let known_start = pipeline.nodes.iter().any(|(id, _, _)| id == start);
+    let missing = pipeline
+        .required_inputs
+        .iter()
+        .find(|name| body["inputs"].get(name.as_str()).is_none_or(Value::is_null));
+    let refused = items.iter().any(|item| {
+        let url = item["source_url"].as_str().unwrap_or("");
+        state
+            .refused_paths
+            .iter()
+            .any(|p| url.ends_with(&format!(":{p}")))
+    });
+    if missing.is_some() || refused || !known_start {
+        // Created and committed, never queued (or queued to a start node that does not exist).
+        state.stuck.extend(ids.iter().cloned());
+    }
+    if let Some(name) = missing {
+        return error(
+            500,
+            "pipeline_run_error",
+            &format!("{name} is required in input form"),
+        );
+    }
+    if refused {
+        return error(500, "pipeline_run_error", "fake: this run was refused");
+    }
+    let batch = state
+        .docs
+        .iter()
+        .find(|d| Some(&d.id) == ids.first())
+        .map(|d| d.batch.clone());
+    let documents: Vec<Value> = state
+        .docs
+        .iter()
+        .filter(|d| ids.contains(&d.id))
+        .map(|d| {
+            json!({"id": d.id, "position": d.position, "data_source_type": "website_crawl",
+                   "data_source_info": d.item, "name": d.item["title"], "indexing_status": d.status,
+                   "error": null, "enabled": true})
+        })
+        .collect();
+    json_response(json!({
+        "batch": batch.unwrap_or_else(|| format!("run-{}", state.clock)),
+        "dataset": {"id": "kb", "name": "kb", "description": "", "chunk_structure": "text_model"},
+        "documents": documents,
+    }))
+}
+
+fn batch_status(state: &KbState, batch: &str) -> Response<Full<Bytes>> {
+    let data: Vec<Value> = state
+        .docs
+        .iter()
+        .filter(|d| d.batch == batch)
+        .map(|d| {
+            json!({"id": d.id, "indexing_status": d.status, "processing_started_at": null,
+                   "parsing_completed_at": null, "cleaning_completed_at": null,
+                   "splitting_completed_at": null, "completed_at": null, "paused_at": null,
+                   "error": if d.status == "error" { json!("chunker failed") } else { json!(null) },
+                   "stopped_at": null, "completed_segments": 0, "total_segments": 0})
+        })
+        .collect();
+    if data.is_empty() {
+        return error(404, "not_found", "Documents not found.");
+    }
+    json_response(json!({ "data": data }))
 }
 
 fn list(state: &KbState, params: &HashMap<&str, &str>) -> Response<Full<Bytes>> {
