@@ -320,7 +320,7 @@ impl SyncCommand {
         .await;
         bar.say("deleting stale documents");
 
-        // What the pushes left: a refused run may have created documents Dify will never
+        // What the pushes left: a run Dify refused may have created documents it will never
         // index; everything else is planned from the knowledge base as it is now.
         let (mut record, _) = self
             .listed(&mirror, &prefixes, Some(record), &mut report)
@@ -329,6 +329,7 @@ impl SyncCommand {
             .push
             .rejected
             .iter()
+            .filter(|r| r.answered)
             .flat_map(|r| r.files.iter().map(|(p, o)| (p.as_str(), o.to_string())))
             .collect();
         let mut deletions: Vec<Deletion> = record

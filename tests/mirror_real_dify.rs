@@ -2,7 +2,9 @@
 //! loopback with PostgreSQL, Redis and its worker): the same histories as the fake-based
 //! test, through the fake daemon and the plugin binary, with imports made exactly as a
 //! user's *Save & Process* makes them (the knowledge base's published pipeline, through
-//! `pipeline/run`) and indexed for real. Skipped, saying so, where `../shared/dify` is absent.
+//! `pipeline/run`) and indexed for real; then `git-datasource sync` (the binary) mirrors
+//! another repository into the same knowledge base through the pipeline API, beside the
+//! first one's documents. Skipped, saying so, where `../shared/dify` is absent.
 
 mod support;
 
@@ -20,6 +22,8 @@ struct RealDify {
     service_api: String,
     key: String,
     dataset: String,
+    /// A classic (non-pipeline) knowledge base.
+    classic_dataset: String,
     start_node: String,
     runtime: tokio::runtime::Runtime,
     http: reqwest::Client,
@@ -57,12 +61,17 @@ impl RealDify {
             service_api: boot["service_api_url"].as_str().unwrap().to_string(),
             key: boot["dataset_api_key"].as_str().unwrap().to_string(),
             dataset: boot["pipeline_dataset_id"].as_str().unwrap().to_string(),
+            classic_dataset: boot["dataset_id"].as_str().unwrap().to_string(),
             start_node: boot["start_node_id"].as_str().unwrap().to_string(),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap(),
-            http: reqwest::Client::new(),
+            // No pooled connections: gunicorn closes idle ones after 2 s.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
         }
     }
 
@@ -192,4 +201,129 @@ fn mirroring_against_the_real_dify_api() {
     let (validate, histories) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     mirror_scenario::validation(&dify, validate.path());
     mirror_scenario::main_histories(&dify, histories.path());
+    let synced = tempfile::tempdir().unwrap();
+    sync_through_the_pipeline_api(&dify, synced.path());
+}
+
+/// `git-datasource sync` as a CI job runs it: key from the environment, exit status read.
+fn sync(
+    dify: &RealDify,
+    repo: &Path,
+    dataset: &str,
+    state: &Path,
+    extra: &[&str],
+) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_git-datasource"))
+        .arg("sync")
+        .arg(repo)
+        .args([
+            "--knowledge-base",
+            dataset,
+            "--dify-api-url",
+            &dify.service_api,
+        ])
+        .arg("--state-dir")
+        .arg(state)
+        .args(extra)
+        .env("GIT_DATASOURCE_DIFY_API_KEY", &dify.key)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains(&dify.key), "the key was shown: {text}");
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn sync_through_the_pipeline_api(dify: &RealDify, dir: &Path) {
+    use support::git_servers::TestRepo;
+    let files: Vec<(String, String)> = (0..12)
+        .map(|n| {
+            (
+                format!("guide/{n:02}.md"),
+                format!("# Part {n}\n\nSynced text {n}.\n"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_bytes()))
+        .collect();
+    let repo = TestRepo::create(dir, "synced", &refs);
+    let state = dir.join("state");
+    let bare = repo.bare.to_str().unwrap().to_string();
+    let prefix = format!(
+        "git:{}:",
+        git_datasource::crawl::identity::config_hash(&support::crawl_harness::params(
+            &bare,
+            json!({})
+        ))
+    );
+    let others_before = dify.documents().len() - dify.ours(&prefix).len();
+    let mirrored = |expected: &[(String, String)]| {
+        let mut ours = dify.ours(&prefix);
+        ours.sort();
+        let want: Vec<(String, String, String)> = expected
+            .iter()
+            .map(|(p, c)| (p.clone(), "completed".to_string(), c.clone()))
+            .collect();
+        assert_eq!(ours, want);
+        assert_eq!(
+            dify.documents().len() - ours.len(),
+            others_before,
+            "the other repository's documents are untouched"
+        );
+    };
+
+    let (code, text) = sync(dify, &repo.bare, &dify.dataset, &state, &["--dry-run"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("would offer 12 files"), "{text}");
+
+    let (code, text) = sync(
+        dify,
+        &repo.bare,
+        &dify.dataset,
+        &state,
+        &["--batch-files", "5"],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("pushed 12 in 4 pipeline runs"), "{text}");
+    mirrored(&files);
+
+    let mut files = files;
+    files[3].1 = "# Part 3\n\nRewritten.\n".into();
+    files.remove(7);
+    repo.commit(
+        &[("guide/03.md", files[3].1.as_bytes())],
+        &["guide/07.md"],
+        "edit",
+    );
+    let (code, text) = sync(dify, &repo.bare, &dify.dataset, &state, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("pushed 1 "), "{text}");
+    assert!(text.contains("deleted: guide/03.md, guide/07.md"), "{text}");
+    mirrored(&files);
+
+    let (code, text) = sync(dify, &repo.bare, &dify.dataset, &state, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("already mirrors"), "{text}");
+
+    let (code, text) = sync(dify, &repo.bare, &dify.classic_dataset, &state, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("not a knowledge-pipeline knowledge base"),
+        "{text}"
+    );
+    let (code, text) = sync(
+        dify,
+        &repo.bare,
+        &dify.dataset,
+        &state,
+        &["--start-node", "42", "--full"],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("no Git Repository node 42"), "{text}");
+    mirrored(&files);
 }

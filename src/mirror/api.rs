@@ -158,6 +158,9 @@ pub fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
+        // Dify's gunicorn closes a connection idle for 2 s: one reused just then breaks a
+        // request that was sent, which a pipeline run cannot simply send again.
+        .pool_idle_timeout(Duration::from_secs(1))
         .build()
         .map_err(|e| format!("the HTTP client could not start: {e}"))
 }

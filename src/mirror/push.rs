@@ -69,11 +69,14 @@ pub enum PushEvent {
     Indexed { done: usize, created: usize },
 }
 
-/// A run Dify refused: its files and Dify's message.
+/// A run Dify refused (or whose answer was lost): its files and why.
 #[derive(Debug, Clone)]
 pub struct Rejected {
     pub files: Vec<(String, Oid)>,
     pub why: String,
+    /// Dify answered with an error, so documents it made for the run will never be
+    /// indexed; false when the connection broke after sending (they may be indexing).
+    pub answered: bool,
 }
 
 #[derive(Debug, Default)]
@@ -295,6 +298,7 @@ impl Pusher<'_> {
                 self.report.rejected.push(Rejected {
                     files: batch.files,
                     why: error.message.clone(),
+                    answered: error.status.is_some(),
                 });
                 if stop {
                     self.report.stopped = Some(error);
