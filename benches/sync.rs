@@ -9,9 +9,13 @@
 //! sync, a warm sync with no change, a 1-file change, a 1% change, deletes and renames, a
 //! force-pushed rewrite, and a sync after the clone cache was wiped. The plugin is driven
 //! through the fake daemon (the way Dify drives it) and through `git-datasource crawl`.
+//! Then mirroring (`sync/mirror.rs`) and `git-datasource sync` through the pipeline API
+//! (`sync/pipeline.rs`), against the fake Knowledge API.
 
 #[path = "sync/mirror.rs"]
 mod mirror;
+#[path = "sync/pipeline.rs"]
+mod pipeline;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -679,8 +683,12 @@ fn main() {
     for line in &mirror_lines {
         println!("{line}");
     }
+    let (sync_lines, sync_report) = pipeline::run(work.path());
+    for line in &sync_lines {
+        println!("{line}");
+    }
     let report = json!({"size": size, "reps": reps, "rows": json_rows, "targets": verdicts,
-                        "mirror": mirror_report});
+                        "mirror": mirror_report, "pipeline_sync": sync_report});
     std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     println!("\nwritten to {out}");
 }
