@@ -308,8 +308,10 @@ impl SyncCommand {
                 inputs: &inputs,
             },
             &push::Source {
-                repo_dir: &fetched.repo_dir,
-                max_file_bytes: crate::crawl::CrawlSettings::from_env().max_file_bytes,
+                read: push::read_held(
+                    &fetched.repo_dir,
+                    crate::crawl::CrawlSettings::from_env().max_file_bytes,
+                ),
                 config_hash: &hash,
                 description_head: &description_head,
             },
@@ -325,27 +327,7 @@ impl SyncCommand {
         let (mut record, _) = self
             .listed(&mirror, &prefixes, Some(record), &mut report)
             .await?;
-        let refused: HashSet<(&str, String)> = report
-            .push
-            .rejected
-            .iter()
-            .filter(|r| r.answered)
-            .flat_map(|r| r.files.iter().map(|(p, o)| (p.as_str(), o.to_string())))
-            .collect();
-        let mut deletions: Vec<Deletion> = record
-            .docs
-            .iter()
-            .filter(|d| !listed_before.contains(&d.id) && !report.push.created.contains_key(&d.id))
-            .filter_map(|d| {
-                let ours = d.ours.as_ref()?;
-                let refused_file = refused.contains(&(ours.path.as_str(), ours.blob.clone()?));
-                (refused_file && ours.state == DocState::Indexing).then(|| Deletion {
-                    id: d.id.clone(),
-                    path: ours.path.clone(),
-                    why: plan::DeleteReason::Gone,
-                })
-            })
-            .collect();
+        let mut deletions = report.push.refused_orphans(&record.docs, &listed_before);
         let mut skipped = record.skipped_entries();
         for (path, oid, _) in &report.push.skipped {
             skipped.insert(path.clone(), *oid);

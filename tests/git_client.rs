@@ -1036,3 +1036,50 @@ fn failures_leave_no_litter_and_entries_are_bounded_in_number() {
         "{names:?}"
     );
 }
+
+/// A fetched commit is taken again later for a short read (what the watcher does between
+/// pushes), after the branch moved on; once its entry is evicted, reopening says so.
+#[test]
+fn a_fetched_commit_is_reopened_until_its_entry_is_evicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(dir.path());
+    let repo = TestRepo::create(&server.root.join("public"), "kept", &[("a.md", b"alpha")]);
+    TestRepo::create(&server.root.join("public"), "other", &[("b.md", b"beta")]);
+    let small = GitClient::new(RepoCache::new(dir.path().join("cache"), 1), settings());
+    let url = server.http_url("public", "kept");
+    let fetched = fetch(&small, &url, "main", &Credentials::default()).unwrap();
+    let place = fetched.place();
+    let files = list_files(
+        &fetched.open().unwrap(),
+        fetched.commit,
+        &PathFilter::default(),
+    )
+    .unwrap()
+    .files;
+    drop(fetched);
+
+    repo.commit(&[("a.md", b"alpha 2")], &[], "change");
+    let newer = fetch(&small, &url, "main", &Credentials::default()).unwrap();
+    assert_eq!(newer.commit.to_string(), repo.head());
+    drop(newer);
+    let again = small.reopen(&place).unwrap();
+    assert_eq!(
+        read_blobs(&again.repo_dir, &files, 1000),
+        [BlobRead::Text("alpha".into())]
+    );
+    drop(again);
+
+    // Another repository's fetch evicts this entry under a tiny bound.
+    fetch(
+        &small,
+        &server.http_url("public", "other"),
+        "main",
+        &Credentials::default(),
+    )
+    .unwrap();
+    let error = small.reopen(&place).unwrap_err();
+    assert!(
+        error.to_string().contains("no longer holds commit"),
+        "{error}"
+    );
+}

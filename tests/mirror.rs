@@ -146,7 +146,16 @@ impl World {
         };
         let summary = &crawled.summary;
         let (hash, commit) = (&summary.config_hash, &summary.commit);
-        match Watch::after_crawl(self.mirror(), hash, commit, outcome, false, settings) {
+        let client = local_client(&self.dir.path().join("cache"));
+        match Watch::after_crawl(
+            self.mirror(),
+            hash,
+            commit,
+            outcome,
+            false,
+            settings,
+            client,
+        ) {
             Some(watch) => runtime().block_on(watcher::run(watch)),
             None => CleanupReport::default(),
         }
@@ -503,6 +512,7 @@ fn five_thousand_documents_page_and_a_mass_deletion_is_held() {
         outcome,
         true,
         settings,
+        local_client(&world.dir.path().join("cache")),
     )
     .unwrap();
     let report = runtime().block_on(watcher::run(watch));

@@ -55,3 +55,79 @@ fn an_unreachable_api_falls_back_without_showing_secrets() {
         "{everything}"
     );
 }
+
+/// With `large_change_sets: push_after_import` one Run and one import ingest a change set
+/// larger than a message; with the default nothing is pushed.
+#[test]
+fn push_after_import_ingests_a_whole_change_set_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let kb = FakeKnowledgeApi::start();
+    let pushes = |kb: &FakeKnowledgeApi| {
+        let state = kb.state();
+        state
+            .requests
+            .iter()
+            .filter(|r| r.starts_with("POST") && r.contains("/pipeline/run"))
+            .count()
+    };
+    // The default: the first part only, nothing pushed; the next run offers the next part.
+    let default = tempfile::tempdir().unwrap();
+    let imported = mirror_scenario::next_run_by_default(&kb, default.path());
+    assert_eq!(pushes(&kb), 0, "nothing is pushed unless asked");
+    assert_eq!(kb.docs().len(), imported);
+
+    mirror_scenario::push_after_import(&kb, dir.path());
+    assert!(pushes(&kb) >= 4, "the rest of each change set went in runs");
+    assert!(kb.state().duplicate_pushes.is_empty());
+}
+
+/// A pipeline whose process form has a required input without a default refuses the push:
+/// the watcher says why and how to go on, deletes the one probe document Dify made and never
+/// indexes, and the next run offers the next part as without the option.
+#[test]
+fn a_refused_push_leaves_the_next_run_to_continue() {
+    use support::git_servers::TestRepo;
+    use support::mirror_scenario::{crawl_with, large_files, spawn_with, SMALL_MESSAGE};
+
+    let dir = tempfile::tempdir().unwrap();
+    let kb = FakeKnowledgeApi::start();
+    kb.state().pipeline.as_mut().unwrap().required_inputs = vec!["chunk_size".into()];
+    let files = large_files(30, "v1");
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_bytes()))
+        .collect();
+    let repo = TestRepo::create(dir.path(), "large", &refs);
+    let daemon = spawn_with(dir.path(), &[SMALL_MESSAGE]);
+    let ask = serde_json::json!({"large_change_sets": "push_after_import"});
+    let first = crawl_with(&daemon, &kb, &repo, ask.clone());
+    kb.import(&first);
+    kb.index_all();
+    let log = daemon.stderr_once(
+        &["chunk_size is required", "deleted 1 documents"],
+        std::time::Duration::from_secs(30),
+    );
+    assert!(log.contains("chunk_size is required"), "{log}");
+    assert!(log.contains("--input"), "the log says how to go on: {log}");
+    let docs = kb.docs();
+    assert_eq!(
+        docs.len(),
+        first.len(),
+        "the probe document is gone: {docs:?}"
+    );
+    assert!(docs.iter().all(|d| d.status == "completed"));
+
+    let second = crawl_with(&daemon, &kb, &repo, ask);
+    let mut offered: Vec<&str> = first
+        .iter()
+        .chain(&second)
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    offered.sort();
+    offered.dedup();
+    assert_eq!(
+        offered.len(),
+        first.len() + second.len(),
+        "the next part, not the same"
+    );
+}

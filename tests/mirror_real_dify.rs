@@ -2,7 +2,8 @@
 //! loopback with PostgreSQL, Redis and its worker): the same histories as the fake-based
 //! test, through the fake daemon and the plugin binary, with imports made exactly as a
 //! user's *Save & Process* makes them (the knowledge base's published pipeline, through
-//! `pipeline/run`) and indexed for real; then `git-datasource sync` (the binary) mirrors
+//! `pipeline/run`) and indexed for real; the plugin pushing the rest of a change set larger
+//! than its message itself after such an import; then `git-datasource sync` (the binary) mirrors
 //! another repository into the same knowledge base through the pipeline API, beside the
 //! first one's documents. Skipped, saying so, where `../shared/dify` is absent.
 
@@ -201,6 +202,8 @@ fn mirroring_against_the_real_dify_api() {
     let (validate, histories) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     mirror_scenario::validation(&dify, validate.path());
     mirror_scenario::main_histories(&dify, histories.path());
+    let pushed = tempfile::tempdir().unwrap();
+    mirror_scenario::push_after_import(&dify, pushed.path());
     let synced = tempfile::tempdir().unwrap();
     sync_through_the_pipeline_api(&dify, synced.path());
 }

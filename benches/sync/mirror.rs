@@ -85,6 +85,7 @@ impl Bench {
             outcome,
             false,
             settings,
+            local_client(&self.cache),
         ) else {
             return (0.0, 0, 0);
         };

@@ -111,6 +111,7 @@ mod tests {
             exclude: exclude.into(),
             sync_mode: SyncMode::Incremental,
             knowledge_base_id: None,
+            push_rest: false,
         }
     }
 

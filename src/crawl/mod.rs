@@ -391,6 +391,14 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             };
             self.remember_mirror(&hash, &commit, listing.files, progress, &mut mirror)
                 .await;
+            if self.params.push_rest && !summary.complete {
+                mirror.rest = Some(crate::mirror::watcher::Rest {
+                    files: plan.candidates[summary.attempted..].to_vec(),
+                    place: fetched.place(),
+                    description_head,
+                    max_file_bytes: self.settings.max_file_bytes,
+                });
+            }
             summary.mirror = Some(mirror);
         }
         summary.failed = failed_now;

@@ -24,6 +24,9 @@ pub struct CrawlParams {
     pub sync_mode: SyncMode,
     /// The knowledge base to mirror into (a normalized id), when given.
     pub knowledge_base_id: Option<String>,
+    /// With mirroring: push the part of a change set the crawl's message cannot hold once
+    /// the user's import of the first part is indexed (else the next run offers it).
+    pub push_rest: bool,
 }
 
 impl CrawlParams {
@@ -59,6 +62,7 @@ impl CrawlParams {
         let exclude = text("exclude");
         let mode = text("sync_mode");
         let knowledge_base = text("knowledge_base_id");
+        let large_change_sets = text("large_change_sets");
         if repo_url.is_empty() {
             problems.push(
                 "repo_url is missing: set the repository URL in the datasource node (or map it to a \
@@ -74,6 +78,16 @@ impl CrawlParams {
                     "sync_mode must be incremental or full, not {other:?}"
                 ));
                 SyncMode::Incremental
+            }
+        };
+        let push_rest = match large_change_sets.to_ascii_lowercase().as_str() {
+            "" | "next_run" | "false" => false,
+            "push_after_import" | "true" => true,
+            other => {
+                problems.push(format!(
+                    "large_change_sets must be next_run or push_after_import, not {other:?}"
+                ));
+                false
             }
         };
         if let Err(error) = PathFilter::new(&subdir, &extensions, &include, &exclude) {
@@ -108,6 +122,7 @@ impl CrawlParams {
             exclude,
             sync_mode,
             knowledge_base_id,
+            push_rest,
         })
     }
 
@@ -203,8 +218,25 @@ mod tests {
             CrawlParams::from_json(Some(&json!({"repo_url": "git@h:o/r.git", "branch": ""})))
                 .unwrap();
         assert_eq!(
-            (params.branch.as_str(), params.sync_mode),
-            ("main", SyncMode::Incremental)
+            (params.branch.as_str(), params.sync_mode, params.push_rest),
+            ("main", SyncMode::Incremental, false)
         );
+        for (value, push_rest) in [
+            (json!("push_after_import"), true),
+            (json!(true), true),
+            (json!("next_run"), false),
+            (json!(false), false),
+        ] {
+            let params = CrawlParams::from_json(Some(
+                &json!({"repo_url": "git@h:o/r.git", "large_change_sets": value}),
+            ))
+            .unwrap();
+            assert_eq!(params.push_rest, push_rest, "{value}");
+        }
+        let problems = CrawlParams::from_json(Some(
+            &json!({"repo_url": "git@h:o/r.git", "large_change_sets": "always"}),
+        ))
+        .unwrap_err();
+        assert!(problems[0].contains("large_change_sets"), "{problems:?}");
     }
 }

@@ -81,6 +81,27 @@ impl Fetched {
     pub fn open(&self) -> Result<Repository, GitError> {
         Repository::open_bare(&self.repo_dir).map_err(|e| GitError::Read(e.message().to_string()))
     }
+
+    /// Where this commit lives, to read it again after this handle (and its lock) is gone.
+    pub fn place(&self) -> RepoPlace {
+        RepoPlace {
+            url: self.url.clone(),
+            repo_dir: self.repo_dir.clone(),
+            commit: self.commit,
+            kind: self.kind.clone(),
+            cached: self._lock.is_some(),
+        }
+    }
+}
+
+/// A fetched commit without its lock: [`GitClient::reopen`] takes it again.
+#[derive(Debug, Clone)]
+pub struct RepoPlace {
+    url: RepoUrl,
+    repo_dir: PathBuf,
+    commit: Oid,
+    kind: RefKind,
+    cached: bool,
 }
 
 pub struct GitClient {
@@ -135,6 +156,43 @@ impl GitClient {
             commit,
             kind,
             _lock: Some(lock),
+        })
+    }
+
+    /// Takes a fetched commit again, without fetching: its cache entry stays locked while the
+    /// result lives, so hold it only for a short read (a crawl of the same repository waits
+    /// for it). Fails when the entry was evicted or cloned again without the commit.
+    pub fn reopen(&self, place: &RepoPlace) -> Result<Fetched, GitError> {
+        let lock = match place.cached {
+            false => None,
+            true => {
+                let entry = self.cache.entry(&place.url);
+                let gone = || {
+                    GitError::Cache(format!(
+                        "{}: the cached clone no longer holds commit {}",
+                        place.url.masked(),
+                        place.commit
+                    ))
+                };
+                if entry.dir != place.repo_dir || !entry.is_complete() {
+                    return Err(gone());
+                }
+                let lock = self.cache.lock(&entry)?;
+                let held = entry.is_complete()
+                    && Repository::open_bare(&entry.dir)
+                        .is_ok_and(|repo| repo.find_commit(place.commit).is_ok());
+                if !held {
+                    return Err(gone());
+                }
+                Some(lock)
+            }
+        };
+        Ok(Fetched {
+            url: place.url.clone(),
+            repo_dir: place.repo_dir.clone(),
+            commit: place.commit,
+            kind: place.kind.clone(),
+            _lock: lock,
         })
     }
 

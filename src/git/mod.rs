@@ -13,7 +13,7 @@ pub mod url;
 pub use auth::{HostKeyStore, MemoryHostKeys};
 pub use blob::{read_blobs, BlobRead, BlobReader};
 pub use cache::RepoCache;
-pub use client::{FetchRequest, FetchSettings, Fetched, GitClient, RefKind};
+pub use client::{FetchRequest, FetchSettings, Fetched, GitClient, RefKind, RepoPlace};
 pub use error::GitError;
 pub use filters::PathFilter;
 pub use tree::{

@@ -64,7 +64,7 @@ pub async fn handle(
         credentials: &credentials,
         store: &store,
         sink: &sink,
-        client,
+        client: client.clone(),
         settings: &settings,
         mirror: mirror.as_ref(),
     };
@@ -85,7 +85,7 @@ pub async fn handle(
             );
             log_files(&summary);
             if let (Some(mirror), Some(key)) = (mirror, watch_key) {
-                watch(mirror, key, summary, &params, mirrors);
+                watch(mirror, key, summary, &params, mirrors, client);
             }
             Ok(())
         }
@@ -151,6 +151,7 @@ fn watch(
     summary: RunSummary,
     params: &CrawlParams,
     mirrors: &MirrorProcess,
+    client: Arc<GitClient>,
 ) {
     let Some(outcome) = summary.mirror else {
         return;
@@ -182,7 +183,7 @@ fn watch(
     let full = params.sync_mode == crate::crawl::params::SyncMode::Full;
     let settings = WatchSettings::from_env();
     let (hash, commit) = (&summary.config_hash, &summary.commit);
-    if let Some(watch) = Watch::after_crawl(mirror, hash, commit, outcome, full, settings) {
+    if let Some(watch) = Watch::after_crawl(mirror, hash, commit, outcome, full, settings, client) {
         mirrors.watchers.start(key, watch);
     }
 }

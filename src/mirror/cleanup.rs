@@ -21,6 +21,14 @@ pub struct CleanupReport {
     pub failed: Vec<(Deletion, String)>,
 }
 
+impl CleanupReport {
+    pub fn extend(&mut self, other: CleanupReport) {
+        self.deleted.extend(other.deleted);
+        self.archived.extend(other.archived);
+        self.failed.extend(other.failed);
+    }
+}
+
 /// Deletes every document of `deletions` and updates `record` to match.
 pub async fn delete_all(
     api: &KnowledgeApi,

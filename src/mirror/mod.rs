@@ -68,6 +68,8 @@ pub struct MirrorOutcome {
     pub unchanged: bool,
     /// The deletions made, when the caller made them before reporting (the command line).
     pub cleanup: cleanup::CleanupReport,
+    /// What did not fit in the run's message, when the user asked the plugin to push it.
+    pub rest: Option<watcher::Rest>,
 }
 
 impl Mirror {

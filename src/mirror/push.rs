@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use git2::Oid;
 
 use super::api::{ApiError, KnowledgeApi};
+use super::documents::{DocState, KbDocument};
 use super::pipeline::run_body;
+use super::plan::{DeleteReason, Deletion};
 use crate::crawl::deliver::Document;
 use crate::crawl::identity;
-use crate::git::{BlobRead, BlobReader, FileEntry};
+use crate::git::{read_blobs, BlobRead, BlobReader, FileEntry, GitClient, GitError, RepoPlace};
 
 /// Files read per blocking read.
 const READ_CHUNK: usize = 50;
@@ -53,10 +55,27 @@ pub struct Target<'a> {
     pub inputs: &'a serde_json::Value,
 }
 
+/// Reads the blobs of some files (on a blocking thread); an error stops the push.
+pub type ReadFiles = Arc<dyn Fn(&[FileEntry]) -> Result<Vec<BlobRead>, GitError> + Send + Sync>;
+
+/// Reads from a fetched commit held for the whole push, with warm handles.
+pub fn read_held(repo_dir: &Path, max_file_bytes: u64) -> ReadFiles {
+    let reader = Mutex::new(BlobReader::new(repo_dir, max_file_bytes));
+    Arc::new(move |files| Ok(reader.lock().expect("blob reader").read(files)))
+}
+
+/// Reads from a fetched commit whose cache entry is locked for each read only, so crawls of
+/// the same repository are not held up by a long push.
+pub fn read_reopening(client: Arc<GitClient>, place: RepoPlace, max_file_bytes: u64) -> ReadFiles {
+    Arc::new(move |files| {
+        let fetched = client.reopen(&place)?;
+        Ok(read_blobs(&fetched.repo_dir, files, max_file_bytes))
+    })
+}
+
 /// Where the files come from, and how their documents are named.
 pub struct Source<'a> {
-    pub repo_dir: &'a Path,
-    pub max_file_bytes: u64,
+    pub read: ReadFiles,
     pub config_hash: &'a str,
     pub description_head: &'a str,
 }
@@ -97,6 +116,36 @@ pub struct PushReport {
     pub runs: usize,
     pub requests: usize,
     pub bytes_sent: usize,
+}
+
+impl PushReport {
+    /// Documents runs Dify refused after creating them (it will never index them): new
+    /// since `listed_before`, of a refused file, still waiting. Deleting them is safe: a run
+    /// whose answer was lost is not counted (its documents may be indexing).
+    pub fn refused_orphans(
+        &self,
+        docs: &[KbDocument],
+        listed_before: &HashSet<String>,
+    ) -> Vec<Deletion> {
+        let refused: HashSet<(&str, String)> = self
+            .rejected
+            .iter()
+            .filter(|r| r.answered)
+            .flat_map(|r| r.files.iter().map(|(p, o)| (p.as_str(), o.to_string())))
+            .collect();
+        docs.iter()
+            .filter(|d| !listed_before.contains(&d.id) && !self.created.contains_key(&d.id))
+            .filter_map(|d| {
+                let ours = d.ours.as_ref()?;
+                let refused_file = refused.contains(&(ours.path.as_str(), ours.blob.clone()?));
+                (refused_file && ours.state == DocState::Indexing).then(|| Deletion {
+                    id: d.id.clone(),
+                    path: ours.path.clone(),
+                    why: DeleteReason::Gone,
+                })
+            })
+            .collect()
+    }
 }
 
 /// One run's documents: serialized items and the files they hold.
@@ -182,18 +231,28 @@ pub async fn push(
         last_change: Instant::now(),
         report: PushReport::default(),
     };
-    let reader = Arc::new(Mutex::new(BlobReader::new(
-        source.repo_dir,
-        source.max_file_bytes,
-    )));
     let mut batcher = Batcher::new(settings.max_items, settings.max_bytes);
     let mut read = 0;
     'files: for chunk in files.chunks(READ_CHUNK) {
         let reads = {
-            let (reader, owned) = (reader.clone(), chunk.to_vec());
-            tokio::task::spawn_blocking(move || reader.lock().expect("blob reader").read(&owned))
+            let (read_files, owned) = (source.read.clone(), chunk.to_vec());
+            tokio::task::spawn_blocking(move || read_files(&owned))
                 .await
-                .unwrap_or_else(|e| vec![BlobRead::Failed(e.to_string()); chunk.len()])
+                .unwrap_or_else(|e| Ok(vec![BlobRead::Failed(e.to_string()); chunk.len()]))
+        };
+        let reads = match reads {
+            Ok(reads) => reads,
+            Err(error) => {
+                tracing::warn!(
+                    "reading the files to push stopped ({error}): {} files not pushed",
+                    files.len() - read
+                );
+                pusher
+                    .report
+                    .read_failed
+                    .extend(files[read..].iter().map(|f| f.path.clone()));
+                break 'files;
+            }
         };
         for (file, blob) in chunk.iter().zip(reads) {
             let item = match blob {

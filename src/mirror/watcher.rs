@@ -1,10 +1,12 @@
 //! After the crawl's final message: the import happens later, in the browser, so the plugin
 //! keeps watching the knowledge base in the background. It deletes what the crawl planned at
 //! once, then polls until the documents of the user's import are indexed (or a bounded wait
-//! passes) and deletes what they supersede. Whatever it cannot finish, the next crawl does.
+//! passes) and deletes what they supersede. With `large_change_sets: push_after_import` it
+//! then pushes the part of the change set the crawl's message could not hold through the
+//! published pipeline. Whatever it cannot finish, the next crawl does.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use git2::Oid;
@@ -12,10 +14,12 @@ use git2::Oid;
 use super::cleanup::{self, CleanupReport};
 use super::documents::DocState;
 use super::listing::KbRecord;
+use super::pipeline::start_node;
 use super::plan::{self, Deletion};
+use super::push::{self, PushReport, PushSettings};
 use super::{Mirror, WatchSettings};
 use crate::crawl::snapshot::Entries;
-use crate::git::FileEntry;
+use crate::git::{FileEntry, GitClient, RepoPlace};
 
 /// The running watcher of each (API, knowledge base, configuration): a new crawl of the same
 /// configuration stops the previous one, whose view of the branch is out of date.
@@ -60,6 +64,19 @@ pub struct Watch {
     pub record: KbRecord,
     pub full: bool,
     pub settings: WatchSettings,
+    /// What to push once the user's import is indexed, and the Git client to read it with.
+    pub rest: Option<Rest>,
+    pub client: Arc<GitClient>,
+}
+
+/// The part of a change set the crawl's message could not hold, asked to be pushed once
+/// the user's import of the first part is indexed (`large_change_sets: push_after_import`).
+#[derive(Debug, Clone)]
+pub struct Rest {
+    pub files: Vec<FileEntry>,
+    pub place: RepoPlace,
+    pub description_head: String,
+    pub max_file_bytes: u64,
 }
 
 impl Watch {
@@ -72,10 +89,23 @@ impl Watch {
         outcome: super::MirrorOutcome,
         full: bool,
         settings: WatchSettings,
+        client: Arc<GitClient>,
     ) -> Option<Watch> {
         if outcome.unchanged && outcome.offered.is_empty() && outcome.plan.delete.is_empty() {
             return None;
         }
+        let rest = match outcome.rest {
+            // The user's import of the first part is what says to go on.
+            Some(rest) if outcome.offered.is_empty() => {
+                tracing::info!(
+                    "mirror: the run offered nothing to import, so the rest of the change set \
+                     ({} files) is left to the next run",
+                    rest.files.len()
+                );
+                None
+            }
+            rest => rest,
+        };
         Some(Watch {
             mirror,
             config_hash: config_hash.to_string(),
@@ -88,6 +118,8 @@ impl Watch {
             record: outcome.record,
             full,
             settings,
+            rest,
+            client,
         })
     }
 }
@@ -119,9 +151,7 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
             .await;
             log(&report);
             changed = true;
-            total.deleted.extend(report.deleted);
-            total.archived.extend(report.archived);
-            total.failed.extend(report.failed);
+            total.extend(report);
         }
         let left = plan::plan(
             &watch.files,
@@ -138,15 +168,20 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
         changed |= settled != record.settled;
         record.settled = settled;
         if imported(&record, &listed_before, &offered) {
-            if !offered.is_empty() {
-                tracing::info!("mirror: the import is indexed; watcher done");
+            if let Some(rest) = watch.rest.take() {
+                // Then list again: what the pushed documents supersede is deleted next.
+                total.extend(push_rest(&watch, rest, &mut record).await);
+                changed = true;
+            } else {
+                if !offered.is_empty() {
+                    tracing::info!("mirror: the import is indexed; watcher done");
+                }
+                watch
+                    .mirror
+                    .remember_in_memory(&watch.config_hash, record, changed);
+                break;
             }
-            watch
-                .mirror
-                .remember_in_memory(&watch.config_hash, record, changed);
-            break;
-        }
-        if started.elapsed() >= watch.settings.max_wait {
+        } else if started.elapsed() >= watch.settings.max_wait {
             tracing::info!(
                 "mirror: no finished import after {:?}; the next crawl cleans up",
                 watch.settings.max_wait
@@ -191,6 +226,154 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
         }
     }
     total
+}
+
+/// Pushes the rest of the change set through the published pipeline with its default
+/// process inputs and waits until it is indexed; then deletes the documents of runs Dify
+/// refused. Returns those deletions. A failure only logs: the next crawl offers what is left.
+async fn push_rest(watch: &Watch, rest: Rest, record: &mut KbRecord) -> CleanupReport {
+    let (api, dataset) = (&watch.mirror.api, &watch.mirror.dataset);
+    let not_pushed = |why: &str| {
+        tracing::warn!(
+            "mirror: the rest of the change set ({} files) is not pushed: {why}; the next run \
+             offers it",
+            rest.files.len()
+        );
+        CleanupReport::default()
+    };
+    let start = match api.datasource_nodes(dataset).await {
+        Ok(nodes) => match start_node(&nodes, None) {
+            Ok(start) => start,
+            Err(why) => return not_pushed(&why),
+        },
+        Err(error) => return not_pushed(&error.to_string()),
+    };
+    // Only what the knowledge base still lacks: the user may have imported more meanwhile.
+    let wanted: HashSet<(&str, Oid)> = rest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.oid))
+        .collect();
+    let left = plan::plan(
+        &watch.files,
+        &record.docs,
+        &watch.skipped,
+        watch.full,
+        plan::DeleteGuard::Default,
+    );
+    let files: Vec<FileEntry> = left
+        .offer
+        .into_iter()
+        .filter(|f| wanted.contains(&(f.path.as_str(), f.oid)))
+        .collect();
+    if files.is_empty() {
+        return CleanupReport::default();
+    }
+    tracing::info!(
+        "mirror: pushing the rest of the change set: {} files through pipeline node {start}",
+        files.len()
+    );
+    let listed_before: HashSet<String> = record.docs.iter().map(|d| d.id.clone()).collect();
+    let report = push::push(
+        &push::Target {
+            api,
+            dataset,
+            start_node: &start,
+            inputs: &serde_json::json!({}),
+        },
+        &push::Source {
+            read: push::read_reopening(watch.client.clone(), rest.place, rest.max_file_bytes),
+            config_hash: &watch.config_hash,
+            description_head: &rest.description_head,
+        },
+        &files,
+        &PushSettings {
+            poll: watch.settings.poll,
+            ..PushSettings::default()
+        },
+        &|_| {},
+    )
+    .await;
+    log_push(&report);
+    if !report.rejected.iter().any(|r| r.answered) {
+        return CleanupReport::default();
+    }
+    match watch.mirror.list(&watch.prefixes, Some(record)).await {
+        Ok(listing) => {
+            if let Some(docs) = listing.docs {
+                record.docs = docs;
+                record.total = listing.total;
+            }
+        }
+        Err(error) => {
+            tracing::warn!("mirror: listing failed: {error}; the next run cleans up");
+            return CleanupReport::default();
+        }
+    }
+    let orphans = report.refused_orphans(&record.docs, &listed_before);
+    let cleanup = cleanup::delete_all(api, dataset, orphans, record).await;
+    log(&cleanup);
+    cleanup
+}
+
+fn log_push(report: &PushReport) {
+    tracing::info!(
+        created = report.created.len(),
+        indexed = report.indexed,
+        runs = report.runs,
+        requests = report.requests,
+        bytes_sent = report.bytes_sent,
+        "mirror: pushed the rest of the change set"
+    );
+    let paths = |list: &[String]| {
+        let list: Vec<&str> = list.iter().map(String::as_str).collect();
+        crate::crawl::shorten(&list)
+    };
+    if let Some(error) = &report.stopped {
+        tracing::warn!(
+            "mirror: the pipeline refused the push with its default process inputs: {error}; \
+             give them with `git-datasource sync --input name=value`, or import the rest from \
+             the next run"
+        );
+    }
+    let refused: Vec<String> = report
+        .rejected
+        .iter()
+        .flat_map(|r| r.files.iter().map(|(p, _)| p.clone()))
+        .collect();
+    if !refused.is_empty() {
+        tracing::warn!(
+            "mirror: {} files refused: {}",
+            refused.len(),
+            paths(&refused)
+        );
+    }
+    let failed: Vec<String> = report
+        .failed_indexing
+        .iter()
+        .map(|(p, why)| format!("{p} ({why})"))
+        .collect();
+    if !failed.is_empty() {
+        tracing::warn!(
+            "mirror: {} documents failed indexing: {}",
+            failed.len(),
+            paths(&failed)
+        );
+    }
+    if !report.unfinished.is_empty() {
+        tracing::warn!(
+            "mirror: {} documents still not indexed when indexing stalled: {}",
+            report.unfinished.len(),
+            paths(&report.unfinished)
+        );
+    }
+    if !report.read_failed.is_empty() {
+        tracing::warn!(
+            "mirror: {} files could not be read: {}",
+            report.read_failed.len(),
+            paths(&report.read_failed)
+        );
+    }
 }
 
 /// The user's import has arrived (a document of an offered file that was not listed before)

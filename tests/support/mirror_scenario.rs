@@ -55,12 +55,27 @@ impl KnowledgeBase for FakeKnowledgeApi {
 }
 
 fn crawl(daemon: &FakeDaemon, kb: &dyn KnowledgeBase, repo: &TestRepo) -> Vec<Value> {
+    crawl_with(daemon, kb, repo, json!({}))
+}
+
+/// A mirrored crawl with `extra` datasource parameters; returns the items it offered.
+pub fn crawl_with(
+    daemon: &FakeDaemon,
+    kb: &dyn KnowledgeBase,
+    repo: &TestRepo,
+    extra: Value,
+) -> Vec<Value> {
+    let mut parameters = json!({"repo_url": repo.bare.display().to_string(),
+                                "knowledge_base_id": kb.dataset()});
+    parameters
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
     let session = daemon.request(
         "invoke_website_datasource_get_crawl",
         json!({"provider": "git_datasource", "datasource": "git_datasource",
                "credentials": {"dify_api_url": kb.api_url(), "dify_api_key": kb.key()},
-               "datasource_parameters": {"repo_url": repo.bare.display().to_string(),
-                                         "knowledge_base_id": kb.dataset()}}),
+               "datasource_parameters": parameters}),
     );
     let messages = daemon.finish(&session);
     assert_eq!(
@@ -148,14 +163,21 @@ fn wait_for_documents(
 }
 
 fn spawn(dir: &Path) -> FakeDaemon {
+    spawn_with(dir, &[])
+}
+
+/// The plugin under the fake daemon, its watcher polling every second, with `extra` settings.
+pub fn spawn_with(dir: &Path, extra: &[(&str, &str)]) -> FakeDaemon {
     let cache = dir.join("cache").display().to_string();
-    FakeDaemon::spawn(&[
+    let mut envs = vec![
         ("GIT_DATASOURCE_ALLOW_LOCAL", "1"),
         ("GIT_DATASOURCE_CACHE_DIR", cache.as_str()),
         ("GIT_DATASOURCE_MIRROR_POLL_SECS", "1"),
         ("GIT_DATASOURCE_MIRROR_WAIT_SECS", "60"),
         ("GIT_DATASOURCE_LOG", "info"),
-    ])
+    ];
+    envs.extend_from_slice(extra);
+    FakeDaemon::spawn(&envs)
 }
 
 /// First sync; a change with a delete and a rename whose import has an indexing error; a
@@ -269,4 +291,88 @@ pub fn validation(kb: &dyn KnowledgeBase, dir: &Path) {
         "{text}"
     );
     assert!(!text.contains("NotTheKey") && !daemon.stderr_text().contains("NotTheKey"));
+}
+
+/// A result budget that holds about 8 of [`large_files`]' files in one message.
+pub const SMALL_MESSAGE: (&str, &str) = ("GIT_DATASOURCE_MAX_RESULT_BYTES", "20000");
+
+/// `count` files of about 2 KB each, `version` in every one.
+pub fn large_files(count: usize, version: &str) -> Vec<(String, String)> {
+    (0..count)
+        .map(|n| {
+            let body = format!("{version} of file {n}\n").repeat(2048 / 20);
+            (format!("docs/{n:03}.md"), body)
+        })
+        .collect()
+}
+
+fn large_repo(dir: &Path, name: &str, files: &[(String, String)]) -> TestRepo {
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_bytes()))
+        .collect();
+    TestRepo::create(dir, name, &refs)
+}
+
+/// Without `large_change_sets`, a change set larger than a message is offered part by part:
+/// after the first part's import nothing else arrives. Returns how many documents it made.
+pub fn next_run_by_default(kb: &dyn KnowledgeBase, dir: &Path) -> usize {
+    let repo = large_repo(dir, "parts", &large_files(20, "v1"));
+    let daemon = spawn_with(dir, &[SMALL_MESSAGE]);
+    let first = crawl(&daemon, kb, &repo);
+    assert!((3..15).contains(&first.len()), "a part: {}", first.len());
+    kb.import(&first, &[]);
+    kb.wait_indexed();
+    std::thread::sleep(Duration::from_secs(3));
+    kb.wait_indexed();
+    let prefix = prefix_of(&first);
+    assert_eq!(kb.ours(&prefix).len(), first.len(), "nothing more arrived");
+    let second = crawl(&daemon, kb, &repo);
+    assert!(!second.is_empty(), "the next run offers the next part");
+    assert!(second.iter().all(|i| !first.contains(i)));
+    first.len()
+}
+
+/// With `large_change_sets: push_after_import`, one Run and one import of its first part
+/// ingest a whole change set larger than a message: the watcher pushes the rest through the
+/// pipeline once the import is indexed. Then a change to every file with two deletions
+/// goes the same way, and the old copies are deleted.
+pub fn push_after_import(kb: &dyn KnowledgeBase, dir: &Path) {
+    let files = large_files(24, "v1");
+    let repo = large_repo(dir, "whole", &files);
+    let daemon = spawn_with(dir, &[SMALL_MESSAGE]);
+    let ask = json!({"large_change_sets": "push_after_import"});
+    let first = crawl_with(&daemon, kb, &repo, ask.clone());
+    assert!((3..15).contains(&first.len()), "a part: {}", first.len());
+    kb.import(&first, &[]);
+    let prefix = prefix_of(&first);
+    let expected: BTreeMap<&str, &str> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    wait_mirrored(kb, &prefix, &expected, &daemon);
+    let log = daemon.stderr_once(
+        &["pushed the rest of the change set"],
+        Duration::from_secs(60),
+    );
+    assert!(log.contains("pushed the rest of the change set"), "{log}");
+    assert!(
+        crawl_with(&daemon, kb, &repo, ask.clone()).is_empty(),
+        "nothing left to offer"
+    );
+
+    let changed = large_files(22, "v2");
+    let writes: Vec<(&str, &[u8])> = changed
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_bytes()))
+        .collect();
+    repo.commit(&writes, &["docs/022.md", "docs/023.md"], "v2");
+    let second = crawl_with(&daemon, kb, &repo, ask);
+    assert!((3..15).contains(&second.len()), "a part: {}", second.len());
+    kb.import(&second, &[]);
+    let expected: BTreeMap<&str, &str> = changed
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    wait_mirrored(kb, &prefix, &expected, &daemon);
 }
