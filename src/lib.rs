@@ -1,5 +1,6 @@
 //! A Dify datasource plugin that turns a Git repository into a knowledge base.
 
+pub mod aarch64_build;
 pub mod crawl;
 pub mod crawl_command;
 pub mod credentials;

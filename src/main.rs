@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use git_datasource::aarch64_build;
 use git_datasource::crawl_command::{describe, CrawlCommand};
 use git_datasource::declaration::{find_plugin_dir, PluginDeclaration};
 use git_datasource::git::{FetchSettings, GitClient, RepoCache};
@@ -39,9 +40,12 @@ enum Command {
         /// The binary for this machine's architecture (default: this executable).
         #[arg(long)]
         binary: Option<PathBuf>,
-        /// An aarch64 (arm64) Linux binary built elsewhere, to include as well.
-        #[arg(long)]
+        /// An aarch64 (arm64) Linux binary built elsewhere, instead of building one here.
+        #[arg(long, conflicts_with = "no_aarch64")]
         aarch64: Option<PathBuf>,
+        /// Leave the aarch64 binary out: the package then runs on x86_64 Dify hosts only.
+        #[arg(long)]
+        no_aarch64: bool,
     },
     /// Validate manifest.yaml, the provider and the datasource YAML as strictly as the daemon.
     Check {
@@ -69,7 +73,8 @@ fn main() -> ExitCode {
             dir,
             binary,
             aarch64,
-        } => package(&dir, out.as_deref(), binary, aarch64),
+            no_aarch64,
+        } => package(&dir, out.as_deref(), binary, aarch64, no_aarch64),
         Command::Crawl(command) => crawl(&command),
         Command::Sync(command) => sync(&command),
         Command::Serve => {
@@ -135,6 +140,7 @@ fn package(
     out: Option<&Path>,
     binary: Option<PathBuf>,
     aarch64: Option<PathBuf>,
+    no_aarch64: bool,
 ) -> ExitCode {
     let native = match binary {
         Some(path) => path,
@@ -150,12 +156,34 @@ fn package(
         _ => "x86_64",
     };
     let mut binaries = vec![ArchBinary { arch, path: native }];
+    let aarch64 = match (aarch64, no_aarch64) {
+        (Some(path), _) => Some(path),
+        (None, true) => None,
+        (None, false) if arch == "aarch64" => None,
+        (None, false) => {
+            eprintln!("building the aarch64 binary ({})", aarch64_build::TARGET);
+            match aarch64_build::find().and_then(|toolchain| aarch64_build::build(&toolchain, dir))
+            {
+                Ok(path) => Some(path),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     if let Some(path) = aarch64 {
         binaries.retain(|b| b.arch != "aarch64");
         binaries.push(ArchBinary {
             arch: "aarch64",
             path,
         });
+    }
+    if binaries.len() == 1 {
+        eprintln!(
+            "warning: the package holds only the {arch} binary; Dify hosts of the other \
+             architecture cannot start it"
+        );
     }
     match git_datasource::package::build(dir, out, &binaries) {
         Ok(report) => {

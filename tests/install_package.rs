@@ -4,59 +4,18 @@
 
 mod support;
 
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
-use support::fake_daemon::{FakeDaemon, BINARY, REPO_DIR};
-use support::git_servers::TestRepo;
-
-/// This test binary without its debug info (an unoptimized build with it is over 50 MiB;
-/// the release build is what ships).
-fn slim_binary(dir: &Path) -> PathBuf {
-    let slim = dir.join("git-datasource");
-    let status = Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(BINARY)
-        .arg(&slim)
-        .status()
-        .expect("objcopy runs");
-    assert!(status.success());
-    slim
-}
-
-fn package(dir: &Path, extra: &[&str]) -> std::process::Output {
-    let slim = slim_binary(dir);
-    Command::new(BINARY)
-        .args(["package", "--dir", REPO_DIR, "--out"])
-        .arg(dir.join("git_datasource.difypkg"))
-        .arg("--binary")
-        .arg(&slim)
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn zip_entries(path: &Path) -> Vec<(String, bool, Vec<u8>)> {
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
-    (0..archive.len())
-        .map(|i| {
-            let mut entry = archive.by_index(i).unwrap();
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).unwrap();
-            (entry.name().to_string(), entry.is_dir(), bytes)
-        })
-        .collect()
-}
+use support::fake_daemon::{BINARY, REPO_DIR};
+use support::installed_package::{
+    package, slim_binary, start, unpack, validate_and_crawl, zip_entries,
+};
 
 #[test]
 fn the_package_holds_file_entries_only_with_every_icon_and_requirements() {
     let dir = tempfile::tempdir().unwrap();
-    let output = package(dir.path(), &[]);
+    let output = package(dir.path(), &["--no-aarch64"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -126,6 +85,7 @@ fn the_package_refuses_what_the_daemon_would_refuse() {
         .arg(dir.path().join("x.difypkg"))
         .arg("--binary")
         .arg(&huge)
+        .arg("--no-aarch64")
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -137,24 +97,56 @@ fn the_package_refuses_what_the_daemon_would_refuse() {
     assert!(!dir.path().join("x.difypkg").exists());
 }
 
+/// Without the cross toolchain (here: no cross compiler on PATH), `package` names what is
+/// missing and the ways on, and writes nothing; `--no-aarch64` builds the x86_64-only
+/// package and says what it leaves out.
+#[test]
+fn without_the_cross_toolchain_the_package_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let slim = slim_binary(dir.path());
+    let out = dir.path().join("x.difypkg");
+    let run = |extra: &[&str]| {
+        Command::new(BINARY)
+            .args(["package", "--dir", REPO_DIR, "--out"])
+            .arg(&out)
+            .arg("--binary")
+            .arg(&slim)
+            .args(extra)
+            .env("PATH", dir.path())
+            .output()
+            .unwrap()
+    };
+    let output = run(&[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    for needed in [
+        "aarch64-linux-gnu-gcc",
+        "scripts/install-aarch64-toolchain",
+        "--aarch64 PATH",
+        "--no-aarch64",
+    ] {
+        assert!(stderr.contains(needed), "{needed}: {stderr}");
+    }
+    assert!(!out.exists());
+
+    let output = run(&["--no-aarch64"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("holds only the x86_64 binary"), "{stderr}");
+    let names: Vec<String> = zip_entries(&out).into_iter().map(|e| e.0).collect();
+    assert!(!names.iter().any(|n| n.contains("aarch64")), "{names:?}");
+}
+
 #[test]
 fn installed_as_the_daemon_installs_it_the_plugin_serves_a_crawl() {
     let dir = tempfile::tempdir().unwrap();
-    let output = package(dir.path(), &[]);
+    let output = package(dir.path(), &["--no-aarch64"]);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-
-    // Unpack with every file 0644, as the daemon's ExtractTo does.
-    let plugin = dir.path().join("cwd/dify-community/git_datasource-0.1.0");
-    for (name, _, bytes) in zip_entries(&dir.path().join("git_datasource.difypkg")) {
-        let target = plugin.join(&name);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::write(&target, bytes).unwrap();
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
+    let plugin = unpack(dir.path());
     let venv = Command::new("python3")
         .args(["-m", "venv", ".venv"])
         .current_dir(&plugin)
@@ -176,66 +168,19 @@ fn installed_as_the_daemon_installs_it_the_plugin_serves_a_crawl() {
         .unwrap();
     assert!(install.success());
 
-    let repo = TestRepo::create(
-        dir.path(),
-        "docs",
-        &[("guide.md", b"# Guide\n"), ("notes/todo.txt", b"todo")],
-    );
-    let cache = dir.path().join("cache");
     let mut command = Command::new(plugin.join(".venv/bin/python"));
     command
         .args(["-m", "main"])
         .current_dir(&plugin)
         .env("INSTALL_METHOD", "local");
-    let mut daemon = FakeDaemon::spawn_command(
-        command,
-        &[
-            ("GIT_DATASOURCE_ALLOW_LOCAL", "1"),
-            ("GIT_DATASOURCE_CACHE_DIR", cache.to_str().unwrap()),
-        ],
-    );
-    daemon.wait_for(Duration::from_secs(30), "the first heartbeat", |r| {
-        (!r.heartbeats().is_empty()).then_some(())
-    });
+    let daemon = start(command, dir.path());
     let pid = daemon.child.as_ref().unwrap().id();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert!(
         exe.ends_with("bin/git-datasource-x86_64"),
         "PID {pid} runs {exe:?}, not our binary"
     );
-
-    let session = daemon.request(
-        "validate_datasource_credentials",
-        json!({"provider": "git_datasource", "credentials": {}}),
-    );
-    assert_eq!(daemon.finish(&session)[0]["data"], json!({"result": true}));
-    let session = daemon.request(
-        "invoke_website_datasource_get_crawl",
-        json!({"provider": "git_datasource", "datasource": "git_datasource", "credentials": {},
-               "datasource_parameters": {"repo_url": repo.bare.display().to_string()}}),
-    );
-    let messages = daemon.finish(&session);
-    let result = &messages[messages.len() - 2]["data"]["result"];
-    assert_eq!(result["status"], "completed");
-    let titles: Vec<&str> = result["web_info_list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["title"].as_str().unwrap())
-        .collect();
-    assert_eq!(titles, ["guide.md", "notes/todo.txt"]);
-    assert!(
-        daemon
-            .recorded()
-            .storage
-            .keys()
-            .any(|k| k.starts_with("git_sha:")),
-        "state went through plugin storage"
-    );
-    let status = daemon
-        .close_and_wait(Duration::from_secs(5))
-        .expect("exits on EOF");
-    assert!(status.success());
+    validate_and_crawl(daemon, dir.path());
 
     // Without its binary, the launcher says so in one line and fails.
     std::fs::remove_file(plugin.join("bin/git-datasource-x86_64")).unwrap();

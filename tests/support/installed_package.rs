@@ -1,0 +1,125 @@
+//! The package as the daemon installs it: built by `git-datasource package`, unpacked with
+//! every file 0644, started, and asked to validate and crawl through the fake daemon.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::fake_daemon::{FakeDaemon, BINARY, REPO_DIR};
+use super::git_servers::TestRepo;
+
+/// This test binary without its debug info (an unoptimized build with it is over 50 MiB;
+/// the release build is what ships).
+pub fn slim_binary(dir: &Path) -> PathBuf {
+    let slim = dir.join("git-datasource");
+    let status = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(BINARY)
+        .arg(&slim)
+        .status()
+        .expect("objcopy runs");
+    assert!(status.success());
+    slim
+}
+
+/// `git-datasource package` into `dir/git_datasource.difypkg`, with `extra` arguments.
+pub fn package(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let slim = slim_binary(dir);
+    Command::new(BINARY)
+        .args(["package", "--dir", REPO_DIR, "--out"])
+        .arg(dir.join("git_datasource.difypkg"))
+        .arg("--binary")
+        .arg(&slim)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `(name, is a directory, bytes)` of every entry of a zip.
+pub fn zip_entries(path: &Path) -> Vec<(String, bool, Vec<u8>)> {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    (0..archive.len())
+        .map(|i| {
+            let mut entry = archive.by_index(i).unwrap();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            (entry.name().to_string(), entry.is_dir(), bytes)
+        })
+        .collect()
+}
+
+/// Unpacks `dir/git_datasource.difypkg` where the daemon would, every file 0644 as its
+/// `ExtractTo` leaves them; returns the plugin's directory.
+pub fn unpack(dir: &Path) -> PathBuf {
+    let plugin = dir.join("cwd/dify-community/git_datasource-0.1.0");
+    for (name, _, bytes) in zip_entries(&dir.join("git_datasource.difypkg")) {
+        let target = plugin.join(&name);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, bytes).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    plugin
+}
+
+/// Starts `command` as the daemon would (its cache under `dir`), waits for its first
+/// heartbeat.
+pub fn start(command: Command, dir: &Path) -> FakeDaemon {
+    let cache = dir.join("cache");
+    let daemon = FakeDaemon::spawn_command(
+        command,
+        &[
+            ("GIT_DATASOURCE_ALLOW_LOCAL", "1"),
+            ("GIT_DATASOURCE_CACHE_DIR", cache.to_str().unwrap()),
+        ],
+    );
+    daemon.wait_for(Duration::from_secs(60), "the first heartbeat", |r| {
+        (!r.heartbeats().is_empty()).then_some(())
+    });
+    daemon
+}
+
+/// A credentials validation and a crawl of a local repository with its final `completed`
+/// message and its state in plugin storage; then the plugin exits on EOF.
+pub fn validate_and_crawl(mut daemon: FakeDaemon, dir: &Path) {
+    let repo = TestRepo::create(
+        dir,
+        "docs",
+        &[("guide.md", b"# Guide\n"), ("notes/todo.txt", b"todo")],
+    );
+    let session = daemon.request(
+        "validate_datasource_credentials",
+        json!({"provider": "git_datasource", "credentials": {}}),
+    );
+    assert_eq!(daemon.finish(&session)[0]["data"], json!({"result": true}));
+    let session = daemon.request(
+        "invoke_website_datasource_get_crawl",
+        json!({"provider": "git_datasource", "datasource": "git_datasource", "credentials": {},
+               "datasource_parameters": {"repo_url": repo.bare.display().to_string()}}),
+    );
+    let messages = daemon.finish(&session);
+    let result = &messages[messages.len() - 2]["data"]["result"];
+    assert_eq!(result["status"], "completed", "{messages:?}");
+    let titles: Vec<&str> = result["web_info_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["guide.md", "notes/todo.txt"]);
+    assert!(
+        daemon
+            .recorded()
+            .storage
+            .keys()
+            .any(|k| k.starts_with("git_sha:")),
+        "state went through plugin storage"
+    );
+    let status = daemon
+        .close_and_wait(Duration::from_secs(10))
+        .expect("exits on EOF");
+    assert!(status.success());
+}
