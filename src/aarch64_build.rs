@@ -9,9 +9,6 @@ use std::process::{Command, Stdio};
 pub const TARGET: &str = "aarch64-unknown-linux-gnu";
 const LINKER: &str = "aarch64-linux-gnu-gcc";
 const AR: &str = "aarch64-linux-gnu-ar";
-/// The release profile less link-time optimization: fat LTO of a cross build doubles its
-/// time on two cores for a binary a few percent smaller.
-const PROFILE: &str = "cross-release";
 
 /// A Rust toolchain that can build for aarch64.
 #[derive(Debug, Clone)]
@@ -74,14 +71,7 @@ pub fn build(toolchain: &Toolchain, source: &Path) -> Result<PathBuf, BuildError
     }
     let target_dir = source.join("target").join("aarch64");
     let status = Command::new(&toolchain.cargo)
-        .args([
-            "build",
-            "--locked",
-            "--profile",
-            PROFILE,
-            "--target",
-            TARGET,
-        ])
+        .args(["build", "--release", "--locked", "--target", TARGET])
         .args(["--bin", env!("CARGO_PKG_NAME"), "--manifest-path"])
         .arg(&manifest)
         .env("RUSTC", &toolchain.rustc)
@@ -101,7 +91,7 @@ pub fn build(toolchain: &Toolchain, source: &Path) -> Result<PathBuf, BuildError
     }
     let binary = target_dir
         .join(TARGET)
-        .join(PROFILE)
+        .join("release")
         .join(env!("CARGO_PKG_NAME"));
     match binary.is_file() {
         true => Ok(binary),
