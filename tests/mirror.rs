@@ -137,12 +137,16 @@ impl World {
 
     /// The watcher that follows a crawl, polling fast; `wait` bounds it when no import comes.
     fn watch(&self, crawled: &Crawled, wait: Duration) -> CleanupReport {
-        let Some(outcome) = crawled.summary.mirror.clone() else {
-            return CleanupReport::default();
-        };
         let settings = WatchSettings {
             poll: Duration::from_millis(1),
             max_wait: wait,
+        };
+        self.watch_with(crawled, settings)
+    }
+
+    fn watch_with(&self, crawled: &Crawled, settings: WatchSettings) -> CleanupReport {
+        let Some(outcome) = crawled.summary.mirror.clone() else {
+            return CleanupReport::default();
         };
         let summary = &crawled.summary;
         let (hash, commit) = (&summary.config_hash, &summary.commit);
@@ -257,6 +261,54 @@ fn first_sync_change_rename_delete_and_a_cancelled_import_converge() {
     let offered = retried.titles();
     assert_eq!(offered, ["a.md", "docs/moved.md"]);
     world.assert_mirrored(&hash);
+}
+
+/// An import that takes longer in all than the watcher's wait, but makes progress within
+/// it, is waited for: every superseded document goes. Without progress the watcher stops.
+#[test]
+fn a_slow_import_is_waited_for_while_it_makes_progress() {
+    let files: Vec<(String, String)> = (0..12)
+        .map(|n| (format!("f{n:02}.md"), format!("v1 {n}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let mut world = World::new(&refs);
+    let hash = world.cycle().summary.config_hash.clone();
+    let changed: Vec<(String, String)> = files
+        .iter()
+        .map(|(p, _)| (p.clone(), format!("v2 {p}")))
+        .collect();
+    world.write(&changed, &[]);
+    let crawled = world.crawl(json!({}));
+    assert_eq!(crawled.items.len(), 12);
+    world.kb.import(&crawled.items);
+    // Dify's worker indexes one document per request: about a dozen polls of 25 ms.
+    world.kb.state().auto_index = 1;
+    let settings = WatchSettings {
+        poll: Duration::from_millis(25),
+        max_wait: Duration::from_millis(100),
+    };
+    let started = std::time::Instant::now();
+    let report = world.watch_with(&crawled, settings);
+    assert!(
+        started.elapsed() > settings.max_wait,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.deleted.len(), 12, "every superseded copy");
+    world.assert_mirrored(&hash);
+
+    // An import whose indexing never moves: the watcher gives up after the wait.
+    world.kb.state().auto_index = 0;
+    world.write(&[("f00.md".into(), "v3".into())], &[]);
+    let crawled = world.crawl(json!({}));
+    world.kb.import(&crawled.items);
+    let started = std::time::Instant::now();
+    let report = world.watch_with(&crawled, settings);
+    assert!(report.deleted.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub struct Mirror {
     pub memory: Option<Arc<RecordMemory>>,
 }
 
-/// How long the watcher polls, and how often.
+/// How often the watcher polls, and how long it waits for the import to make progress.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchSettings {
     pub poll: Duration,

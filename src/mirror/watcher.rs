@@ -1,9 +1,10 @@
 //! After the crawl's final message: the import happens later, in the browser, so the plugin
 //! keeps watching the knowledge base in the background. It deletes what the crawl planned at
-//! once, then polls until the documents of the user's import are indexed (or a bounded wait
-//! passes) and deletes what they supersede. With `large_change_sets: push_after_import` it
-//! then pushes the part of the change set the crawl's message could not hold through the
-//! published pipeline. Whatever it cannot finish, the next crawl does.
+//! once, then polls until the documents of the user's import are indexed (or the import makes
+//! no progress for a bounded wait) and deletes what they supersede. With
+//! `large_change_sets: push_after_import` it then pushes the part of the change set the
+//! crawl's message could not hold through the published pipeline. Whatever it cannot finish,
+//! the next crawl does.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -126,7 +127,10 @@ impl Watch {
 
 /// Runs the watch to its end; returns every deletion made.
 pub async fn run(mut watch: Watch) -> CleanupReport {
-    let started = Instant::now();
+    // The wait ends after `max_wait` without any progress of the import: a large import
+    // into a slow embedding model may index for longer than that in all.
+    let mut progress_at = Instant::now();
+    let mut seen = ImportProgress::default();
     let offered: HashSet<(&str, String)> = watch
         .offered
         .iter()
@@ -167,7 +171,11 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
         let settled = settled.then(|| watch.commit.clone());
         changed |= settled != record.settled;
         record.settled = settled;
-        if imported(&record, &listed_before, &offered) {
+        let import = import_progress(&record, &listed_before, &offered);
+        if import != seen {
+            (seen, progress_at) = (import, Instant::now());
+        }
+        if offered.is_empty() || import.finished() {
             if let Some(rest) = watch.rest.take() {
                 // Then list again: what the pushed documents supersede is deleted next.
                 total.extend(push_rest(&watch, rest, &mut record).await);
@@ -181,10 +189,13 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
                     .remember_in_memory(&watch.config_hash, record, changed);
                 break;
             }
-        } else if started.elapsed() >= watch.settings.max_wait {
+        } else if progress_at.elapsed() >= watch.settings.max_wait {
             tracing::info!(
-                "mirror: no finished import after {:?}; the next crawl cleans up",
-                watch.settings.max_wait
+                "mirror: the import made no progress for {:?} ({} of its documents arrived, {} \
+                 still indexing); the next crawl cleans up",
+                watch.settings.max_wait,
+                import.arrived,
+                import.indexing
             );
             watch
                 .mirror
@@ -376,17 +387,27 @@ fn log_push(report: &PushReport) {
     }
 }
 
-/// The user's import has arrived (a document of an offered file that was not listed before)
-/// and none of its documents is still indexing; or nothing was offered.
-fn imported(
+/// How far the user's import has come: the documents of offered files that were not listed
+/// before, and how many of them are still indexing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ImportProgress {
+    arrived: usize,
+    indexing: usize,
+}
+
+impl ImportProgress {
+    /// The import has arrived and none of its documents is still indexing.
+    fn finished(&self) -> bool {
+        self.arrived > 0 && self.indexing == 0
+    }
+}
+
+fn import_progress(
     record: &KbRecord,
     before: &HashSet<String>,
     offered: &HashSet<(&str, String)>,
-) -> bool {
-    if offered.is_empty() {
-        return true;
-    }
-    let mut arrived = record
+) -> ImportProgress {
+    let arrived = record
         .docs
         .iter()
         .filter(|d| !before.contains(&d.id))
@@ -395,9 +416,12 @@ fn imported(
             o.blob
                 .as_ref()
                 .is_some_and(|b| offered.contains(&(o.path.as_str(), b.clone())))
-        })
-        .peekable();
-    arrived.peek().is_some() && arrived.all(|o| o.state != DocState::Indexing)
+        });
+    arrived.fold(ImportProgress::default(), |mut progress, ours| {
+        progress.arrived += 1;
+        progress.indexing += usize::from(ours.state == DocState::Indexing);
+        progress
+    })
 }
 
 pub fn log(report: &CleanupReport) {
