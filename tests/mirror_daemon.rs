@@ -131,3 +131,26 @@ fn a_refused_push_leaves_the_next_run_to_continue() {
         "the next part, not the same"
     );
 }
+
+/// Asked to push without mirroring, the crawl says why nothing will be pushed.
+#[test]
+fn push_after_import_without_mirroring_says_it_has_no_effect() {
+    use serde_json::json;
+    use support::git_servers::TestRepo;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"a")]);
+    let daemon = mirror_scenario::spawn_with(dir.path(), &[]);
+    let session = daemon.request(
+        "invoke_website_datasource_get_crawl",
+        json!({"provider": "git_datasource", "datasource": "git_datasource", "credentials": {},
+               "datasource_parameters": {"repo_url": repo.bare.display().to_string(),
+                                         "large_change_sets": "push_after_import"}}),
+    );
+    let messages = daemon.finish(&session);
+    assert_eq!(messages.last().unwrap()["type"], "end", "{messages:?}");
+    let log = daemon.stderr_once(&["mirroring is off"], std::time::Duration::from_secs(10));
+    assert!(
+        log.contains("the next run offers what does not fit"),
+        "{log}"
+    );
+}

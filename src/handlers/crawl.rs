@@ -39,6 +39,12 @@ pub async fn handle(
             ErrorPayload::new("CredentialsValidateFailedError", listed.join("; "))
         })?;
     let mirror = mirror_target(&params, &credentials, mirrors)?;
+    if params.push_rest && mirror.is_none() {
+        tracing::warn!(
+            "large_change_sets is push_after_import, but mirroring is off (it needs \
+             knowledge_base_id and a dify_api_key): the next run offers what does not fit"
+        );
+    }
     let watch_key = mirror.as_ref().map(|m| {
         format!(
             "{}|{}|{}",
