@@ -81,6 +81,17 @@ pub struct Rest {
 }
 
 impl Watch {
+    /// The plan for the branch as the crawl read it against the knowledge base as listed.
+    fn plan(&self, record: &KbRecord) -> plan::MirrorPlan {
+        plan::plan(
+            &self.files,
+            &record.docs,
+            &self.skipped,
+            self.full,
+            plan::DeleteGuard::Default,
+        )
+    }
+
     /// The watch that follows a crawl whose mirroring planned `outcome`; none after a run
     /// that found nothing changed (nothing to delete, nothing offered).
     pub fn after_crawl(
@@ -157,13 +168,7 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
             changed = true;
             total.extend(report);
         }
-        let left = plan::plan(
-            &watch.files,
-            &record.docs,
-            &watch.skipped,
-            watch.full,
-            plan::DeleteGuard::Default,
-        );
+        let left = watch.plan(&record);
         let settled = left.offer.is_empty()
             && left.delete.is_empty()
             && left.held.is_empty()
@@ -213,13 +218,7 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
                     record.total = listing.total;
                     changed = true;
                 }
-                let plan = plan::plan(
-                    &watch.files,
-                    &record.docs,
-                    &watch.skipped,
-                    watch.full,
-                    plan::DeleteGuard::Default,
-                );
+                let plan = watch.plan(&record);
                 if !plan.held.is_empty() {
                     tracing::warn!(
                         "mirror: {} deletions of gone files held back (more than half of this \
@@ -265,13 +264,7 @@ async fn push_rest(watch: &Watch, rest: Rest, record: &mut KbRecord) -> CleanupR
         .iter()
         .map(|f| (f.path.as_str(), f.oid))
         .collect();
-    let left = plan::plan(
-        &watch.files,
-        &record.docs,
-        &watch.skipped,
-        watch.full,
-        plan::DeleteGuard::Default,
-    );
+    let left = watch.plan(record);
     let files: Vec<FileEntry> = left
         .offer
         .into_iter()
