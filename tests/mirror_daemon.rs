@@ -109,6 +109,10 @@ fn a_refused_push_leaves_the_next_run_to_continue() {
     );
     assert!(log.contains("chunk_size is required"), "{log}");
     assert!(log.contains("--input"), "the log says how to go on: {log}");
+    assert!(
+        !log.contains(support::knowledge_api::KEY),
+        "the key reached the log"
+    );
     let docs = kb.docs();
     assert_eq!(
         docs.len(),

@@ -75,7 +75,8 @@ impl CrawlParams {
             "full" => SyncMode::Full,
             other => {
                 problems.push(format!(
-                    "sync_mode must be incremental or full, not {other:?}"
+                    "sync_mode must be incremental or full, not {:?}",
+                    shown(other)
                 ));
                 SyncMode::Incremental
             }
@@ -85,7 +86,8 @@ impl CrawlParams {
             "push_after_import" | "true" => true,
             other => {
                 problems.push(format!(
-                    "large_change_sets must be next_run or push_after_import, not {other:?}"
+                    "large_change_sets must be next_run or push_after_import, not {:?}",
+                    shown(other)
                 ));
                 false
             }
@@ -136,6 +138,14 @@ impl CrawlParams {
 /// every branch of the server.
 fn valid_branch_name(name: &str) -> bool {
     name.len() <= 255 && git2::Reference::is_valid_name(&format!("refs/heads/{name}"))
+}
+
+/// The start of a refused value, enough to recognize it: a long paste may hold anything.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_string(),
+    }
 }
 
 /// Trims, and treats a value still shaped like a pipeline variable as missing.
@@ -238,5 +248,14 @@ mod tests {
         ))
         .unwrap_err();
         assert!(problems[0].contains("large_change_sets"), "{problems:?}");
+        // A long paste is not echoed whole, whatever it holds.
+        let pasted = format!("{}ghp_SeCrEtToKeN", "x".repeat(100_000));
+        let problems = CrawlParams::from_json(Some(&json!({"repo_url": "git@h:o/r.git",
+            "large_change_sets": pasted, "sync_mode": pasted})))
+        .unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems
+            .iter()
+            .all(|p| p.len() < 200 && !p.contains("SeCrEt")));
     }
 }
