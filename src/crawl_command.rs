@@ -12,10 +12,12 @@ use crate::crawl::shorten;
 use crate::crawl::state::{StateError, StateStore};
 use crate::crawl::{result_budget, Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
 use crate::credentials::Credentials;
-use crate::git::{FetchSettings, GitClient, RepoCache};
 use crate::mirror::api::KnowledgeApi;
 use crate::mirror::{cleanup, Mirror};
-use crate::protocol::stdio;
+use dify_plugin::protocol::stdio;
+use git_remote::{FetchSettings, GitClient, GitCredentials, RepoCache};
+
+use crate::GIT_ENV;
 
 /// The repository and which of its files to sync (shared by `crawl` and `sync`).
 #[derive(Debug, clap::Args)]
@@ -95,12 +97,14 @@ impl DifyArgs {
 /// Git credentials from the environment (`GIT_DATASOURCE_TOKEN`, `…_SSH_KEY_FILE`, …).
 pub fn git_credentials() -> Credentials {
     Credentials {
-        access_token: std::env::var("GIT_DATASOURCE_TOKEN").unwrap_or_default(),
-        username: std::env::var("GIT_DATASOURCE_USERNAME").unwrap_or_default(),
-        ssh_private_key: read_env_file("GIT_DATASOURCE_SSH_KEY_FILE"),
-        ssh_passphrase: std::env::var("GIT_DATASOURCE_SSH_PASSPHRASE").unwrap_or_default(),
-        ssh_known_hosts: read_env_file("GIT_DATASOURCE_KNOWN_HOSTS_FILE"),
-        ca_certificate: read_env_file("GIT_DATASOURCE_CA_FILE"),
+        git: GitCredentials {
+            access_token: std::env::var("GIT_DATASOURCE_TOKEN").unwrap_or_default(),
+            username: std::env::var("GIT_DATASOURCE_USERNAME").unwrap_or_default(),
+            ssh_private_key: read_env_file("GIT_DATASOURCE_SSH_KEY_FILE"),
+            ssh_passphrase: std::env::var("GIT_DATASOURCE_SSH_PASSPHRASE").unwrap_or_default(),
+            ssh_known_hosts: read_env_file("GIT_DATASOURCE_KNOWN_HOSTS_FILE"),
+            ca_certificate: read_env_file("GIT_DATASOURCE_CA_FILE"),
+        },
         ..Credentials::default()
     }
 }
@@ -108,16 +112,13 @@ pub fn git_credentials() -> Credentials {
 /// A Git client for the command line: local paths allowed, clones cached under the user's
 /// cache directory unless `GIT_DATASOURCE_CACHE_DIR` says otherwise.
 pub fn git_client() -> Arc<GitClient> {
-    let cache = match std::env::var_os("GIT_DATASOURCE_CACHE_DIR") {
-        Some(_) => RepoCache::from_env(),
-        None => RepoCache::new(
-            user_cache_dir().join("repos"),
-            RepoCache::from_env_max_bytes(),
-        ),
+    let cache = match GIT_ENV.get("CACHE_DIR") {
+        Some(_) => RepoCache::from_env(GIT_ENV),
+        None => RepoCache::with_env_bounds(user_cache_dir().join("repos"), GIT_ENV),
     };
     let settings = FetchSettings {
         allow_local: true,
-        ..FetchSettings::from_env()
+        ..FetchSettings::from_env(GIT_ENV)
     };
     Arc::new(GitClient::new(cache, settings))
 }

@@ -1,13 +1,11 @@
 //! A Dify datasource plugin that turns a Git repository into a knowledge base.
 
-pub mod aarch64_build;
 pub mod crawl;
 pub mod crawl_command;
 pub mod credentials;
-pub mod declaration;
-pub mod git;
 pub mod handlers;
 pub mod mirror;
-pub mod package;
-pub mod protocol;
 pub mod sync_command;
+
+/// The Git layer's settings are `GIT_DATASOURCE_*` variables (`GIT_DATASOURCE_CACHE_DIR`, …).
+pub const GIT_ENV: git_remote::EnvVars = git_remote::EnvVars::new("GIT_DATASOURCE");

@@ -19,7 +19,6 @@ use crate::crawl::identity;
 use crate::crawl::params::SyncMode;
 use crate::crawl::CrawlError;
 use crate::crawl_command::{git_client, git_credentials, DifyArgs, FileStore, RepoArgs};
-use crate::git;
 use crate::mirror::api::KnowledgeApi;
 use crate::mirror::cleanup::{self, CleanupReport};
 use crate::mirror::documents::{url_prefix, DocState};
@@ -242,7 +241,7 @@ impl SyncCommand {
         report.commit = fetched.commit.to_string();
         let files = {
             let repo = fetched.open()?;
-            git::list_files(&repo, fetched.commit, &params.filter())?.files
+            git_remote::list_files(&repo, fetched.commit, &params.filter())?.files
         };
         report.files = files.len();
 

@@ -6,8 +6,8 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use git_datasource::credentials::Credentials;
-use git_datasource::git::{
+use git_remote::GitCredentials;
+use git_remote::{
     diff_commits, fill_sizes, list_files, read_blobs, BlobRead, Change, FetchRequest,
     FetchSettings, Fetched, GitClient, GitError, MemoryHostKeys, PathFilter, RefKind, RepoCache,
     SkipReason,
@@ -22,6 +22,7 @@ fn settings() -> FetchSettings {
         allow_insecure_http: false,
         attempts: 2,
         retry_delay: Duration::from_millis(100),
+        env: git_datasource::GIT_ENV,
     }
 }
 
@@ -43,7 +44,7 @@ fn fetch(
     client: &GitClient,
     url: &str,
     reference: &str,
-    credentials: &Credentials,
+    credentials: &GitCredentials,
 ) -> Result<Fetched, GitError> {
     let host_keys = MemoryHostKeys::default();
     fetch_with(client, url, reference, credentials, &host_keys)
@@ -53,7 +54,7 @@ fn fetch_with(
     client: &GitClient,
     url: &str,
     reference: &str,
-    credentials: &Credentials,
+    credentials: &GitCredentials,
     host_keys: &MemoryHostKeys,
 ) -> Result<Fetched, GitError> {
     client.fetch(&FetchRequest {
@@ -66,11 +67,11 @@ fn fetch_with(
     })
 }
 
-fn token(ca: &str) -> Credentials {
-    Credentials {
+fn token(ca: &str) -> GitCredentials {
+    GitCredentials {
         access_token: TOKEN.into(),
         ca_certificate: ca.into(),
-        ..Credentials::default()
+        ..GitCredentials::default()
     }
 }
 
@@ -108,7 +109,7 @@ fn https_token_username_anonymous_and_every_failure_kind() {
     assert_eq!(fetched.kind, RefKind::Branch);
     drop(fetched);
 
-    let alice = Credentials {
+    let alice = GitCredentials {
         username: ALICE.into(),
         ..token(&ca)
     };
@@ -120,9 +121,9 @@ fn https_token_username_anonymous_and_every_failure_kind() {
     )
     .unwrap();
 
-    let anonymous = Credentials {
+    let anonymous = GitCredentials {
         ca_certificate: ca.clone(),
-        ..Credentials::default()
+        ..GitCredentials::default()
     };
     fetch(
         &client,
@@ -139,7 +140,7 @@ fn https_token_username_anonymous_and_every_failure_kind() {
     );
     fetch(&client, &embedded, "main", &anonymous).unwrap();
 
-    let wrong = Credentials {
+    let wrong = GitCredentials {
         access_token: "not-the-token".into(),
         ..token(&ca)
     };
@@ -176,9 +177,9 @@ fn https_token_username_anonymous_and_every_failure_kind() {
             &client,
             &server.https_url("private", "docs"),
             "main",
-            &Credentials {
+            &GitCredentials {
                 access_token: TOKEN.into(),
-                ..Credentials::default()
+                ..GitCredentials::default()
             },
         ),
         "tls",
@@ -273,11 +274,11 @@ fn ssh_keys_of_every_type_passphrases_and_host_keys() {
     );
     let url = server.url(&repo.bare);
     let client = client(&dir.path().join("cache"), settings());
-    let with_key = |key: &str, passphrase: &str, known_hosts: &str| Credentials {
+    let with_key = |key: &str, passphrase: &str, known_hosts: &str| GitCredentials {
         ssh_private_key: key.into(),
         ssh_passphrase: passphrase.into(),
         ssh_known_hosts: known_hosts.into(),
-        ..Credentials::default()
+        ..GitCredentials::default()
     };
     let known = server.known_hosts_line();
 
@@ -318,9 +319,9 @@ fn ssh_keys_of_every_type_passphrases_and_host_keys() {
             &client,
             &url,
             "main",
-            &Credentials {
+            &GitCredentials {
                 ssh_known_hosts: known.clone(),
-                ..Credentials::default()
+                ..GitCredentials::default()
             },
         ),
         "auth_failed",
@@ -359,7 +360,7 @@ fn ssh_keys_of_every_type_passphrases_and_host_keys() {
         &host_keys,
     )
     .unwrap();
-    use git_datasource::git::HostKeyStore;
+    use git_remote::HostKeyStore;
     let name = format!("[127.0.0.1]:{}", server.port);
     assert_eq!(
         host_keys.recorded(&name).as_deref(),
@@ -400,9 +401,9 @@ fn shallow_fetch_then_updates_after_new_commits_and_a_force_push() {
     let repo = TestRepo::create(&server.root.join("public"), "evolving", &[("a.md", b"one")]);
     repo.commit(&[("b.md", b"two")], &[], "second");
     let url = server.https_url("public", "evolving");
-    let credentials = Credentials {
+    let credentials = GitCredentials {
         ca_certificate: server.ca.ca_pem.clone(),
-        ..Credentials::default()
+        ..GitCredentials::default()
     };
     let client = client(&dir.path().join("cache"), settings());
 
@@ -446,9 +447,9 @@ fn branches_tags_and_commit_ids_resolve() {
     );
     let v2 = repo.commit(&[("a.md", b"v2")], &[], "v2");
     let url = server.https_url("public", "refs");
-    let credentials = Credentials {
+    let credentials = GitCredentials {
         ca_certificate: server.ca.ca_pem.clone(),
-        ..Credentials::default()
+        ..GitCredentials::default()
     };
     let client = client(&dir.path().join("cache"), settings());
 
@@ -500,9 +501,9 @@ fn concurrent_fetches_of_one_repository_wait_for_each_other() {
         .collect();
     let repo = TestRepo::create(&server.root.join("public"), "busy", &refs);
     let url = server.https_url("public", "busy");
-    let credentials = Credentials {
+    let credentials = GitCredentials {
         ca_certificate: server.ca.ca_pem.clone(),
-        ..Credentials::default()
+        ..GitCredentials::default()
     };
     let client = client(&dir.path().join("cache"), settings());
     let commits: Vec<String> = std::thread::scope(|scope| {
@@ -536,9 +537,9 @@ fn a_damaged_cache_entry_is_cloned_again() {
         &[("a.md", b"alpha"), ("b.md", b"beta")],
     );
     let url = server.https_url("public", "fragile");
-    let credentials = Credentials {
+    let credentials = GitCredentials {
         ca_certificate: server.ca.ca_pem.clone(),
-        ..Credentials::default()
+        ..GitCredentials::default()
     };
     let cache = dir.path().join("cache");
     let client = client(&cache, settings());
@@ -600,7 +601,7 @@ fn local_paths_are_refused_unless_allowed() {
         format!("file://{}", repo.bare.display()),
     ] {
         let message = assert_kind(
-            fetch(&refused, &url, "main", &Credentials::default()),
+            fetch(&refused, &url, "main", &GitCredentials::default()),
             "not_allowed",
         );
         assert!(message.contains("GIT_DATASOURCE_ALLOW_LOCAL"), "{message}");
@@ -610,7 +611,7 @@ fn local_paths_are_refused_unless_allowed() {
         &allowed,
         &format!("file://{}", repo.bare.display()),
         "main",
-        &Credentials::default(),
+        &GitCredentials::default(),
     )
     .unwrap();
     assert_eq!(fetched.commit.to_string(), repo.head());
@@ -657,7 +658,7 @@ fn a_tree_of_every_kind_of_file_is_walked_and_classified() {
         &client,
         &repo.bare.display().to_string(),
         "main",
-        &Credentials::default(),
+        &GitCredentials::default(),
     )
     .unwrap();
     assert_eq!(fetched.commit.to_string(), second);
@@ -774,7 +775,7 @@ fn a_tree_of_every_kind_of_file_is_walked_and_classified() {
         &full,
         &repo.bare.display().to_string(),
         "main",
-        &Credentials::default(),
+        &GitCredentials::default(),
     )
     .unwrap();
     let repository = fetched.open().unwrap();
@@ -839,7 +840,7 @@ fn the_cache_evicts_least_recently_used_entries() {
             &small,
             &server.http_url("public", &format!("r{i}")),
             "main",
-            &Credentials::default(),
+            &GitCredentials::default(),
         )
         .unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -875,7 +876,7 @@ fn a_local_repository_is_read_in_place() {
             &client,
             &repo.work.display().to_string(),
             reference,
-            &Credentials::default(),
+            &GitCredentials::default(),
         )
         .unwrap();
         assert_eq!(
@@ -889,7 +890,7 @@ fn a_local_repository_is_read_in_place() {
             &client,
             &repo.bare.display().to_string(),
             &head,
-            &Credentials::default()
+            &GitCredentials::default()
         )
         .unwrap()
         .kind,
@@ -900,7 +901,7 @@ fn a_local_repository_is_read_in_place() {
             &client,
             &repo.bare.display().to_string(),
             "nope",
-            &Credentials::default(),
+            &GitCredentials::default(),
         ),
         "ref_not_found",
     );
@@ -937,12 +938,12 @@ fn a_cached_commit_still_needs_the_callers_own_authorization() {
     drop(fetch(&client, &url, "main", &token(&ca)).unwrap());
     drop(fetch(&client, &url, &head, &token(&ca)).unwrap());
 
-    let anonymous = Credentials {
+    let anonymous = GitCredentials {
         ca_certificate: ca.clone(),
-        ..Credentials::default()
+        ..GitCredentials::default()
     };
     assert_kind(fetch(&client, &url, &head, &anonymous), "auth_failed");
-    let wrong = Credentials {
+    let wrong = GitCredentials {
         access_token: "not-the-token".into(),
         ..token(&ca)
     };
@@ -984,9 +985,9 @@ fn failures_leave_no_litter_and_entries_are_bounded_in_number() {
     let ca = server.ca.ca_pem.clone();
     let cache = dir.path().join("cache");
     let client = client(&cache, settings());
-    let anonymous = Credentials {
+    let anonymous = GitCredentials {
         ca_certificate: ca.clone(),
-        ..Credentials::default()
+        ..GitCredentials::default()
     };
     let listing = || -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(&cache)
@@ -1047,7 +1048,7 @@ fn a_fetched_commit_is_reopened_until_its_entry_is_evicted() {
     TestRepo::create(&server.root.join("public"), "other", &[("b.md", b"beta")]);
     let small = GitClient::new(RepoCache::new(dir.path().join("cache"), 1), settings());
     let url = server.http_url("public", "kept");
-    let fetched = fetch(&small, &url, "main", &Credentials::default()).unwrap();
+    let fetched = fetch(&small, &url, "main", &GitCredentials::default()).unwrap();
     let place = fetched.place();
     let files = list_files(
         &fetched.open().unwrap(),
@@ -1059,7 +1060,7 @@ fn a_fetched_commit_is_reopened_until_its_entry_is_evicted() {
     drop(fetched);
 
     repo.commit(&[("a.md", b"alpha 2")], &[], "change");
-    let newer = fetch(&small, &url, "main", &Credentials::default()).unwrap();
+    let newer = fetch(&small, &url, "main", &GitCredentials::default()).unwrap();
     assert_eq!(newer.commit.to_string(), repo.head());
     drop(newer);
     let again = small.reopen(&place).unwrap();
@@ -1074,7 +1075,7 @@ fn a_fetched_commit_is_reopened_until_its_entry_is_evicted() {
         &small,
         &server.http_url("public", "other"),
         "main",
-        &Credentials::default(),
+        &GitCredentials::default(),
     )
     .unwrap();
     let error = small.reopen(&place).unwrap_err();

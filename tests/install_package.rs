@@ -192,7 +192,7 @@ fn installed_as_the_daemon_installs_it_the_plugin_serves_a_crawl() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.starts_with("git_datasource: ")
+        stderr.starts_with("plugin launcher: ")
             && stderr.contains("missing")
             && stderr.lines().count() == 1,
         "{stderr}"

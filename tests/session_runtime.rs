@@ -8,10 +8,10 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use git_datasource::protocol::router::{route, RouterConfig};
-use git_datasource::protocol::storage::StorageError;
-use git_datasource::protocol::writer::Writer;
-use git_datasource::protocol::{
+use dify_plugin::protocol::router::{route, RouterConfig};
+use dify_plugin::protocol::storage::StorageError;
+use dify_plugin::protocol::writer::Writer;
+use dify_plugin::protocol::{
     heartbeat, ErrorPayload, HandlerFuture, Request, RequestHandler, Session,
 };
 use serde_json::{json, Value};

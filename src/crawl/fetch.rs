@@ -10,7 +10,7 @@ use super::params::CrawlParams;
 use super::state::{self, StateStore};
 use super::{CrawlError, FETCH_PROGRESS_EVERY};
 use crate::credentials::Credentials;
-use crate::git::{self, FetchRequest, Fetched, GitClient, HostKeyStore, MemoryHostKeys};
+use git_remote::{self, FetchRequest, Fetched, GitClient, HostKeyStore, MemoryHostKeys};
 
 /// Fetches the branch of `params`; `tick` runs at least every 10 s while it lasts. Returns
 /// the host keys the connection used, for later connections of the same run.
@@ -23,8 +23,8 @@ pub async fn fetch_branch<S: StateStore, T: Future<Output = Result<(), CrawlErro
     tick: impl Fn() -> T,
 ) -> Result<(Fetched, Arc<MemoryHostKeys>), CrawlError> {
     let host_keys = Arc::new(MemoryHostKeys::default());
-    let url = git::url::RepoUrl::parse(&params.repo_url)?;
-    if url.transport == git::url::Transport::Ssh {
+    let url = git_remote::url::RepoUrl::parse(&params.repo_url)?;
+    if url.transport == git_remote::url::Transport::Ssh {
         let name = url.known_hosts_name();
         if let Some(key) = store.get(&state::host_key_key(&name)).await? {
             host_keys.record(&name, &String::from_utf8_lossy(&key));
@@ -41,7 +41,7 @@ pub async fn fetch_branch<S: StateStore, T: Future<Output = Result<(), CrawlErro
             client.fetch(&FetchRequest {
                 url: &params.repo_url,
                 reference: &params.branch,
-                credentials: &credentials,
+                credentials: &credentials.git,
                 host_keys: host_keys.as_ref(),
                 deadline,
                 progress: None,
@@ -70,8 +70,8 @@ async fn remember_host_key<S: StateStore>(
     host_keys: &MemoryHostKeys,
     store: &S,
 ) -> Result<(), CrawlError> {
-    if fetched.url.transport != git::url::Transport::Ssh
-        || !credentials.ssh_known_hosts.trim().is_empty()
+    if fetched.url.transport != git_remote::url::Transport::Ssh
+        || !credentials.git.ssh_known_hosts.trim().is_empty()
     {
         return Ok(());
     }

@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use super::params::CrawlParams;
-use crate::git::filters::split_list;
+use git_remote::filters::split_list;
 
 /// Dify stores a document name in `varchar(255)`.
 pub const MAX_TITLE_CHARS: usize = 255;

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::credentials::Credentials;
-use crate::git::{
-    self, BlobRead, FetchRequest, Fetched, GitClient, GitError, MemoryHostKeys, SkipReason,
-};
 use crate::mirror::api::ApiError;
 use crate::mirror::{Mirror, MirrorOutcome};
 use deliver::{Delivery, Document, Fit};
+use git_remote::{
+    self, BlobRead, FetchRequest, Fetched, GitClient, GitError, MemoryHostKeys, SkipReason,
+};
 use params::{CrawlParams, SyncMode};
 use snapshot::Entries;
 use state::{StateError, StateStore, SyncState};
@@ -78,7 +78,7 @@ impl CrawlSettings {
         };
         CrawlSettings {
             max_file_bytes: number("GIT_DATASOURCE_MAX_FILE_BYTES")
-                .unwrap_or(git::blob::DEFAULT_MAX_FILE_BYTES),
+                .unwrap_or(git_remote::blob::DEFAULT_MAX_FILE_BYTES),
             time_budget: number("GIT_DATASOURCE_TIME_BUDGET_SECS")
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_TIME_BUDGET),
@@ -215,7 +215,8 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         let filter = self.params.filter();
         let listing = {
             let (fetched, filter) = (fetched.clone(), filter.clone());
-            blocking(move || git::list_files(&fetched.open()?, fetched.commit, &filter)).await?
+            blocking(move || git_remote::list_files(&fetched.open()?, fetched.commit, &filter))
+                .await?
         };
         // With mirroring the knowledge base, not the snapshot, says what was delivered.
         let (snapshot, failed_before) = match full || mirror.is_some() {
@@ -271,7 +272,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         let mut offered_now = Vec::new();
         let description_head =
             identity::description_head(&fetched.url.masked(), &self.params.branch, &commit);
-        let reader = Arc::new(std::sync::Mutex::new(git::BlobReader::new(
+        let reader = Arc::new(std::sync::Mutex::new(git_remote::BlobReader::new(
             &fetched.repo_dir,
             self.settings.max_file_bytes,
         )));
@@ -464,7 +465,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         &self,
         hash: &str,
         commit: &str,
-        files: Vec<git::FileEntry>,
+        files: Vec<git_remote::FileEntry>,
         progress: RunProgress,
         mirror: &mut MirrorOutcome,
     ) {
@@ -499,7 +500,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         &self,
         old: &mut SyncState,
         fetched: &Arc<Fetched>,
-        filter: &git::PathFilter,
+        filter: &git_remote::PathFilter,
         host_keys: Arc<MemoryHostKeys>,
     ) -> Entries {
         if let Some((_, entries)) = old.snapshot.as_mut() {
@@ -520,13 +521,13 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             let request = FetchRequest {
                 url: fetched.url.fetch_url(),
                 reference: &previous,
-                credentials: &credentials,
+                credentials: &credentials.git,
                 host_keys: host_keys.as_ref(),
                 deadline: None,
                 progress: None,
             };
             let oid = client.fetch_commit(&fetched, &previous, &request)?;
-            git::list_files(&fetched.open().ok()?, oid, &filter).ok()
+            git_remote::list_files(&fetched.open().ok()?, oid, &filter).ok()
         })
         .await
         .ok()

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::git::PathFilter;
+use git_remote::PathFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
@@ -48,7 +48,7 @@ impl CrawlParams {
                 Some(other) => {
                     problems.push(format!(
                         "{name} must be text, not {}",
-                        crate::protocol::wire::json_kind(other)
+                        dify_plugin::protocol::wire::json_kind(other)
                     ));
                     String::new()
                 }

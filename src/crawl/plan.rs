@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::snapshot::Entries;
-use crate::git::FileEntry;
+use git_remote::FileEntry;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {

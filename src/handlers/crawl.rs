@@ -7,14 +7,14 @@ use crate::crawl::params::CrawlParams;
 use crate::crawl::state::{StateError, StateStore};
 use crate::crawl::{result_budget, Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
 use crate::credentials::Credentials;
-use crate::git::GitClient;
 use crate::handlers::MirrorProcess;
 use crate::mirror::api::KnowledgeApi;
 use crate::mirror::watcher::Watch;
 use crate::mirror::{Mirror, WatchSettings};
-use crate::protocol::stdio::DEFAULT_LINE_CAP;
-use crate::protocol::storage::Storage;
-use crate::protocol::{ErrorPayload, Request, Session};
+use dify_plugin::protocol::stdio::DEFAULT_LINE_CAP;
+use dify_plugin::protocol::storage::Storage;
+use dify_plugin::protocol::{ErrorPayload, Request, Session};
+use git_remote::GitClient;
 
 pub async fn handle(
     request: &Request,

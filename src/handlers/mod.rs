@@ -5,10 +5,10 @@ mod validate_credentials;
 
 use std::sync::Arc;
 
-use crate::git::GitClient;
 use crate::mirror::record::RecordMemory;
 use crate::mirror::watcher::Watchers;
-use crate::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler, Session};
+use dify_plugin::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler, Session};
+use git_remote::GitClient;
 
 pub const VALIDATE_CREDENTIALS: &str = "validate_datasource_credentials";
 pub const GET_CRAWL: &str = "invoke_website_datasource_get_crawl";

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::credentials::{CredentialProblem, Credentials};
 use crate::mirror::api::{ApiErrorKind, KnowledgeApi};
-use crate::protocol::{ErrorPayload, Request, Session};
+use dify_plugin::protocol::{ErrorPayload, Request, Session};
 
 pub async fn handle(request: &Request, session: &Session) -> Result<(), ErrorPayload> {
     let problems = match Credentials::from_request(request.fields.get("credentials")) {

@@ -58,7 +58,7 @@ pub struct MirrorOutcome {
     /// The `source_url` prefixes of this configuration's documents.
     pub prefixes: Vec<String>,
     /// The branch's files, and `(path, blob)` of what this run offered.
-    pub files: Vec<crate::git::FileEntry>,
+    pub files: Vec<git_remote::FileEntry>,
     pub offered: Vec<(String, git2::Oid)>,
     /// The knowledge base as listed, with the crawl's skips and settled commit (empty after
     /// an unchanged run, whose record went straight back to memory).

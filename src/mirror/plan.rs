@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::documents::{DocState, KbDocument, OurDocument};
 use crate::crawl::snapshot::Entries;
-use crate::git::FileEntry;
+use git_remote::FileEntry;
 
 /// Deletions of gone files above this count, and above half of this configuration's
 /// documents, are held back unless the guard says otherwise.

@@ -16,7 +16,7 @@ use super::pipeline::run_body;
 use super::plan::{DeleteReason, Deletion};
 use crate::crawl::deliver::Document;
 use crate::crawl::identity;
-use crate::git::{read_blobs, BlobRead, BlobReader, FileEntry, GitClient, GitError, RepoPlace};
+use git_remote::{read_blobs, BlobRead, BlobReader, FileEntry, GitClient, GitError, RepoPlace};
 
 /// Files read per blocking read.
 const READ_CHUNK: usize = 50;

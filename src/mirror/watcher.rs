@@ -20,7 +20,7 @@ use super::plan::{self, Deletion};
 use super::push::{self, PushReport, PushSettings};
 use super::{Mirror, WatchSettings};
 use crate::crawl::snapshot::Entries;
-use crate::git::{FileEntry, GitClient, RepoPlace};
+use git_remote::{FileEntry, GitClient, RepoPlace};
 
 /// The running watcher of each (API, knowledge base, configuration): a new crawl of the same
 /// configuration stops the previous one, whose view of the branch is out of date.

@@ -8,8 +8,8 @@ use git_datasource::crawl::params::CrawlParams;
 use git_datasource::crawl::state::{StateError, StateStore};
 use git_datasource::crawl::{Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
 use git_datasource::credentials::Credentials;
-use git_datasource::git::{FetchSettings, GitClient, RepoCache};
 use git_datasource::mirror::Mirror;
+use git_remote::{FetchSettings, GitClient, RepoCache};
 use serde_json::Value;
 
 #[derive(Default, Clone)]
@@ -76,7 +76,7 @@ impl CrawlSink for CaptureSink {
 pub fn local_client(cache: &Path) -> Arc<GitClient> {
     let settings = FetchSettings {
         allow_local: true,
-        ..FetchSettings::from_env()
+        ..FetchSettings::from_env(git_datasource::GIT_ENV)
     };
     Arc::new(GitClient::new(
         RepoCache::new(cache.to_path_buf(), u64::MAX),

@@ -1,6 +1,6 @@
-//! The plugin's own files (`manifest.yaml`, the provider and datasource YAML, `_assets/`):
-//! loaded once, validated as strictly as the daemon's remote-debug path, and turned into the
-//! JSON declarations the TCP registration sends.
+//! The plugin's own files (`manifest.yaml`, the provider YAML with its datasource or tool YAML,
+//! `_assets/`): loaded once, validated as strictly as the daemon's remote-debug path, and turned
+//! into the JSON declarations the TCP registration sends.
 
 mod rules;
 
@@ -50,9 +50,42 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+/// The kinds of plugin this runtime serves: one provider of one kind per plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    Datasource,
+    Tool,
+}
+
+impl PluginKind {
+    /// The manifest's `plugins.<key>` list and the provider's list of its declarations.
+    pub fn key(self) -> &'static str {
+        match self {
+            PluginKind::Datasource => "datasources",
+            PluginKind::Tool => "tools",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            PluginKind::Datasource => "datasource",
+            PluginKind::Tool => "tool",
+        }
+    }
+
+    /// The TCP registration frame that carries the provider.
+    pub fn declaration_frame(self) -> &'static str {
+        match self {
+            PluginKind::Datasource => "datasource_declaration",
+            PluginKind::Tool => "tool_declaration",
+        }
+    }
+}
+
 /// The validated declaration of the plugin.
 #[derive(Debug, Clone)]
 pub struct PluginDeclaration {
+    kind: PluginKind,
     manifest: Value,
     provider: Value,
     assets: Vec<(String, Vec<u8>)>,
@@ -68,20 +101,23 @@ impl PluginDeclaration {
         let Some(manifest) = manifest else {
             return Err(Problems(problems));
         };
-        rules::check_manifest(&manifest, &mut problems);
-        let provider_file = rules::provider_path(&manifest);
-        let mut datasource_files = Vec::new();
+        let kind = rules::check_manifest(&manifest, &mut problems);
+        let provider_file = kind.and_then(|kind| rules::provider_path(&manifest, kind));
+        let mut member_files = Vec::new();
         let mut provider = provider_file
             .as_deref()
             .and_then(|file| read_yaml(dir, file, &mut problems).map(|v| (file.to_string(), v)));
-        if let Some((file, provider)) = provider.as_mut() {
-            rules::check_provider(file, provider, &mut problems);
-            let datasources = inline_datasources(dir, file, provider, &mut problems);
-            for (file, datasource) in &datasources {
-                rules::check_datasource(file, datasource, &mut problems);
+        if let (Some(kind), Some((file, provider))) = (kind, provider.as_mut()) {
+            rules::check_provider(kind, file, provider, &mut problems);
+            let members = inline_members(kind, dir, file, provider, &mut problems);
+            for (file, member) in &members {
+                match kind {
+                    PluginKind::Datasource => rules::check_datasource(file, member, &mut problems),
+                    PluginKind::Tool => rules::check_tool(file, member, &mut problems),
+                }
             }
-            datasource_files.extend(
-                provider["datasources"]
+            member_files.extend(
+                provider[kind.key()]
                     .as_array()
                     .into_iter()
                     .flatten()
@@ -89,12 +125,12 @@ impl PluginDeclaration {
                     .map(str::to_owned),
             );
             if let Some(object) = provider.as_object_mut() {
-                let inlined = datasources.into_iter().map(|(_, d)| d).collect();
-                object.insert("datasources".into(), Value::Array(inlined));
+                let inlined = members.into_iter().map(|(_, d)| d).collect();
+                object.insert(kind.key().into(), Value::Array(inlined));
             }
         }
         let assets = read_assets(dir, &mut problems);
-        let icons = rules::icon_references(&manifest, provider.as_ref().map(|(_, p)| p));
+        let icons = rules::icon_references(&manifest, kind, provider.as_ref().map(|(_, p)| p));
         for (file, field, icon) in icons {
             let present = assets.iter().any(|(name, _)| *name == icon);
             if !present {
@@ -107,9 +143,10 @@ impl PluginDeclaration {
         }
         let mut files = vec![MANIFEST_FILE.to_string()];
         files.extend(provider_file);
-        files.extend(datasource_files);
-        match (problems.is_empty(), provider) {
-            (true, Some((_, provider))) => Ok(PluginDeclaration {
+        files.extend(member_files);
+        match (problems.is_empty(), kind, provider) {
+            (true, Some(kind), Some((_, provider))) => Ok(PluginDeclaration {
+                kind,
                 manifest,
                 provider,
                 assets,
@@ -124,8 +161,12 @@ impl PluginDeclaration {
         &self.manifest
     }
 
-    /// The provider with its datasources inlined, as the `datasource_declaration` frame
-    /// carries it.
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// The provider with its datasources or tools inlined, as the registration frame
+    /// ([`PluginKind::declaration_frame`]) carries it.
     pub fn provider_json(&self) -> &Value {
         &self.provider
     }
@@ -143,18 +184,24 @@ impl PluginDeclaration {
         self.manifest["name"].as_str().unwrap_or_default()
     }
 
+    /// The plugin's binary, `bin/<binary_name>-<arch>` in the package: its name with dashes.
+    pub fn binary_name(&self) -> String {
+        self.name().replace('_', "-")
+    }
+
     pub fn version(&self) -> &str {
         self.manifest["version"].as_str().unwrap_or_default()
     }
 
-    /// The declaration files (manifest, provider, datasources), relative to the plugin dir.
+    /// The declaration files (manifest, provider, datasources or tools), relative to the
+    /// plugin dir.
     pub fn declaration_files(&self) -> &[String] {
         &self.files
     }
 
     /// Every icon the declarations reference, by name under `_assets/`.
     pub fn icon_files(&self) -> Vec<String> {
-        let icons = rules::icon_references(&self.manifest, Some(&self.provider));
+        let icons = rules::icon_references(&self.manifest, Some(self.kind), Some(&self.provider));
         let mut names: Vec<String> = icons.into_iter().map(|(_, _, icon)| icon).collect();
         names.sort();
         names.dedup();
@@ -217,14 +264,16 @@ fn read_yaml(dir: &Path, file: &str, problems: &mut Vec<Problem>) -> Option<Valu
     }
 }
 
-/// Replaces the provider's datasource paths by the datasource documents they name.
-fn inline_datasources(
+/// Replaces the provider's datasource or tool paths by the documents they name.
+fn inline_members(
+    kind: PluginKind,
     dir: &Path,
     provider_file: &str,
     provider: &Value,
     problems: &mut Vec<Problem>,
 ) -> Vec<(String, Value)> {
-    let Some(entries) = provider.get("datasources").and_then(Value::as_array) else {
+    let key = kind.key();
+    let Some(entries) = provider.get(key).and_then(Value::as_array) else {
         return Vec::new();
     };
     entries
@@ -232,12 +281,12 @@ fn inline_datasources(
         .enumerate()
         .filter_map(|(i, entry)| match entry {
             Value::String(path) => read_yaml(dir, path, problems).map(|v| (path.clone(), v)),
-            Value::Object(_) => Some((format!("{provider_file} datasources[{i}]"), entry.clone())),
+            Value::Object(_) => Some((format!("{provider_file} {key}[{i}]"), entry.clone())),
             _ => {
                 problems.push(Problem {
                     file: provider_file.to_string(),
-                    field: format!("datasources[{i}]"),
-                    message: "must be the path of a datasource YAML file".into(),
+                    field: format!("{key}[{i}]"),
+                    message: format!("must be the path of a {} YAML file", kind.noun()),
                 });
                 None
             }

@@ -10,8 +10,10 @@ use sha2::{Digest, Sha256};
 
 use super::url::RepoUrl;
 use super::GitError;
+use crate::EnvVars;
 
 /// Written into an entry after a fetch completed; its mtime is the entry's last use.
+/// Marks a finished clone (named after the cache's first user; kept so existing caches stay valid).
 const MARKER: &str = "git-datasource-complete";
 /// The default size bound of the whole cache.
 pub const DEFAULT_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
@@ -39,17 +41,12 @@ pub struct EntryLock {
 }
 
 impl RepoCache {
-    /// A cache under `root` bounded to `max_bytes`, and to `GIT_DATASOURCE_CACHE_MAX_ENTRIES`
-    /// repositories (500).
+    /// A cache under `root` bounded to `max_bytes` and 500 repositories.
     pub fn new(root: PathBuf, max_bytes: u64) -> Self {
-        let max_entries = std::env::var("GIT_DATASOURCE_CACHE_MAX_ENTRIES")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_MAX_ENTRIES);
         RepoCache {
             root,
             max_bytes,
-            max_entries: max_entries.max(1),
+            max_entries: DEFAULT_MAX_ENTRIES,
         }
     }
 
@@ -58,29 +55,31 @@ impl RepoCache {
         self
     }
 
-    /// `GIT_DATASOURCE_CACHE_DIR`, else a directory under the working directory (the daemon
+    /// `<PREFIX>_CACHE_DIR`, else `.<prefix>-cache` under the working directory (the daemon
     /// keeps the plugin's working directory across restarts), else the system temp dir.
-    /// `GIT_DATASOURCE_CACHE_MAX_BYTES` bounds its size.
-    pub fn from_env() -> Self {
-        let max_bytes = Self::from_env_max_bytes();
-        let configured = std::env::var_os("GIT_DATASOURCE_CACHE_DIR").map(PathBuf::from);
+    /// `<PREFIX>_CACHE_MAX_BYTES` and `<PREFIX>_CACHE_MAX_ENTRIES` bound it.
+    pub fn from_env(env: EnvVars) -> Self {
+        let configured = env.get("CACHE_DIR").map(PathBuf::from);
+        let name = format!("{}-cache", env.dir_name());
         let under_cwd = std::env::current_dir()
             .ok()
-            .map(|d| d.join(".git-datasource-cache"));
+            .map(|d| d.join(format!(".{name}")));
         let root = configured
             .into_iter()
             .chain(under_cwd)
             .find(|dir| std::fs::create_dir_all(dir).is_ok() && is_writable(dir))
-            .unwrap_or_else(|| std::env::temp_dir().join("git-datasource-cache"));
-        RepoCache::new(root, max_bytes)
+            .unwrap_or_else(|| std::env::temp_dir().join(name));
+        Self::with_env_bounds(root, env)
     }
 
-    /// `GIT_DATASOURCE_CACHE_MAX_BYTES`, else the default bound.
-    pub fn from_env_max_bytes() -> u64 {
-        std::env::var("GIT_DATASOURCE_CACHE_MAX_BYTES")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_MAX_BYTES)
+    /// A cache under `root`, bounded by `<PREFIX>_CACHE_MAX_BYTES` and
+    /// `<PREFIX>_CACHE_MAX_ENTRIES` (else the default bounds).
+    pub fn with_env_bounds(root: PathBuf, env: EnvVars) -> Self {
+        let max_bytes = env.number("CACHE_MAX_BYTES").unwrap_or(DEFAULT_MAX_BYTES);
+        let max_entries = env
+            .number("CACHE_MAX_ENTRIES")
+            .unwrap_or(DEFAULT_MAX_ENTRIES);
+        RepoCache::new(root, max_bytes).with_max_entries(max_entries)
     }
 
     pub fn root(&self) -> &Path {

@@ -11,7 +11,8 @@ use super::auth::{Authenticator, HostKeyStore};
 use super::cache::{EntryLock, RepoCache};
 use super::url::{RepoUrl, Transport};
 use super::GitError;
-use crate::credentials::Credentials;
+use crate::credentials::GitCredentials;
+use crate::EnvVars;
 
 /// How fetching behaves; `from_env` reads the operator's settings.
 #[derive(Debug, Clone)]
@@ -22,24 +23,20 @@ pub struct FetchSettings {
     pub allow_insecure_http: bool,
     pub attempts: u32,
     pub retry_delay: Duration,
+    /// Where these came from, for messages that name the variable to set.
+    pub env: EnvVars,
 }
 
 impl FetchSettings {
-    /// `GIT_DATASOURCE_FETCH_DEPTH` (1), `GIT_DATASOURCE_ALLOW_LOCAL`,
-    /// `GIT_DATASOURCE_ALLOW_INSECURE_HTTP`.
-    pub fn from_env() -> Self {
-        let flag = |name: &str| {
-            std::env::var(name).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
-        };
+    /// `<PREFIX>_FETCH_DEPTH` (1), `<PREFIX>_ALLOW_LOCAL`, `<PREFIX>_ALLOW_INSECURE_HTTP`.
+    pub fn from_env(env: EnvVars) -> Self {
         FetchSettings {
-            depth: std::env::var("GIT_DATASOURCE_FETCH_DEPTH")
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(1),
-            allow_local: flag("GIT_DATASOURCE_ALLOW_LOCAL"),
-            allow_insecure_http: flag("GIT_DATASOURCE_ALLOW_INSECURE_HTTP"),
+            depth: env.number("FETCH_DEPTH").unwrap_or(1),
+            allow_local: env.flag("ALLOW_LOCAL"),
+            allow_insecure_http: env.flag("ALLOW_INSECURE_HTTP"),
             attempts: 3,
             retry_delay: Duration::from_secs(1),
+            env,
         }
     }
 }
@@ -49,7 +46,7 @@ pub struct FetchRequest<'a> {
     pub url: &'a str,
     /// A branch, a tag or a full commit id.
     pub reference: &'a str,
-    pub credentials: &'a Credentials,
+    pub credentials: &'a GitCredentials,
     pub host_keys: &'a dyn HostKeyStore,
     /// Give up (with a timeout error) once this passes.
     pub deadline: Option<Instant>,
@@ -111,7 +108,7 @@ pub struct GitClient {
 
 impl GitClient {
     pub fn new(cache: RepoCache, settings: FetchSettings) -> Self {
-        init_libgit2();
+        init_libgit2(settings.env);
         GitClient { cache, settings }
     }
 
@@ -124,8 +121,9 @@ impl GitClient {
         if url.transport == Transport::Local && !self.settings.allow_local {
             return Err(GitError::NotAllowed(format!(
                 "{}: local paths and file:// URLs are refused (they would expose the plugin host's disk); \
-                 use a remote URL, or have the operator set GIT_DATASOURCE_ALLOW_LOCAL=1",
-                url.masked()
+                 use a remote URL, or have the operator set {}=1",
+                url.masked(),
+                self.settings.env.name("ALLOW_LOCAL")
             )));
         }
         let reference = request.reference.trim();
@@ -260,6 +258,7 @@ impl GitClient {
             credentials: request.credentials,
             host_keys: request.host_keys,
             allow_insecure_http: self.settings.allow_insecure_http,
+            env: self.settings.env,
             outcome: Default::default(),
         };
         let mut callbacks = auth.callbacks();
@@ -468,15 +467,13 @@ fn ref_not_found(url: &RepoUrl, reference: &str, heads: &[(String, Oid)]) -> Git
 
 /// Process-wide libgit2 settings: where the system's CA certificates are (the vendored
 /// OpenSSL does not know), and network timeouts
-/// (`GIT_DATASOURCE_CONNECT_TIMEOUT_SECS`, `GIT_DATASOURCE_IO_TIMEOUT_SECS`).
-fn init_libgit2() {
+/// (`<PREFIX>_CONNECT_TIMEOUT_SECS`, `<PREFIX>_IO_TIMEOUT_SECS`).
+fn init_libgit2(env: EnvVars) {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let probe = openssl_probe::probe();
         let seconds = |name: &str, default: i32| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<i32>().ok())
+            env.number::<i32>(name)
                 .unwrap_or(default)
                 .saturating_mul(1000)
         };
@@ -489,13 +486,10 @@ fn init_libgit2() {
                 let _ = git2::opts::set_ssl_cert_dir(dir);
             }
             let _ = git2::opts::set_server_connect_timeout_in_milliseconds(seconds(
-                "GIT_DATASOURCE_CONNECT_TIMEOUT_SECS",
+                "CONNECT_TIMEOUT_SECS",
                 15,
             ));
-            let _ = git2::opts::set_server_timeout_in_milliseconds(seconds(
-                "GIT_DATASOURCE_IO_TIMEOUT_SECS",
-                60,
-            ));
+            let _ = git2::opts::set_server_timeout_in_milliseconds(seconds("IO_TIMEOUT_SECS", 60));
         }
     });
 }

@@ -1,10 +1,12 @@
-//! The Git side of the crawl: a cache of bare clones brought up to date shallowly, every
-//! authentication path, the filtered tree walk and blob classification.
+//! Git repositories over the network with libgit2: a cache of bare clones brought up to date
+//! shallowly, every authentication path, the filtered tree walk and blob classification.
 
 pub mod auth;
 pub mod blob;
 pub mod cache;
 pub mod client;
+pub mod credentials;
+mod env;
 mod error;
 pub mod filters;
 pub mod tree;
@@ -14,6 +16,8 @@ pub use auth::{HostKeyStore, MemoryHostKeys};
 pub use blob::{read_blobs, BlobRead, BlobReader};
 pub use cache::RepoCache;
 pub use client::{FetchRequest, FetchSettings, Fetched, GitClient, RefKind, RepoPlace};
+pub use credentials::{CredentialProblem, GitCredentials};
+pub use env::EnvVars;
 pub use error::GitError;
 pub use filters::PathFilter;
 pub use tree::{

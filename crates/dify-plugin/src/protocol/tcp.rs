@@ -1,5 +1,5 @@
 //! Remote debugging: dial the daemon's debug port, register (handshake, manifest, datasource
-//! declaration, icons, end), then serve requests like stdio (`docs/protocol.md` §3.3).
+//! or tool declaration, icons, end), then serve requests like stdio (`docs/protocol.md` §3.3).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -122,7 +122,7 @@ pub fn registration_frames(plugin: &PluginDeclaration, key: &str) -> Vec<Value> 
     let mut frames = vec![
         json!({"type": "handshake", "data": {"key": key}}),
         json!({"type": "manifest_declaration", "data": plugin.manifest_json()}),
-        json!({"type": "datasource_declaration", "data": [plugin.provider_json()]}),
+        json!({"type": plugin.kind().declaration_frame(), "data": [plugin.provider_json()]}),
     ];
     let engine = base64::engine::general_purpose::STANDARD;
     for (name, bytes) in plugin.assets() {

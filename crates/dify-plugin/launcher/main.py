@@ -1,4 +1,4 @@
-"""Launcher for the git_datasource plugin.
+"""Launcher for a plugin built on the dify-plugin runtime.
 
 The Dify plugin daemon only runs Python plugins (`.venv/bin/python -m main`), so this module
 replaces the Python process with the native binary for this machine: same PID, same pipes,
@@ -19,7 +19,7 @@ ARCHITECTURES = {
 
 
 def fail(message):
-    sys.stderr.write("git_datasource: " + message + "\n")
+    sys.stderr.write("plugin launcher: " + message + "\n")
     sys.stderr.flush()
     sys.exit(1)
 
@@ -30,9 +30,18 @@ def main():
     if arch is None:
         fail("unsupported architecture %r; this package has binaries for x86_64 and aarch64" % machine)
     here = os.path.dirname(os.path.abspath(__file__))
-    binary = os.path.join(here, "bin", "git-datasource-" + arch)
-    if not os.path.isfile(binary):
-        fail("%s is missing from the package; rebuild it with `git-datasource package`" % binary)
+    bin_dir = os.path.join(here, "bin")
+    suffix = "-" + arch
+    try:
+        names = sorted(n for n in os.listdir(bin_dir) if n.endswith(suffix))
+    except OSError:
+        names = []
+    if not names:
+        fail("the %s binary is missing from %s; rebuild the package with its `package` command"
+             % (arch, bin_dir))
+    if len(names) > 1:
+        fail("%s holds several %s binaries (%s); rebuild the package" % (bin_dir, arch, ", ".join(names)))
+    binary = os.path.join(bin_dir, names[0])
     if not os.access(binary, os.X_OK):
         try:
             mode = os.stat(binary).st_mode

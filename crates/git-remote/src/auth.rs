@@ -12,7 +12,8 @@ use ssh_key::known_hosts::{Entry, HostPatterns};
 
 use super::url::{RepoUrl, Transport};
 use super::GitError;
-use crate::credentials::{check_kdf_rounds, normalize_private_key, Credentials};
+use crate::credentials::{check_kdf_rounds, normalize_private_key, GitCredentials};
+use crate::EnvVars;
 
 /// The user name sent with a token when none is configured: GitHub, GitLab and Gitea take
 /// any name with a token; Bitbucket wants the account's user name (or `x-token-auth`).
@@ -51,9 +52,11 @@ pub struct AuthOutcome {
 
 pub struct Authenticator<'a> {
     pub url: &'a RepoUrl,
-    pub credentials: &'a Credentials,
+    pub credentials: &'a GitCredentials,
     pub host_keys: &'a dyn HostKeyStore,
     pub allow_insecure_http: bool,
+    /// Names the variable that allows plain-http logins, in the refusal.
+    pub env: EnvVars,
     pub outcome: RefCell<AuthOutcome>,
 }
 
@@ -144,7 +147,8 @@ impl<'a> Authenticator<'a> {
             if self.url.transport == Transport::Http && !self.allow_insecure_http {
                 return Err(self.fail(GitError::NotAllowed(format!(
                     "{url} asks for a login, but a token is never sent over plain http://; use https:// \
-                     or have the operator set GIT_DATASOURCE_ALLOW_INSECURE_HTTP=1"
+                     or have the operator set {}=1",
+                    self.env.name("ALLOW_INSECURE_HTTP")
                 ))));
             }
             return Cred::userpass_plaintext(&user, &token);

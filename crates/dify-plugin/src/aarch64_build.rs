@@ -58,10 +58,10 @@ pub fn find() -> Result<Toolchain, BuildError> {
     }
 }
 
-/// Builds the binary of the crate at `source` (its own target directory, since the compiler
-/// may differ from the one of the x86_64 build); returns its path. Cargo's progress goes to
-/// this process's stderr.
-pub fn build(toolchain: &Toolchain, source: &Path) -> Result<PathBuf, BuildError> {
+/// Builds the binary `bin` of the crate at `source` into `target/aarch64` of its workspace
+/// (a directory of its own, since the compiler may differ from the one of the x86_64 build);
+/// returns its path. Cargo's progress goes to this process's stderr.
+pub fn build(toolchain: &Toolchain, source: &Path, bin: &str) -> Result<PathBuf, BuildError> {
     let manifest = source.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(BuildError::Failed(format!(
@@ -69,10 +69,12 @@ pub fn build(toolchain: &Toolchain, source: &Path) -> Result<PathBuf, BuildError
             source.display()
         )));
     }
-    let target_dir = source.join("target").join("aarch64");
+    let target_dir = workspace_root(toolchain, &manifest)?
+        .join("target")
+        .join("aarch64");
     let status = Command::new(&toolchain.cargo)
         .args(["build", "--release", "--locked", "--target", TARGET])
-        .args(["--bin", env!("CARGO_PKG_NAME"), "--manifest-path"])
+        .args(["--bin", bin, "--manifest-path"])
         .arg(&manifest)
         .env("RUSTC", &toolchain.rustc)
         .env("CARGO_TARGET_DIR", &target_dir)
@@ -89,15 +91,31 @@ pub fn build(toolchain: &Toolchain, source: &Path) -> Result<PathBuf, BuildError
             toolchain.cargo.display()
         )));
     }
-    let binary = target_dir
-        .join(TARGET)
-        .join("release")
-        .join(env!("CARGO_PKG_NAME"));
+    let binary = target_dir.join(TARGET).join("release").join(bin);
     match binary.is_file() {
         true => Ok(binary),
         false => Err(BuildError::Failed(format!(
             "{} is missing after the build",
             binary.display()
+        ))),
+    }
+}
+
+/// The directory of the workspace `manifest` belongs to (one shared target directory).
+fn workspace_root(toolchain: &Toolchain, manifest: &Path) -> Result<PathBuf, BuildError> {
+    let output = Command::new(&toolchain.cargo)
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| BuildError::Failed(format!("{}: {e}", toolchain.cargo.display())))?;
+    let located = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    match (output.status.success(), located.parent()) {
+        (true, Some(root)) => Ok(root.to_path_buf()),
+        _ => Err(BuildError::Failed(format!(
+            "cargo cannot find the workspace of {}",
+            manifest.display()
         ))),
     }
 }

@@ -1,4 +1,4 @@
-//! `git-datasource package`: the installable `.difypkg` (a zip of file entries only) with the
+//! A plugin's `package` command: the installable `.difypkg` (a zip of file entries only) with the
 //! declarations, icons, the Python launcher and the native binaries, and the plugin's unique
 //! identifier computed as the daemon computes it.
 
@@ -12,8 +12,10 @@ use crate::declaration::{PluginDeclaration, ASSETS_DIR};
 
 /// The daemon's `MAX_PLUGIN_PACKAGE_SIZE` default, for the file and for its unpacked size.
 pub const MAX_PACKAGE_BYTES: u64 = 50 * 1024 * 1024;
-/// Where the launcher and the (empty) requirements live in the source tree.
-pub const LAUNCHER_DIR: &str = "packaging";
+/// The daemon runs `python -m main`; this `main.py` replaces itself with the binary for the
+/// machine (`bin/<name>-<arch>`). Nothing is installed from PyPI, so offline installs work.
+const LAUNCHER: &[u8] = include_bytes!("../launcher/main.py");
+const REQUIREMENTS: &[u8] = b"";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
@@ -55,7 +57,7 @@ pub struct PackageReport {
 }
 
 /// Builds the package from the plugin directory `dir` into `out` (default
-/// `dir/dist/git_datasource-<version>.difypkg`).
+/// `dir/dist/<name>-<version>.difypkg`).
 pub fn build(
     dir: &Path,
     out: Option<&Path>,
@@ -83,27 +85,17 @@ pub fn build(
     for doc in ["README.md", "PRIVACY.md"] {
         add(doc.to_string(), &dir.join(doc))?;
     }
-    for launcher in ["main.py", "requirements.txt"] {
-        add(launcher.to_string(), &dir.join(LAUNCHER_DIR).join(launcher))?;
-    }
+    entries.push(("main.py".into(), LAUNCHER.to_vec()));
+    entries.push(("requirements.txt".into(), REQUIREMENTS.to_vec()));
     let mut binary_sizes = Vec::new();
     for binary in binaries {
         let bytes = std::fs::read(&binary.path).map_err(io(&binary.path))?;
         check_elf(&bytes, binary)?;
-        let name = format!("bin/git-datasource-{}", binary.arch);
+        let name = format!("bin/{}-{}", plugin.binary_name(), binary.arch);
         binary_sizes.push((name.clone(), bytes.len() as u64));
         entries.push((name, bytes));
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let requirements = entries
-        .iter()
-        .find(|(name, _)| name == "requirements.txt")
-        .map(|(_, b)| b);
-    if requirements.is_some_and(|r| r.iter().any(|b| !b.is_ascii_whitespace())) {
-        return Err(PackageError::Invalid(format!(
-            "{LAUNCHER_DIR}/requirements.txt must stay empty: the package needs nothing from PyPI"
-        )));
-    }
     let unpacked_size: u64 = entries.iter().map(|(_, b)| b.len() as u64).sum();
     if unpacked_size > MAX_PACKAGE_BYTES {
         return Err(PackageError::Invalid(format!(

@@ -1,9 +1,10 @@
-//! The daemon's validation rules for the three declaration files (`docs/packaging.md` §2–3,
-//! `docs/protocol.md` §3.3), each problem named by file and field.
+//! The daemon's validation rules for the declaration files (`docs/packaging.md` §2–3,
+//! `docs/protocol.md` §3.3; tools as `pkg/entities/plugin_entities/tool_declaration.go` of the
+//! daemon has them), each problem named by file and field.
 
 use serde_json::Value;
 
-use super::{Problem, MANIFEST_FILE};
+use super::{PluginKind, Problem, MANIFEST_FILE};
 
 const LOCALES: [&str; 4] = ["en_US", "zh_Hans", "ja_JP", "pt_BR"];
 const TAGS: [&str; 19] = [
@@ -30,6 +31,25 @@ const TAGS: [&str; 19] = [
 const ARCHES: [&str; 2] = ["amd64", "arm64"];
 const PROVIDER_TYPES: [&str; 3] = ["website_crawl", "online_document", "online_drive"];
 const PARAMETER_TYPES: [&str; 5] = ["string", "number", "boolean", "select", "secret-input"];
+const TOOL_PARAMETER_TYPES: [&str; 16] = [
+    "string",
+    "number",
+    "boolean",
+    "select",
+    "secret-input",
+    "file",
+    "files",
+    "app-selector",
+    "model-selector",
+    "any",
+    "dynamic-select",
+    "array",
+    "object",
+    "checkbox",
+    "date",
+    "date-range",
+];
+const TOOL_PARAMETER_FORMS: [&str; 3] = ["schema", "form", "llm"];
 const CREDENTIAL_TYPES: [&str; 7] = [
     "secret-input",
     "text-input",
@@ -40,8 +60,10 @@ const CREDENTIAL_TYPES: [&str; 7] = [
     "array[tools]",
 ];
 const SELECTOR_TYPES: [&str; 3] = ["app-selector", "model-selector", "array[tools]"];
-/// Plugin kinds a datasource plugin may not be mixed with (`ManifestValidate`).
-const OTHER_KINDS: [&str; 5] = [
+/// Every kind a manifest can declare under `plugins`; this runtime serves the first two, one
+/// per plugin (the daemon forbids a datasource beside any other kind, `ManifestValidate`).
+const ALL_KINDS: [&str; 6] = [
+    "datasources",
     "tools",
     "models",
     "endpoints",
@@ -336,7 +358,8 @@ fn is_rfc3339(s: &str) -> bool {
             && zone[4..6].iter().all(u8::is_ascii_digit))
 }
 
-pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) {
+/// Checks the manifest; returns the kind of plugin it declares, when it declares one.
+pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) -> Option<PluginKind> {
     let mut c = Checker::new(MANIFEST_FILE, problems);
     c.matching(
         manifest,
@@ -394,35 +417,53 @@ pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) {
             );
         }
     }
-    match lookup(manifest, "plugins.datasources") {
-        Some(Value::Array(paths)) if paths.len() == 1 => {
-            if !paths[0]
-                .as_str()
-                .is_some_and(|p| !p.is_empty() && p.len() <= 128)
-            {
+    let declared: Vec<&str> = ALL_KINDS
+        .into_iter()
+        .filter(|kind| {
+            lookup(manifest, &format!("plugins.{kind}"))
+                .is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))
+        })
+        .collect();
+    let kind = match declared.first().copied() {
+        Some("datasources") => Some(PluginKind::Datasource),
+        Some("tools") => Some(PluginKind::Tool),
+        _ => None,
+    };
+    match kind {
+        Some(kind) => {
+            let field = format!("plugins.{}", kind.key());
+            match lookup(manifest, &field) {
+                Some(Value::Array(paths)) if paths.len() == 1 => {
+                    if !paths[0]
+                        .as_str()
+                        .is_some_and(|p| !p.is_empty() && p.len() <= 128)
+                    {
+                        c.problem(
+                            &format!("{field}[0]"),
+                            "must be the provider YAML path (at most 128 characters)",
+                        );
+                    }
+                }
+                Some(Value::Array(_)) => c.problem(
+                    &field,
+                    "declare exactly one provider file (the daemon keeps only the last)",
+                ),
+                _ => c.problem(&field, "must be a list with the provider YAML path"),
+            }
+            for other in declared.iter().skip(1) {
                 c.problem(
-                    "plugins.datasources[0]",
-                    "must be the provider YAML path (at most 128 characters)",
+                    &format!("plugins.{other}"),
+                    format!(
+                        "a {} plugin cannot also declare other plugin kinds",
+                        kind.noun()
+                    ),
                 );
             }
         }
-        Some(Value::Array(paths)) if paths.len() > 1 => c.problem(
+        None => c.problem(
             "plugins.datasources",
-            "declare exactly one provider file (the daemon keeps only the last)",
+            "is required: a list with the provider YAML path (or plugins.tools for a tool plugin)",
         ),
-        _ => c.problem(
-            "plugins.datasources",
-            "is required: a list with the provider YAML path",
-        ),
-    }
-    for kind in OTHER_KINDS {
-        let field = format!("plugins.{kind}");
-        if lookup(manifest, &field).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
-            c.problem(
-                &field,
-                "a datasource plugin cannot also declare other plugin kinds",
-            );
-        }
     }
     c.matching(manifest, "meta.version", 32, is_version, "x.y.z");
     match lookup(manifest, "meta.arch") {
@@ -465,17 +506,23 @@ pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) {
     if let Some(Value::Object(_)) = lookup(manifest, "permission") {
         c.problem("permission", "belongs under resource.permission");
     }
+    kind
 }
 
-pub(super) fn provider_path(manifest: &Value) -> Option<String> {
-    lookup(manifest, "plugins.datasources")?
+pub(super) fn provider_path(manifest: &Value, kind: PluginKind) -> Option<String> {
+    lookup(manifest, &format!("plugins.{}", kind.key()))?
         .as_array()?
         .last()?
         .as_str()
         .map(str::to_owned)
 }
 
-pub(super) fn check_provider(file: &str, provider: &Value, problems: &mut Vec<Problem>) {
+pub(super) fn check_provider(
+    kind: PluginKind,
+    file: &str,
+    provider: &Value,
+    problems: &mut Vec<Problem>,
+) {
     let mut c = Checker::new(file, problems);
     c.string(provider, "identity.author", 64);
     c.matching(
@@ -489,7 +536,15 @@ pub(super) fn check_provider(file: &str, provider: &Value, problems: &mut Vec<Pr
     c.i18n(provider, "identity.description", true);
     c.string(provider, "identity.icon", 128);
     c.tags(provider, "identity.tags");
-    c.one_of(provider, "provider_type", &PROVIDER_TYPES);
+    if kind == PluginKind::Datasource {
+        c.one_of(provider, "provider_type", &PROVIDER_TYPES);
+    }
+    if provider.get("credentials_for_provider").is_some() {
+        c.problem(
+            "credentials_for_provider",
+            "write the credentials as the list credentials_schema",
+        );
+    }
     match provider.get("credentials_schema") {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
@@ -503,8 +558,9 @@ pub(super) fn check_provider(file: &str, provider: &Value, problems: &mut Vec<Pr
         }
         Some(_) => c.problem("credentials_schema", "must be a list of credential fields"),
     }
-    if c.list(provider, "datasources").is_empty() {
-        c.problem("datasources", "declare at least one datasource");
+    let key = kind.key();
+    if c.list(provider, key).is_empty() {
+        c.problem(key, format!("declare at least one {}", kind.noun()));
     }
 }
 
@@ -599,9 +655,72 @@ fn check_parameter(c: &mut Checker, parameter: &Value, at: &str) {
     }
 }
 
+pub(super) fn check_tool(file: &str, tool: &Value, problems: &mut Vec<Problem>) {
+    let mut c = Checker::new(file, problems);
+    c.string(tool, "identity.author", 64);
+    c.matching(
+        tool,
+        "identity.name",
+        128,
+        is_identity_name,
+        "^[A-Za-z0-9_-]{1,128}$",
+    );
+    c.i18n(tool, "identity.label", true);
+    c.i18n(tool, "description.human", true);
+    c.string(tool, "description.llm", 4096);
+    let parameters = match tool.get("parameters") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            c.problem("parameters", "must be a list");
+            &[][..]
+        }
+    };
+    c.no_duplicate_names(parameters, "parameters");
+    for (i, parameter) in parameters.iter().enumerate() {
+        check_tool_parameter(&mut c, parameter, &format!("parameters[{i}]"));
+    }
+    if let Some(schema) = tool.get("output_schema") {
+        if !schema.is_object() && !schema.is_null() {
+            c.problem("output_schema", "must be a mapping (a JSON schema)");
+        }
+    }
+}
+
+fn check_tool_parameter(c: &mut Checker, parameter: &Value, at: &str) {
+    let mut c = c.nested(at);
+    let Some(object) = parameter.as_object() else {
+        c.problem("", "must be a mapping");
+        return;
+    };
+    c.string(parameter, "name", 1023);
+    let kind = c.one_of(parameter, "type", &TOOL_PARAMETER_TYPES);
+    c.one_of(parameter, "form", &TOOL_PARAMETER_FORMS);
+    c.i18n(parameter, "label", true);
+    c.i18n(parameter, "human_description", true);
+    if object
+        .get("llm_description")
+        .is_some_and(|d| !d.is_string() && !d.is_null())
+    {
+        c.problem("llm_description", "must be text");
+    }
+    if object.get("required").is_some_and(|r| !r.is_boolean()) {
+        c.problem("required", "must be true or false");
+    }
+    if kind.as_deref() == Some("select") {
+        let values = c.options(parameter);
+        if let Some(d) = object.get("default").and_then(Value::as_str) {
+            if !values.iter().any(|v| v == d) {
+                c.problem("default", format!("{d:?} is not one of the options"));
+            }
+        }
+    }
+}
+
 /// Every icon a declaration names: `(file, field, icon name)`.
 pub(super) fn icon_references(
     manifest: &Value,
+    kind: Option<PluginKind>,
     provider: Option<&Value>,
 ) -> Vec<(String, String, String)> {
     let mut icons = Vec::new();
@@ -612,15 +731,16 @@ pub(super) fn icon_references(
     };
     add(MANIFEST_FILE, "icon", manifest.get("icon"));
     add(MANIFEST_FILE, "icon_dark", manifest.get("icon_dark"));
-    if let Some(provider) = provider {
-        let file = provider_path(manifest).unwrap_or_default();
+    if let (Some(kind), Some(provider)) = (kind, provider) {
+        let file = provider_path(manifest, kind).unwrap_or_default();
         add(&file, "identity.icon", lookup(provider, "identity.icon"));
-        let datasources = provider.get("datasources").and_then(Value::as_array);
-        for (i, datasource) in datasources.into_iter().flatten().enumerate() {
+        let key = kind.key();
+        let members = provider.get(key).and_then(Value::as_array);
+        for (i, member) in members.into_iter().flatten().enumerate() {
             add(
                 &file,
-                &format!("datasources[{i}].identity.icon"),
-                lookup(datasource, "identity.icon"),
+                &format!("{key}[{i}].identity.icon"),
+                lookup(member, "identity.icon"),
             );
         }
     }
