@@ -12,8 +12,8 @@ use super::url::RepoUrl;
 use super::GitError;
 use crate::EnvVars;
 
-/// Written into an entry after a fetch completed; its mtime is the entry's last use.
-/// Marks a finished clone (named after the cache's first user; kept so existing caches stay valid).
+/// Written into an entry after a fetch completed; its mtime is the entry's last use. (Named
+/// after the cache's first user; kept so existing caches stay valid.)
 const MARKER: &str = "git-datasource-complete";
 /// The default size bound of the whole cache.
 pub const DEFAULT_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
