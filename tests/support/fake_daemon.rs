@@ -10,17 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_git-datasource");
-pub const REPO_DIR: &str = env!("CARGO_MANIFEST_DIR");
-
-/// The plugin's declaration files and icons.
-pub const PLUGIN_FILES: [&str; 5] = [
-    "manifest.yaml",
-    "provider/git_datasource.yaml",
-    "datasources/git_datasource.yaml",
-    "_assets/icon.svg",
-    "_assets/icon-dark.svg",
-];
+// The plugin this harness drives: its binary, directory and declaration files.
+pub use super::plugin_under_test::{BINARY, PLUGIN_FILES, REPO_DIR};
 
 /// Copies the plugin's own files into `dir`, to run or check a modified copy there.
 pub fn copy_plugin(dir: &std::path::Path) {

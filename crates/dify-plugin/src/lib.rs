@@ -6,3 +6,4 @@ pub mod commands;
 pub mod declaration;
 pub mod package;
 pub mod protocol;
+pub mod tool;

@@ -79,6 +79,11 @@ impl Fetched {
         Repository::open_bare(&self.repo_dir).map_err(|e| GitError::Read(e.message().to_string()))
     }
 
+    /// Its URL, repository, commit and lock, taken apart.
+    pub(crate) fn into_parts(self) -> (RepoUrl, PathBuf, Oid, Option<EntryLock>) {
+        (self.url, self.repo_dir, self.commit, self._lock)
+    }
+
     /// Where this commit lives, to read it again after this handle (and its lock) is gone.
     pub fn place(&self) -> RepoPlace {
         RepoPlace {
@@ -110,6 +115,10 @@ impl GitClient {
     pub fn new(cache: RepoCache, settings: FetchSettings) -> Self {
         init_libgit2(settings.env);
         GitClient { cache, settings }
+    }
+
+    pub fn settings(&self) -> &FetchSettings {
+        &self.settings
     }
 
     pub fn cache(&self) -> &RepoCache {

@@ -29,6 +29,10 @@ pub enum GitError {
     Cache(String),
     #[error("reading the repository failed: {}", mask_url(.0))]
     Read(String),
+    #[error("the push was refused: {}", mask_url(.0))]
+    Rejected(String),
+    #[error("writing the commit failed: {}", mask_url(.0))]
+    Write(String),
 }
 
 /// Debug output is masked like the message.
@@ -59,6 +63,8 @@ impl GitError {
             GitError::Timeout(_) => "timeout",
             GitError::Cache(_) => "cache",
             GitError::Read(_) => "read",
+            GitError::Rejected(_) => "push_rejected",
+            GitError::Write(_) => "write",
         }
     }
 

@@ -9,6 +9,7 @@ pub mod credentials;
 mod env;
 mod error;
 pub mod filters;
+pub mod push;
 pub mod tree;
 pub mod url;
 
@@ -20,6 +21,7 @@ pub use credentials::{CredentialProblem, GitCredentials};
 pub use env::EnvVars;
 pub use error::GitError;
 pub use filters::PathFilter;
+pub use push::{read_file, write_commit, Author, Branch, FileChange};
 pub use tree::{
     diff_commits, fill_sizes, list_files, Change, FileEntry, SkipReason, Skipped, TreeListing,
 };

@@ -1,0 +1,210 @@
+//! The app routes of the console API: list, export DSL (draft or published).
+
+use serde_json::Value;
+
+use super::{Console, ConsoleError};
+
+/// At most this many pages of 100 apps are read (a hostile server cannot keep us paging).
+const MAX_PAGES: u32 = 200;
+
+/// An app as the list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSummary {
+    pub id: String,
+    pub name: String,
+    /// `workflow`, `advanced-chat`, `chat`, `agent-chat` or `completion`.
+    pub mode: String,
+}
+
+/// Which version of an app to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Draft,
+    Published,
+}
+
+impl Console {
+    /// Every app of the workspace, paging by 100.
+    pub async fn list_apps(&self) -> Result<Vec<AppSummary>, ConsoleError> {
+        let mut apps = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let route = format!("/apps?page={page}&limit=100");
+            let body = self.get(&route).await?;
+            let Some(items) = body["data"].as_array() else {
+                return Err(ConsoleError::Malformed {
+                    route: "/apps".into(),
+                    why: "no `data` list".into(),
+                });
+            };
+            for item in items {
+                let text = |key: &str| item[key].as_str().unwrap_or_default().to_string();
+                if text("id").is_empty() {
+                    continue;
+                }
+                apps.push(AppSummary {
+                    id: text("id"),
+                    name: text("name"),
+                    mode: text("mode"),
+                });
+            }
+            if items.is_empty() || body["has_more"] != Value::Bool(true) {
+                return Ok(apps);
+            }
+        }
+        Ok(apps)
+    }
+
+    /// The app's DSL as Dify exports it, secrets left out (`include_secret=false`).
+    pub async fn export_dsl(&self, app_id: &str, version: Version) -> Result<String, ConsoleError> {
+        let app_id = path_segment(app_id)?;
+        let mut route = format!("/apps/{app_id}/export?include_secret=false");
+        if version == Version::Published {
+            let published = self
+                .get(&format!("/apps/{app_id}/workflows/publish"))
+                .await?;
+            let Some(workflow_id) = published["id"].as_str().filter(|id| !id.is_empty()) else {
+                return Err(ConsoleError::Refused {
+                    status: 404,
+                    route: format!("/apps/{app_id}/workflows/publish"),
+                    code: "not_published".into(),
+                    message: "the app has no published version yet; publish it or export the draft"
+                        .into(),
+                });
+            };
+            route.push_str(&format!("&workflow_id={}", path_segment(workflow_id)?));
+        }
+        let body = self.get(&route).await?;
+        match body["data"].as_str() {
+            Some(dsl) => Ok(dsl.to_string()),
+            None => Err(ConsoleError::Malformed {
+                route: format!("/apps/{app_id}/export"),
+                why: "no `data` string".into(),
+            }),
+        }
+    }
+}
+
+/// What `POST /apps/imports` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub import_id: String,
+    /// `completed`, `completed-with-warnings`, `pending` or `failed`.
+    pub status: String,
+    pub app_id: String,
+    pub current_dsl_version: String,
+    pub imported_dsl_version: String,
+    pub error: String,
+}
+
+impl ImportOutcome {
+    fn from_json(value: &Value) -> ImportOutcome {
+        let text = |key: &str| value[key].as_str().unwrap_or_default().to_string();
+        ImportOutcome {
+            import_id: text("id"),
+            status: text("status"),
+            app_id: text("app_id"),
+            current_dsl_version: text("current_dsl_version"),
+            imported_dsl_version: text("imported_dsl_version"),
+            error: text("error"),
+        }
+    }
+}
+
+/// A published version of an app's workflow.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PublishedVersion {
+    pub workflow_id: String,
+    pub version: String,
+    pub marked_name: String,
+    pub created_at: i64,
+}
+
+impl Console {
+    /// Imports DSL: over the app `app_id` in place (only `workflow` and `advanced-chat` apps
+    /// can be), or as a new app when `None`. A failed import (HTTP 400) is an outcome too.
+    pub async fn import_dsl(
+        &self,
+        yaml: &str,
+        app_id: Option<&str>,
+    ) -> Result<ImportOutcome, ConsoleError> {
+        let mut body = serde_json::json!({"mode": "yaml-content", "yaml_content": yaml});
+        if let Some(app_id) = app_id {
+            body["app_id"] = Value::String(path_segment(app_id)?.to_string());
+        }
+        match self.post("/apps/imports", &body).await {
+            Ok(answer) => Ok(ImportOutcome::from_json(&answer.body)),
+            Err(ConsoleError::Refused {
+                status: 400,
+                message,
+                ..
+            }) => Ok(ImportOutcome {
+                status: "failed".into(),
+                error: message,
+                ..ImportOutcome::from_json(&Value::Null)
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Confirms a pending import (Dify keeps it for 10 minutes).
+    pub async fn confirm_import(&self, import_id: &str) -> Result<ImportOutcome, ConsoleError> {
+        let route = format!("/apps/imports/{}/confirm", path_segment(import_id)?);
+        let answer = self.post(&route, &serde_json::json!({})).await?;
+        Ok(ImportOutcome::from_json(&answer.body))
+    }
+
+    /// The plugins the app's DSL depends on that this workspace lacks.
+    pub async fn missing_dependencies(&self, app_id: &str) -> Result<Vec<String>, ConsoleError> {
+        let route = format!("/apps/imports/{}/check-dependencies", path_segment(app_id)?);
+        let body = self.get(&route).await?;
+        let leaked = body["leaked_dependencies"].as_array().cloned().unwrap_or_default();
+        Ok(leaked
+            .iter()
+            .map(|d| {
+                d["value"]["plugin_unique_identifier"]
+                    .as_str()
+                    .or_else(|| d["current_identifier"].as_str())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| d.to_string())
+            })
+            .collect())
+    }
+
+    /// Publishes the app's draft.
+    pub async fn publish(&self, app_id: &str, name: &str) -> Result<(), ConsoleError> {
+        let route = format!("/apps/{}/workflows/publish", path_segment(app_id)?);
+        let body = serde_json::json!({"marked_name": name, "marked_comment": "Published by Dify App Git Sync"});
+        self.post(&route, &body).await.map(drop)
+    }
+
+    /// The app's published versions, newest first (the draft left out).
+    pub async fn published_versions(
+        &self,
+        app_id: &str,
+    ) -> Result<Vec<PublishedVersion>, ConsoleError> {
+        let route = format!("/apps/{}/workflows?page=1&limit=20", path_segment(app_id)?);
+        let body = self.get(&route).await?;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        Ok(items
+            .iter()
+            .filter(|w| w["version"] != "draft")
+            .map(|w| PublishedVersion {
+                workflow_id: w["id"].as_str().unwrap_or_default().to_string(),
+                version: w["version"].as_str().unwrap_or_default().to_string(),
+                marked_name: w["marked_name"].as_str().unwrap_or_default().to_string(),
+                created_at: w["created_at"].as_i64().unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+/// An id that goes into a URL path: letters, digits and dashes only.
+fn path_segment(id: &str) -> Result<&str, ConsoleError> {
+    match !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        true => Ok(id),
+        false => Err(ConsoleError::Malformed {
+            route: "/apps".into(),
+            why: format!("{:?} is not an app or workflow id", id.chars().take(40).collect::<String>()),
+        }),
+    }
+}

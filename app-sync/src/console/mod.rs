@@ -1,0 +1,520 @@
+//! A client of Dify's console API (`/console/api`), the only API that exports and imports app
+//! DSL. It signs in on first use, renews an expired session once per call (refresh token, or a
+//! new login with a password) and never shows a secret: errors name the route and Dify's
+//! own message.
+
+pub mod apps;
+pub mod sign_in;
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use sign_in::{login_password, CookieSet, Credential, DifyVersion, SignIn};
+
+/// The most one answer may hold (a DSL is at most 10 MB).
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+/// Dify's API as the plugin daemon's container reaches it in Dify's docker compose.
+pub const DEFAULT_CONSOLE_URL: &str = "http://api:5001";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("cannot reach Dify's console API at {url}: {why}; check the console URL (from the plugin daemon's container Dify's API is http://api:5001)")]
+    Unreachable { url: String, why: String },
+    #[error("signing in to Dify failed: {0}")]
+    SignIn(String),
+    #[error("Dify answered {status} to {route}: {message}")]
+    Refused {
+        status: u16,
+        route: String,
+        code: String,
+        message: String,
+    },
+    #[error("Dify's answer to {route} cannot be read: {why}")]
+    Malformed { route: String, why: String },
+}
+
+impl ConsoleError {
+    /// Dify's error code (`app_not_found`, …), when it sent one.
+    pub fn code(&self) -> &str {
+        match self {
+            ConsoleError::Refused { code, .. } => code,
+            _ => "",
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ConsoleError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// One answer: its status and JSON body (`null` when empty).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+struct Signed {
+    credential: Credential,
+    version: Option<DifyVersion>,
+}
+
+/// The console API of one Dify, signed in one way. Sessions live in memory only.
+pub struct Console {
+    http: reqwest::Client,
+    base: String,
+    /// `base` without user info, for messages.
+    shown: String,
+    sign_in: SignIn,
+    signed: Mutex<Option<Signed>>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("base", &self.shown)
+            .field("sign_in", &self.sign_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a console URL: http(s) with a host; a trailing `/` and `/console/api` are dropped.
+pub fn normalize_console_url(url: &str) -> Result<String, String> {
+    let url = match url.trim() {
+        "" => DEFAULT_CONSOLE_URL,
+        url => url,
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|_| {
+        "console_url must be a URL such as http://api:5001 or https://dify.example.com".to_string()
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err("console_url must start with http:// or https:// and name a host".into());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("console_url must not have a query or a fragment".into());
+    }
+    let base = url.trim_end_matches('/');
+    let base = base.strip_suffix("/console/api").unwrap_or(base);
+    Ok(base.to_string())
+}
+
+fn without_user_info(base: &str) -> String {
+    match reqwest::Url::parse(base) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.as_str().trim_end_matches('/').to_string()
+        }
+        Err(_) => "<invalid URL>".into(),
+    }
+}
+
+impl Console {
+    pub fn new(console_url: &str, sign_in: SignIn) -> Result<Console, String> {
+        let base = normalize_console_url(console_url)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .pool_idle_timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| format!("the HTTP client could not start: {e}"))?;
+        Ok(Console {
+            http,
+            shown: without_user_info(&base),
+            base,
+            sign_in,
+            signed: Mutex::new(None),
+        })
+    }
+
+    /// The server's version, once signed in (from `X-Version`).
+    pub async fn version(&self) -> Option<DifyVersion> {
+        self.signed.lock().await.as_ref().and_then(|s| s.version)
+    }
+
+    /// Signs in (if not yet) and proves the session by listing one app.
+    pub async fn check(&self) -> Result<Option<DifyVersion>, ConsoleError> {
+        self.get("/apps?page=1&limit=1").await?;
+        Ok(self.version().await)
+    }
+
+    pub async fn get(&self, route: &str) -> Result<Value, ConsoleError> {
+        let answer = self.call(Method::GET, route, None).await?;
+        Ok(answer.body)
+    }
+
+    pub async fn post(&self, route: &str, body: &Value) -> Result<Answer, ConsoleError> {
+        self.call(Method::POST, route, Some(body)).await
+    }
+
+    /// A signed-in call; a 401 renews the session once and tries again. Answers of 400 and
+    /// above (other than that 401) are errors.
+    pub async fn call(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ConsoleError> {
+        let mut signed = self.signed.lock().await;
+        if signed.is_none() {
+            *signed = Some(self.sign_in().await?);
+        }
+        let mut renewed = false;
+        loop {
+            let current = signed.as_ref().expect("signed in above");
+            let headers = auth_headers(&current.credential);
+            let (status, response_headers, value) =
+                self.send(method.clone(), route, headers, body).await?;
+            if status == StatusCode::UNAUTHORIZED && !renewed {
+                renewed = true;
+                *signed = Some(self.renew(signed.take().expect("signed in")).await?);
+                continue;
+            }
+            if let Some(version) = header_version(&response_headers) {
+                if let Some(current) = signed.as_mut() {
+                    current.version = Some(version);
+                }
+            }
+            if status.as_u16() >= 400 {
+                return Err(refusal(status, route, &value));
+            }
+            return Ok(Answer {
+                status: status.as_u16(),
+                body: value,
+            });
+        }
+    }
+
+    /// One HTTP exchange under `/console/api`.
+    async fn send(
+        &self,
+        method: Method,
+        route: &str,
+        headers: HeaderMap,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, HeaderMap, Value), ConsoleError> {
+        let url = format!("{}/console/api{route}", self.base);
+        let mut request = self.http.request(method, &url).headers(headers);
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = read_capped(response)
+            .await
+            .map_err(|e| self.unreachable(&e))?
+            .ok_or_else(|| ConsoleError::Malformed {
+                route: route_name(route),
+                why: format!("the answer is over {MAX_ANSWER_BYTES} bytes"),
+            })?;
+        let value = match bytes.iter().all(u8::is_ascii_whitespace) {
+            true => Value::Null,
+            false => match serde_json::from_slice(&bytes) {
+                Ok(value) => value,
+                Err(_) if status.as_u16() >= 400 => {
+                    json!({"message": String::from_utf8_lossy(&bytes[..bytes.len().min(200)])})
+                }
+                Err(e) => {
+                    return Err(ConsoleError::Malformed {
+                        route: route_name(route),
+                        why: format!("not JSON ({e}); is {} Dify's API?", self.shown),
+                    })
+                }
+            },
+        };
+        Ok((status, headers, value))
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> ConsoleError {
+        let why = match (error.is_timeout(), error.is_connect()) {
+            (true, _) => "timed out".to_string(),
+            (_, true) => "cannot connect".to_string(),
+            _ => "the connection failed".to_string(),
+        };
+        ConsoleError::Unreachable {
+            url: self.shown.clone(),
+            why,
+        }
+    }
+
+    /// The server's version without signing in: `X-Version` of `/system-features`.
+    async fn probe_version(&self) -> Result<Option<DifyVersion>, ConsoleError> {
+        let (_, headers, _) = self
+            .send(Method::GET, "/system-features", HeaderMap::new(), None)
+            .await?;
+        Ok(header_version(&headers))
+    }
+
+    async fn sign_in(&self) -> Result<Signed, ConsoleError> {
+        let version = self.probe_version().await?;
+        let credential = match &self.sign_in {
+            SignIn::AdminKey { key, workspace_id } => {
+                if let Some(v) = version.filter(|v| *v < DifyVersion::ADMIN_KEY) {
+                    return Err(ConsoleError::SignIn(format!(
+                        "this Dify is {v}; the admin API key exists from 1.11.0 on. Sign in with e-mail and password instead"
+                    )));
+                }
+                Credential::Bearer {
+                    token: key.clone(),
+                    workspace_id: Some(workspace_id.clone()),
+                    refresh_token: None,
+                }
+            }
+            SignIn::Password { email, password } => {
+                self.login(email, password, version).await?
+            }
+            SignIn::Session {
+                access_token,
+                refresh_token,
+                csrf_token,
+            } => match version {
+                Some(v) if v < DifyVersion::COOKIES => Credential::Bearer {
+                    token: access_token.clone(),
+                    workspace_id: None,
+                    refresh_token: Some(refresh_token.clone()).filter(|t| !t.is_empty()),
+                },
+                _ => Credential::Cookies(CookieSet::pasted(
+                    access_token,
+                    refresh_token,
+                    csrf_token,
+                )),
+            },
+        };
+        Ok(Signed {
+            credential,
+            version,
+        })
+    }
+
+    async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        version: Option<DifyVersion>,
+    ) -> Result<Credential, ConsoleError> {
+        let body = json!({
+            "email": email,
+            "password": login_password(password, version),
+            "remember_me": true,
+        });
+        let (status, headers, value) = self
+            .send(Method::POST, "/login", HeaderMap::new(), Some(&body))
+            .await?;
+        if status.as_u16() >= 400 || value["result"] != "success" {
+            let message = dify_message(&value);
+            let hint = match status.as_u16() {
+                429 => " (Dify limits failed logins; wait before trying again)",
+                _ => "",
+            };
+            return Err(ConsoleError::SignIn(format!(
+                "{} refused the login for {email}: {message}{hint}",
+                self.shown
+            )));
+        }
+        if let Some(token) = value["data"]["access_token"].as_str() {
+            return Ok(Credential::Bearer {
+                token: token.to_string(),
+                workspace_id: None,
+                refresh_token: value["data"]["refresh_token"].as_str().map(str::to_owned),
+            });
+        }
+        let cookies = CookieSet::from_set_cookie(
+            headers
+                .get_all(SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        if cookies.get("access_token").is_none() {
+            return Err(ConsoleError::SignIn(format!(
+                "{} accepted the login but sent no access token (neither in the answer nor as a cookie)",
+                self.shown
+            )));
+        }
+        Ok(Credential::Cookies(cookies))
+    }
+
+    /// After a 401: the refresh token when there is one, else (or when it fails) a new login
+    /// with the password; a key or a session without a refresh token cannot be renewed.
+    async fn renew(&self, previous: Signed) -> Result<Signed, ConsoleError> {
+        if let Some(credential) = self.refresh(&previous.credential).await? {
+            return Ok(Signed {
+                credential,
+                version: previous.version,
+            });
+        }
+        match &self.sign_in {
+            SignIn::Password { .. } => self.sign_in().await,
+            SignIn::AdminKey { .. } => Err(ConsoleError::SignIn(
+                "the admin API key was refused: check that ADMIN_API_KEY_ENABLE=true and ADMIN_API_KEY on the server match the key, and that the workspace id exists".into(),
+            )),
+            SignIn::Session { .. } => Err(ConsoleError::SignIn(
+                "the pasted session has expired and could not be renewed; sign in to the console in a browser and paste its access_token, refresh_token and csrf_token cookies again".into(),
+            )),
+        }
+    }
+
+    async fn refresh(&self, credential: &Credential) -> Result<Option<Credential>, ConsoleError> {
+        match credential {
+            Credential::Cookies(cookies) => {
+                if cookies.get("refresh_token").is_none() {
+                    return Ok(None);
+                }
+                let mut headers = HeaderMap::new();
+                if let Ok(value) = cookies.header(&["refresh_token"]).parse() {
+                    headers.insert(COOKIE, value);
+                }
+                let (status, answer_headers, _) = self
+                    .send(Method::POST, "/refresh-token", headers, Some(&json!({})))
+                    .await?;
+                let renewed = CookieSet::from_set_cookie(
+                    answer_headers
+                        .get_all(SET_COOKIE)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok()),
+                );
+                if !status.is_success() || renewed.get("access_token").is_none() {
+                    return Ok(None);
+                }
+                let mut merged = cookies.clone();
+                merged.merge(&renewed);
+                Ok(Some(Credential::Cookies(merged)))
+            }
+            Credential::Bearer {
+                refresh_token: Some(refresh_token),
+                ..
+            } => {
+                let body = json!({"refresh_token": refresh_token});
+                let (status, _, value) = self
+                    .send(Method::POST, "/refresh-token", HeaderMap::new(), Some(&body))
+                    .await?;
+                match value["data"]["access_token"].as_str() {
+                    Some(token) if status.is_success() => Ok(Some(Credential::Bearer {
+                        token: token.to_string(),
+                        workspace_id: None,
+                        refresh_token: value["data"]["refresh_token"].as_str().map(str::to_owned),
+                    })),
+                    _ => Ok(None),
+                }
+            }
+            Credential::Bearer { .. } => Ok(None),
+        }
+    }
+}
+
+/// The headers that sign a request in.
+fn auth_headers(credential: &Credential) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut put = |name: reqwest::header::HeaderName, value: String| {
+        if let Ok(value) = value.parse() {
+            headers.insert(name, value);
+        }
+    };
+    match credential {
+        Credential::Bearer {
+            token,
+            workspace_id,
+            ..
+        } => {
+            put(AUTHORIZATION, format!("Bearer {token}"));
+            if let Some(workspace) = workspace_id {
+                put(
+                    reqwest::header::HeaderName::from_static("x-workspace-id"),
+                    workspace.clone(),
+                );
+            }
+        }
+        Credential::Cookies(cookies) => {
+            put(COOKIE, cookies.header(&["access_token", "csrf_token"]));
+            if let Some(csrf) = cookies.get("csrf_token") {
+                put(
+                    reqwest::header::HeaderName::from_static("x-csrf-token"),
+                    csrf.to_string(),
+                );
+            }
+        }
+    }
+    headers
+}
+
+fn header_version(headers: &HeaderMap) -> Option<DifyVersion> {
+    headers
+        .get("x-version")
+        .and_then(|v| v.to_str().ok())
+        .and_then(DifyVersion::parse)
+}
+
+/// Dify's `message` (or `code`, or the body) of an error answer, shortened.
+fn dify_message(value: &Value) -> String {
+    let text = value["message"]
+        .as_str()
+        .or_else(|| value["error"].as_str())
+        .or_else(|| value["code"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string());
+    text.chars().take(300).collect()
+}
+
+fn refusal(status: StatusCode, route: &str, value: &Value) -> ConsoleError {
+    ConsoleError::Refused {
+        status: status.as_u16(),
+        route: route_name(route),
+        code: value["code"].as_str().unwrap_or_default().to_string(),
+        message: dify_message(value),
+    }
+}
+
+/// The route without its query, for messages.
+fn route_name(route: &str) -> String {
+    route.split('?').next().unwrap_or(route).to_string()
+}
+
+/// The body of an answer, or `None` past [`MAX_ANSWER_BYTES`] (read no further).
+async fn read_capped(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_urls_are_normalized() {
+        assert_eq!(normalize_console_url("").unwrap(), DEFAULT_CONSOLE_URL);
+        assert_eq!(
+            normalize_console_url("https://dify.example.com/console/api/").unwrap(),
+            "https://dify.example.com"
+        );
+        assert!(normalize_console_url("api:5001").is_err());
+        assert!(normalize_console_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn messages_never_show_user_info() {
+        let console = Console::new(
+            "https://user:pw-secret@dify.example.com",
+            SignIn::Password {
+                email: "a@b.c".into(),
+                password: "p".into(),
+            },
+        )
+        .unwrap();
+        assert!(!format!("{console:?}").contains("pw-secret"));
+    }
+}

@@ -1,0 +1,215 @@
+//! The Git side of a sync: the branch fetched for writing (full history, for `app_history`),
+//! the index of app files, reads at any commit, and commits pushed to the branch or to a
+//! conflict branch. Git work is blocking; it runs on the runtime's blocking-capable threads.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use git_remote::push::{read_file, write_commit};
+use git_remote::{Author, Branch, FetchRequest, FileChange, GitClient, GitCredentials};
+use git_remote::{GitError, HostKeyStore, MemoryHostKeys};
+use serde::{Deserialize, Serialize};
+
+use crate::dsl;
+
+/// The index of app files, under the sync directory.
+pub const INDEX_FILE: &str = ".dify-sync/index.json";
+
+/// What the index says of one app file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub app_id: String,
+    pub mode: String,
+    pub name: String,
+}
+
+/// App files by path.
+pub type Index = BTreeMap<String, IndexEntry>;
+
+/// A commit that touched a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileCommit {
+    pub commit: String,
+    pub time: i64,
+    pub author: String,
+    pub summary: String,
+}
+
+/// The branch of the sync target, fetched and locked for this run.
+pub struct AppRepository {
+    client: Arc<GitClient>,
+    url: String,
+    directory: String,
+    credentials: GitCredentials,
+    host_keys: MemoryHostKeys,
+    branch: Branch,
+    index: Index,
+}
+
+impl AppRepository {
+    /// Fetches the branch (an empty one is fine) and reads its index. `known_hosts` seeds the
+    /// SSH host keys trusted on first use before.
+    pub fn open(
+        client: Arc<GitClient>,
+        url: &str,
+        branch: &str,
+        directory: &str,
+        credentials: &GitCredentials,
+        known_hosts: &BTreeMap<String, String>,
+    ) -> Result<AppRepository, GitError> {
+        let host_keys = MemoryHostKeys::default();
+        for (host, key) in known_hosts {
+            host_keys.record(host, key);
+        }
+        let branch = client.fetch_branch(&FetchRequest {
+            url,
+            reference: branch,
+            credentials,
+            host_keys: &host_keys,
+            deadline: None,
+            progress: None,
+        })?;
+        let mut repository = AppRepository {
+            client,
+            url: url.to_string(),
+            directory: directory.to_string(),
+            credentials: credentials.clone(),
+            host_keys,
+            branch,
+            index: Index::new(),
+        };
+        repository.index = match repository.read(&repository.index_path())? {
+            None => Index::new(),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                GitError::Read(format!(
+                    "{} is not an index this plugin wrote ({e}); fix or delete it",
+                    repository.index_path()
+                ))
+            })?,
+        };
+        Ok(repository)
+    }
+
+    pub fn index_path(&self) -> String {
+        dsl::join(&self.directory, INDEX_FILE)
+    }
+
+    pub fn directory(&self) -> &str {
+        &self.directory
+    }
+
+    pub fn branch_name(&self) -> &str {
+        &self.branch.name
+    }
+
+    /// The branch's head commit; `None` while the branch is empty.
+    pub fn head(&self) -> Option<String> {
+        self.branch.head.map(|oid| oid.to_string())
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The file of an app, by its id.
+    pub fn path_of(&self, app_id: &str) -> Option<&str> {
+        self.index
+            .iter()
+            .find(|(_, entry)| entry.app_id == app_id)
+            .map(|(path, _)| path.as_str())
+    }
+
+    /// The SSH host keys now trusted (to remember them).
+    pub fn host_keys(&self, into: &mut BTreeMap<String, String>) {
+        let host = self.branch.url.known_hosts_name();
+        if let Some(key) = self.host_keys.recorded(&host) {
+            into.insert(host, key);
+        }
+    }
+
+    /// A file at the head (`None`: absent, or the branch is empty).
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        match self.branch.head {
+            None => Ok(None),
+            Some(head) => read_file(&self.branch.open()?, head, path),
+        }
+    }
+
+    /// A file at any commit of the branch's history (a full id, or a prefix of one).
+    pub fn read_at(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        let repo = self.branch.open()?;
+        let oid = repo
+            .revparse_single(commit)
+            .and_then(|object| object.peel_to_commit())
+            .map_err(|_| {
+                GitError::RefNotFound(format!("{commit:?} is not a commit of {}", self.url))
+            })?
+            .id();
+        read_file(&repo, oid, path)
+    }
+
+    /// Commits `changes` on the head and pushes them to the branch; `None` when they change
+    /// nothing. The push is refused if the branch moved meanwhile.
+    pub fn commit_and_push(
+        &self,
+        changes: &[FileChange],
+        message: &str,
+        author: &Author,
+    ) -> Result<Option<String>, GitError> {
+        let repo = self.branch.open()?;
+        let Some(commit) = write_commit(&repo, self.branch.head, changes, message, author)? else {
+            return Ok(None);
+        };
+        self.push(commit, &self.branch.name)?;
+        Ok(Some(commit.to_string()))
+    }
+
+    /// Commits `changes` on the head and pushes them to a new branch `name`.
+    pub fn push_branch(
+        &self,
+        name: &str,
+        changes: &[FileChange],
+        message: &str,
+        author: &Author,
+    ) -> Result<String, GitError> {
+        let repo = self.branch.open()?;
+        let commit = write_commit(&repo, self.branch.head, changes, message, author)?
+            .or(self.branch.head)
+            .ok_or_else(|| GitError::Write("nothing to commit on an empty branch".into()))?;
+        self.push(commit, name)?;
+        Ok(commit.to_string())
+    }
+
+    fn push(&self, commit: git2::Oid, to: &str) -> Result<(), GitError> {
+        self.client.push(
+            &self.branch,
+            commit,
+            to,
+            &FetchRequest {
+                url: &self.url,
+                reference: to,
+                credentials: &self.credentials,
+                host_keys: &self.host_keys,
+                deadline: None,
+                progress: None,
+            },
+        )
+    }
+
+    /// The commits of the branch that changed `path`, newest first, at most `max`.
+    pub fn history(&self, path: &str, max: usize) -> Result<Vec<FileCommit>, GitError> {
+        let Some(head) = self.branch.head else {
+            return Ok(Vec::new());
+        };
+        let commits = git_remote::push::file_history(&self.branch.open()?, head, path, max)?;
+        Ok(commits
+            .into_iter()
+            .map(|c| FileCommit {
+                commit: c.id.to_string(),
+                time: c.time,
+                author: c.author,
+                summary: c.summary,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,264 @@
+//! The provider's credentials (Dify sign-in and Git repository), read from a tool request or
+//! from `APP_GIT_SYNC_*` environment variables, and checked for format. Secrets never appear
+//! in a message: problems name the field and the fix.
+
+use std::fmt;
+
+use git_remote::{CredentialProblem, GitCredentials};
+use serde_json::{Map, Value};
+
+use crate::console::normalize_console_url;
+use crate::console::sign_in::SignIn;
+
+/// Everything one sync needs to know.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub console_url: String,
+    pub sign_in: SignIn,
+    pub repository_url: String,
+    pub branch: String,
+    /// Where the apps live in the repository (empty: the root).
+    pub directory: String,
+    pub git: GitCredentials,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("sign_in", &self.sign_in)
+            .field("branch", &self.branch)
+            .field("directory", &self.directory)
+            .field("git", &self.git)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The credential names, as `provider/app_git_sync.yaml` declares them.
+pub const FIELDS: [&str; 18] = [
+    "console_url",
+    "sign_in",
+    "admin_api_key",
+    "workspace_id",
+    "email",
+    "password",
+    "session_access_token",
+    "session_refresh_token",
+    "session_csrf_token",
+    "repository_url",
+    "branch",
+    "directory",
+    "git_access_token",
+    "git_username",
+    "ssh_private_key",
+    "ssh_passphrase",
+    "ssh_known_hosts",
+    "ca_certificate",
+];
+
+/// Fields whose value is trimmed (the others are keys and certificates, kept as pasted).
+const TRIMMED: [&str; 12] = [
+    "console_url",
+    "sign_in",
+    "admin_api_key",
+    "workspace_id",
+    "email",
+    "session_access_token",
+    "session_refresh_token",
+    "session_csrf_token",
+    "repository_url",
+    "branch",
+    "directory",
+    "git_username",
+];
+
+impl Settings {
+    /// From a request's `credentials` object.
+    pub fn from_credentials(object: &Map<String, Value>) -> Result<Settings, Vec<CredentialProblem>> {
+        let mut problems = Vec::new();
+        let read = |field: &'static str| match object.get(field) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(CredentialProblem {
+                field,
+                message: "must be text".into(),
+            }),
+        };
+        let values: Vec<String> = FIELDS
+            .iter()
+            .map(|field| {
+                read(field).unwrap_or_else(|problem| {
+                    problems.push(problem);
+                    String::new()
+                })
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Settings::from_values(|field| {
+            let i = FIELDS.iter().position(|f| *f == field).expect("a declared field");
+            values[i].clone()
+        })
+    }
+
+    /// From `APP_GIT_SYNC_<FIELD>` variables (the command line); a `…_FILE` variant reads
+    /// the value from a file (keys, certificates).
+    pub fn from_env() -> Result<Settings, Vec<CredentialProblem>> {
+        Settings::from_values(|field| {
+            let name = format!("APP_GIT_SYNC_{}", field.to_ascii_uppercase());
+            std::env::var(&name)
+                .ok()
+                .or_else(|| {
+                    let file = std::env::var(format!("{name}_FILE")).ok()?;
+                    std::fs::read_to_string(file).ok()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    fn from_values(value: impl Fn(&str) -> String) -> Result<Settings, Vec<CredentialProblem>> {
+        let get = |field: &str| match TRIMMED.contains(&field) {
+            true => value(field).trim().to_string(),
+            false => value(field),
+        };
+        let problems = std::cell::RefCell::new(Vec::new());
+        let problem = |field: &'static str, message: &str| {
+            problems.borrow_mut().push(CredentialProblem {
+                field,
+                message: message.to_string(),
+            })
+        };
+        let console_url = match normalize_console_url(&get("console_url")) {
+            Ok(url) => url,
+            Err(message) => {
+                problem("console_url", &message);
+                String::new()
+            }
+        };
+        let required = |field: &'static str, why: &str| {
+            let v = get(field);
+            if v.is_empty() {
+                problem(field, why);
+            }
+            v
+        };
+        let sign_in = match get("sign_in").as_str() {
+            "admin_api_key" => SignIn::AdminKey {
+                key: required("admin_api_key", "is required to sign in with the admin API key"),
+                workspace_id: required(
+                    "workspace_id",
+                    "is required with the admin API key: the workspace whose apps are synced",
+                ),
+            },
+            "" | "password" => SignIn::Password {
+                email: required("email", "is required to sign in with e-mail and password"),
+                password: required("password", "is required to sign in with e-mail and password"),
+            },
+            "session" => SignIn::Session {
+                access_token: required(
+                    "session_access_token",
+                    "is required for a pasted session: the access_token cookie of a signed-in browser",
+                ),
+                refresh_token: get("session_refresh_token"),
+                csrf_token: get("session_csrf_token"),
+            },
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                problem(
+                    "sign_in",
+                    &format!("{shown:?} is not one of admin_api_key, password, session"),
+                );
+                SignIn::Password {
+                    email: String::new(),
+                    password: String::new(),
+                }
+            }
+        };
+        let repository_url = required(
+            "repository_url",
+            "is required: the HTTPS or SSH URL of the repository the apps are versioned in",
+        );
+        let branch = match get("branch") {
+            b if b.is_empty() => "main".to_string(),
+            b => b,
+        };
+        let directory = get("directory").trim_matches('/').to_string();
+        if directory.split('/').any(|part| part == ".." || part == ".") {
+            problem("directory", "must stay inside the repository (no . or ..)");
+        }
+        let git = GitCredentials {
+            access_token: get("git_access_token").trim().to_string(),
+            username: get("git_username"),
+            ssh_private_key: get("ssh_private_key"),
+            ssh_passphrase: get("ssh_passphrase"),
+            ssh_known_hosts: get("ssh_known_hosts"),
+            ca_certificate: get("ca_certificate"),
+        };
+        for mut found in git.problems() {
+            found.field = match found.field {
+                "access_token" => "git_access_token",
+                "username" => "git_username",
+                other => other,
+            };
+            problems.borrow_mut().push(found);
+        }
+        let problems = problems.into_inner();
+        match problems.is_empty() {
+            true => Ok(Settings {
+                console_url,
+                sign_in,
+                repository_url,
+                branch,
+                directory,
+                git,
+            }),
+            false => Err(problems),
+        }
+    }
+
+    /// Identifies the repository, branch and directory in storage keys (no secret in it).
+    pub fn target_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let masked = git_remote::url::mask_url(&self.repository_url);
+        let digest = Sha256::digest(format!("{masked}\n{}\n{}", self.branch, self.directory));
+        hex::encode(&digest[..12])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn settings(value: Value) -> Result<Settings, Vec<CredentialProblem>> {
+        Settings::from_credentials(value.as_object().unwrap())
+    }
+
+    #[test]
+    fn each_sign_in_needs_its_fields() {
+        let problems = settings(json!({"sign_in": "admin_api_key", "repository_url": "https://g/r.git"})).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["admin_api_key", "workspace_id"]);
+        let problems = settings(json!({"sign_in": "session", "repository_url": "https://g/r.git"})).unwrap_err();
+        assert_eq!(problems[0].field, "session_access_token");
+        let ok = settings(json!({"email": "a@b.c", "password": " p ", "repository_url": " https://g/r.git "})).unwrap();
+        assert_eq!(ok.sign_in, SignIn::Password { email: "a@b.c".into(), password: " p ".into() });
+        assert_eq!((ok.branch.as_str(), ok.repository_url.as_str()), ("main", "https://g/r.git"));
+        assert_eq!(ok.console_url, "http://api:5001");
+    }
+
+    #[test]
+    fn refusals_never_echo_secrets() {
+        let problems = settings(json!({"sign_in": "sk-very-secret-value", "password": 5})).unwrap_err();
+        assert!(problems.iter().all(|p| p.field == "password"));
+        let problems = settings(json!({"sign_in": "pw-secret-pasted-in-the-wrong-field-and-longer-than-forty", "repository_url": "x"})).unwrap_err();
+        let text: String = problems.iter().map(ToString::to_string).collect();
+        assert!(!text.contains("longer-than-forty"), "{text}");
+    }
+
+    #[test]
+    fn the_directory_stays_inside_the_repository() {
+        let problems = settings(json!({"email": "a", "password": "b", "repository_url": "r", "directory": "../x"})).unwrap_err();
+        assert_eq!(problems[0].field, "directory");
+    }
+}

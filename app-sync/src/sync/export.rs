@@ -1,0 +1,187 @@
+//! `export_apps`: Dify → Git. One commit for every app that changed in Dify, pushed to the
+//! branch; an app that changed on both sides goes, untouched, to a conflict branch of its own.
+
+use git_remote::FileChange;
+use serde::Serialize;
+
+use super::classify::{classify, AppState};
+use super::{author, git_side, push_conflict, Conflict, SyncContext, SyncError};
+use crate::console::apps::Version;
+use crate::dsl;
+use crate::repository::IndexEntry;
+use crate::state::AppBase;
+
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Names or ids; empty: every app.
+    pub apps: Vec<String>,
+    pub version: Version,
+    /// The commit's first line (else one that names the apps).
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExportReport {
+    /// The commit pushed to the branch, if anything changed.
+    pub commit: Option<String>,
+    pub branch: String,
+    /// Files written (new or changed apps).
+    pub exported: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Changed in Git only: left for `import_apps`.
+    pub changed_in_git: Vec<String>,
+    pub conflicts: Vec<Conflict>,
+}
+
+impl ExportReport {
+    pub fn describe(&self) -> String {
+        let mut text = match &self.commit {
+            Some(commit) => format!(
+                "Exported {} app(s) to {} in commit {}: {}.",
+                self.exported.len(),
+                self.branch,
+                &commit[..commit.len().min(12)],
+                self.exported.join(", ")
+            ),
+            None => format!("Nothing to commit: Git's {} already has every app.", self.branch),
+        };
+        if !self.unchanged.is_empty() {
+            text.push_str(&format!(" {} unchanged.", self.unchanged.len()));
+        }
+        if !self.changed_in_git.is_empty() {
+            text.push_str(&format!(
+                " Changed in Git, not exported (run import_apps): {}.",
+                self.changed_in_git.join(", ")
+            ));
+        }
+        for conflict in &self.conflicts {
+            text.push_str(&format!(
+                "\nConflict: {} changed in Dify and in Git since the last sync. Nothing was overwritten; Dify's version is on branch {}. Merge it into {} (or discard it), then export or import again.\n{}",
+                conflict.app, conflict.branch, self.branch, conflict.diff
+            ));
+        }
+        text
+    }
+}
+
+pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<ExportReport, SyncError> {
+    let (mut state, repository) = ctx.open().await?;
+    let in_dify = ctx.console.list_apps().await?;
+    let chosen = ctx.select(&options.apps, &in_dify, &repository)?;
+    let head = repository.head();
+    let mut report = ExportReport {
+        branch: repository.branch_name().to_string(),
+        ..ExportReport::default()
+    };
+    let mut changes = Vec::new();
+    let mut index = repository.index().clone();
+    // Bases to record once the push succeeded: (app id, base without its commit).
+    let mut bases = Vec::new();
+    let mut conflicts = Vec::new();
+    for app in &chosen {
+        let Some((dify_hash, text)) = ctx.dify_side(app, &in_dify, options.version).await? else {
+            continue;
+        };
+        dsl::check_secrets(&app.name, &dsl::parse(&app.name, &text)?)?;
+        let git = git_side(&repository, app)?;
+        let base = state.apps.get(&app.id);
+        let path = dsl::app_path(repository.directory(), &app.name, &app.id);
+        let entry = IndexEntry {
+            app_id: app.id.clone(),
+            mode: app.mode.clone(),
+            name: app.name.clone(),
+        };
+        match classify(Some(&dify_hash), git.as_ref().map(|g| g.2.as_str()), base) {
+            AppState::OnlyInDify | AppState::ChangedInDify => {
+                if let Some((old, _, _)) = git.as_ref().filter(|(old, _, _)| *old != path) {
+                    // Renamed in Dify: the file follows the name.
+                    changes.push(FileChange {
+                        path: old.clone(),
+                        content: None,
+                    });
+                    index.remove(old);
+                }
+                changes.push(FileChange {
+                    path: path.clone(),
+                    content: Some(text.into_bytes()),
+                });
+                index.insert(path.clone(), entry);
+                report.exported.push(path.clone());
+                bases.push((app.id.clone(), path, dify_hash.clone(), dify_hash));
+            }
+            AppState::InSync => {
+                let (git_path, _, git_hash) = git.expect("in sync means a file");
+                report.unchanged.push(git_path.clone());
+                bases.push((app.id.clone(), git_path, dify_hash, git_hash));
+            }
+            AppState::ChangedInGit => {
+                report
+                    .changed_in_git
+                    .push(git.map(|g| g.0).unwrap_or(path));
+            }
+            AppState::Conflict => conflicts.push((app.clone(), path, text, git)),
+            AppState::OnlyInGit => {}
+        }
+    }
+    if !changes.is_empty() {
+        let index_bytes = serde_json::to_vec_pretty(&index).expect("the index serializes");
+        changes.push(FileChange {
+            path: repository.index_path(),
+            content: Some(index_bytes),
+        });
+    }
+    let message = commit_message(&options.message, &report.exported, options.version);
+    let commit = tokio::task::block_in_place(|| {
+        repository.commit_and_push(&changes, &message, &author())
+    })?;
+    report.commit = commit.clone();
+    for (app, path, text, git) in conflicts {
+        let (file, git_text) = match &git {
+            Some((git_path, git_text, _)) => (git_path.as_str(), Some(git_text.as_str())),
+            None => (path.as_str(), None),
+        };
+        report
+            .conflicts
+            .push(push_conflict(&repository, &app, file, git_text, &text)?);
+    }
+    let synced_commit = commit.or(head).unwrap_or_default();
+    for (app_id, path, dify_hash, git_hash) in bases {
+        state.apps.insert(
+            app_id,
+            AppBase {
+                commit: synced_commit.clone(),
+                path,
+                dify_hash,
+                git_hash,
+            },
+        );
+    }
+    ctx.save(state, &repository).await?;
+    Ok(report)
+}
+
+fn commit_message(first_line: &str, exported: &[String], version: Version) -> String {
+    let names: Vec<&str> = exported
+        .iter()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).trim_end_matches(".yml"))
+        .collect();
+    let summary = match first_line.trim() {
+        "" => match names.len() {
+            1 => format!("Export {} from Dify", names[0]),
+            n => format!("Export {n} apps from Dify"),
+        },
+        line => line.lines().next().unwrap_or(line).to_string(),
+    };
+    let which = match version {
+        Version::Draft => "drafts",
+        Version::Published => "published versions",
+    };
+    format!(
+        "{summary}\n\nExported ({which}) by Dify App Git Sync:\n{}\n",
+        exported
+            .iter()
+            .map(|p| format!("- {p}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}

@@ -1,0 +1,300 @@
+//! One sync run: what it needs (settings, the console, the Git client, where the state is),
+//! the errors it can end with, and the helpers export, import, status and the inspections
+//! share.
+
+pub mod classify;
+pub mod export;
+pub mod import;
+pub mod inspect;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use git_remote::{Author, FileChange, GitClient, GitError};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::console::apps::AppSummary;
+use crate::console::{Console, ConsoleError};
+use crate::dsl::{self, DslError};
+use crate::repository::AppRepository;
+use crate::settings::Settings;
+use crate::state::{StateError, StateStore, SyncState};
+
+/// Who the commits are by.
+pub fn author() -> Author {
+    Author {
+        name: "Dify App Git Sync".into(),
+        email: "app-git-sync@dify.invalid".into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Console(#[from] ConsoleError),
+    #[error("{0}")]
+    Git(#[from] GitError),
+    #[error("{0}")]
+    Dsl(#[from] DslError),
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Everything a run works with.
+pub struct SyncContext {
+    pub settings: Settings,
+    pub console: Console,
+    pub git: Arc<GitClient>,
+    pub store: StateStore,
+}
+
+/// One app in both places: what Dify has and what Git has.
+pub struct AppSides {
+    pub app: AppSummary,
+    /// Dify's export and its normalized hash.
+    pub dify: Option<(String, String)>,
+    /// The Git file's path, content and normalized hash.
+    pub git: Option<(String, String, String)>,
+}
+
+impl SyncContext {
+    /// The sync state and the branch, fetched for this run.
+    pub async fn open(&self) -> Result<(SyncState, AppRepository), SyncError> {
+        let target = self.settings.target_key();
+        let state = self.store.load(&target).await?;
+        let settings = &self.settings;
+        let repository = tokio::task::block_in_place(|| {
+            AppRepository::open(
+                self.git.clone(),
+                &settings.repository_url,
+                &settings.branch,
+                &settings.directory,
+                &settings.git,
+                &state.host_keys,
+            )
+        })?;
+        Ok((state, repository))
+    }
+
+    /// Saves the state (with any SSH host key trusted on first use).
+    pub async fn save(&self, mut state: SyncState, repository: &AppRepository) -> Result<(), SyncError> {
+        repository.host_keys(&mut state.host_keys);
+        Ok(self.store.save(&self.settings.target_key(), &state).await?)
+    }
+
+    /// The apps `wanted` names (names or ids, case-insensitive for names), from Dify's list
+    /// and the repository's index; every app when `wanted` is empty. A name that matches
+    /// nothing is an error that lists what exists.
+    pub fn select(
+        &self,
+        wanted: &[String],
+        in_dify: &[AppSummary],
+        repository: &AppRepository,
+    ) -> Result<Vec<AppSummary>, SyncError> {
+        let mut all: BTreeMap<String, AppSummary> = BTreeMap::new();
+        for app in in_dify {
+            all.insert(app.id.clone(), app.clone());
+        }
+        for entry in repository.index().values() {
+            all.entry(entry.app_id.clone()).or_insert_with(|| AppSummary {
+                id: entry.app_id.clone(),
+                name: entry.name.clone(),
+                mode: entry.mode.clone(),
+            });
+        }
+        if wanted.is_empty() {
+            return Ok(all.into_values().collect());
+        }
+        let mut chosen = Vec::new();
+        let mut unknown = Vec::new();
+        for name in wanted {
+            let matches: Vec<&AppSummary> = all
+                .values()
+                .filter(|app| app.id == *name || app.name.eq_ignore_ascii_case(name))
+                .collect();
+            match matches.is_empty() {
+                true => unknown.push(name.clone()),
+                false => chosen.extend(matches.into_iter().cloned()),
+            }
+        }
+        if !unknown.is_empty() {
+            let known: Vec<&str> = all.values().map(|a| a.name.as_str()).take(30).collect();
+            return Err(SyncError::Input(format!(
+                "no app is called {}; the apps are: {}",
+                unknown.join(", "),
+                known.join(", ")
+            )));
+        }
+        chosen.sort_by(|a, b| a.id.cmp(&b.id));
+        chosen.dedup_by(|a, b| a.id == b.id);
+        Ok(chosen)
+    }
+
+    /// Dify's export of `app` (with its hash), `None` when Dify no longer has the app.
+    pub async fn dify_side(
+        &self,
+        app: &AppSummary,
+        in_dify: &[AppSummary],
+        version: crate::console::apps::Version,
+    ) -> Result<Option<(String, String)>, SyncError> {
+        if !in_dify.iter().any(|a| a.id == app.id) {
+            return Ok(None);
+        }
+        let text = self.console.export_dsl(&app.id, version).await?;
+        let parsed = dsl::parse(&app.name, &text)?;
+        Ok(Some((dsl::content_hash(&parsed), text)))
+    }
+}
+
+/// The Git file of `app` at the head: path, content and hash.
+pub fn git_side(
+    repository: &AppRepository,
+    app: &AppSummary,
+) -> Result<Option<(String, String, String)>, SyncError> {
+    let Some(path) = repository.path_of(&app.id) else {
+        return Ok(None);
+    };
+    let Some(bytes) = tokio::task::block_in_place(|| repository.read(path))? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| SyncError::Input(format!("{path} is not UTF-8 text")))?;
+    let hash = dsl::content_hash(&dsl::parse(path, &text)?);
+    Ok(Some((path.to_string(), text, hash)))
+}
+
+/// An app that changed on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub app: String,
+    pub app_id: String,
+    pub path: String,
+    /// Where Dify's version was pushed.
+    pub branch: String,
+    /// Git's file → Dify's version, normalized.
+    pub diff: String,
+}
+
+/// Pushes Dify's version of an app that changed on both sides to a branch of its own,
+/// `dify-sync/conflict/<slug>-<timestamp>`, on top of the branch's head; nothing else moves.
+pub fn push_conflict(
+    repository: &AppRepository,
+    app: &AppSummary,
+    path: &str,
+    git_text: Option<&str>,
+    dify_text: &str,
+) -> Result<Conflict, SyncError> {
+    let slug = path.rsplit('/').next().unwrap_or("app").trim_end_matches(".yml");
+    let branch = format!("dify-sync/conflict/{slug}-{}", timestamp());
+    let change = [FileChange {
+        path: path.to_string(),
+        content: Some(dify_text.as_bytes().to_vec()),
+    }];
+    let message = format!(
+        "Dify's version of {} (conflict with {})\n\nBoth Dify and Git changed this app since the last sync.",
+        app.name,
+        repository.branch_name()
+    );
+    tokio::task::block_in_place(|| repository.push_branch(&branch, &change, &message, &author()))?;
+    let diff = match git_text {
+        Some(git_text) => normalized_diff(
+            &format!("git:{path}"),
+            git_text,
+            &format!("dify:{}", app.name),
+            dify_text,
+        ),
+        None => format!("{path} was deleted in Git, and the app changed in Dify since the last sync\n"),
+    };
+    Ok(Conflict {
+        app: app.name.clone(),
+        app_id: app.id.clone(),
+        path: path.to_string(),
+        branch,
+        diff,
+    })
+}
+
+/// Splits a comma- or line-separated list of app names.
+pub fn app_list(text: &str) -> Vec<String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A unified diff of two DSLs in their normalized form (what a reviewer cares about).
+pub fn normalized_diff(old_label: &str, old: &str, new_label: &str, new: &str) -> String {
+    let render = |text: &str| -> String {
+        match dsl::parse("", text) {
+            Ok(value) => serde_yaml::to_string(&dsl::normalize(value)).unwrap_or_default(),
+            Err(_) => text.to_string(),
+        }
+    };
+    let (old, new) = (render(old), render(new));
+    similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(3)
+        .header(old_label, new_label)
+        .to_string()
+}
+
+/// `YYYYMMDDTHHMMSSZ` of now (for branch names).
+pub fn timestamp() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The JSON of a report, for the tool's `json` message.
+pub fn to_json<T: serde::Serialize>(report: &T) -> Value {
+    serde_json::to_value(report).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_look_right() {
+        let stamp = timestamp();
+        assert_eq!(stamp.len(), 16);
+        assert!(stamp.starts_with("20") && stamp.ends_with('Z'));
+    }
+
+    #[test]
+    fn diffs_ignore_the_canvas() {
+        let a = "workflow:\n  graph:\n    nodes:\n    - id: n\n      position: {x: 1}\n      data: {title: A}\n";
+        let b = "workflow:\n  graph:\n    nodes:\n    - id: n\n      position: {x: 5}\n      data: {title: B}\n";
+        let diff = normalized_diff("git", a, "dify", b);
+        assert!(diff.contains("-        title: A") && diff.contains("+        title: B"), "{diff}");
+        assert!(!diff.contains("position"), "{diff}");
+    }
+
+    #[test]
+    fn app_lists_split_on_commas_and_lines() {
+        assert_eq!(app_list(" a, b\nc ,, "), ["a", "b", "c"]);
+    }
+}
