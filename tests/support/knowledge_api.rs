@@ -22,14 +22,15 @@
 //! set, so indexing advances as a client polls.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::Full;
+use hyper::body::Bytes;
 use hyper::http::request::Parts;
-use hyper::{Request, Response};
+use hyper::Response;
 use serde_json::{json, Value};
+
+use super::loopback_http::LoopbackServer;
 
 pub const KEY: &str = "dataset-fakeKey0123456789abcdef";
 
@@ -145,7 +146,7 @@ pub struct FakeKnowledgeApi {
     pub dataset: String,
     pub base_url: String,
     state: Arc<Mutex<KbState>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _server: LoopbackServer,
 }
 
 impl FakeKnowledgeApi {
@@ -169,53 +170,15 @@ impl FakeKnowledgeApi {
             clock: 1_790_000_000,
             next_id: 1,
         }));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (served, id) = (state.clone(), dataset.clone());
-        std::thread::spawn(move || {
-            runtime.block_on(async move {
-                loop {
-                    let accepted = tokio::select! {
-                        accepted = listener.accept() => accepted,
-                        _ = &mut stopped => break,
-                    };
-                    let Ok((stream, _)) = accepted else { continue };
-                    let (state, id) = (served.clone(), id.clone());
-                    tokio::spawn(async move {
-                        let service =
-                            hyper::service::service_fn(move |request: Request<Incoming>| {
-                                let (state, id) = (state.clone(), id.clone());
-                                async move {
-                                    let (parts, body) = request.into_parts();
-                                    let body = body
-                                        .collect()
-                                        .await
-                                        .map(|b| b.to_bytes())
-                                        .unwrap_or_default();
-                                    Ok::<_, Infallible>(answer(&state, &id, &parts, &body))
-                                }
-                            });
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(io, service)
-                            .await;
-                    });
-                }
-            })
-        });
+        let server = LoopbackServer::start(Arc::new(move |parts, body| {
+            answer(&served, &id, parts, body)
+        }));
         FakeKnowledgeApi {
             dataset,
-            base_url: format!("http://127.0.0.1:{port}/v1"),
+            base_url: format!("http://127.0.0.1:{}/v1", server.port),
             state,
-            stop: Some(stop),
+            _server: server,
         }
     }
 
@@ -309,14 +272,6 @@ fn work(state: &mut KbState, count: usize) {
         } else {
             "completed".into()
         };
-    }
-}
-
-impl Drop for FakeKnowledgeApi {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

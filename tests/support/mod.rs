@@ -8,6 +8,7 @@ pub mod git_servers;
 pub mod installed_package;
 pub mod keys;
 pub mod knowledge_api;
+pub mod loopback_http;
 pub mod mirror_scenario;
 
 /// The plugin the fake daemon starts: the datasource.

@@ -174,7 +174,8 @@ impl Console {
                 self.send(method.clone(), route, headers, body).await?;
             if status == StatusCode::UNAUTHORIZED && !renewed {
                 renewed = true;
-                *signed = Some(self.renew(signed.take().expect("signed in")).await?);
+                let why = dify_message(&value);
+                *signed = Some(self.renew(signed.take().expect("signed in"), &why).await?);
                 continue;
             }
             if let Some(version) = header_version(&response_headers) {
@@ -345,7 +346,7 @@ impl Console {
 
     /// After a 401: the refresh token when there is one, else (or when it fails) a new login
     /// with the password; a key or a session without a refresh token cannot be renewed.
-    async fn renew(&self, previous: Signed) -> Result<Signed, ConsoleError> {
+    async fn renew(&self, previous: Signed, why: &str) -> Result<Signed, ConsoleError> {
         if let Some(credential) = self.refresh(&previous.credential).await? {
             return Ok(Signed {
                 credential,
@@ -357,6 +358,9 @@ impl Console {
             SignIn::AdminKey { .. } => Err(ConsoleError::SignIn(
                 "the admin API key was refused: check that ADMIN_API_KEY_ENABLE=true and ADMIN_API_KEY on the server match the key, and that the workspace id exists".into(),
             )),
+            SignIn::Session { .. } if why.contains("CSRF") => Err(ConsoleError::SignIn(format!(
+                "Dify refused the pasted session: {why} Paste the csrf_token cookie of the same browser session too"
+            ))),
             SignIn::Session { .. } => Err(ConsoleError::SignIn(
                 "the pasted session has expired and could not be renewed; sign in to the console in a browser and paste its access_token, refresh_token and csrf_token cookies again".into(),
             )),

@@ -1,0 +1,169 @@
+//! The console client against the fake console of every sign-in era: JSON tokens before
+//! 1.9.2, cookies and CSRF after (with and without `__Host-`), base64 passwords from 1.11.2,
+//! the admin API key from 1.11.0, pasted sessions, and renewal after a 401.
+
+mod support;
+
+use app_git_sync::console::sign_in::{DifyVersion, SignIn};
+use app_git_sync::console::{Console, ConsoleError};
+use support::fake_console::{FakeConsole, ADMIN_KEY, EMAIL, PASSWORD, WORKSPACE};
+
+fn password() -> SignIn {
+    SignIn::Password {
+        email: EMAIL.into(),
+        password: PASSWORD.into(),
+    }
+}
+
+async fn signs_in(version: &str, host_prefix: bool) -> FakeConsole {
+    let fake = FakeConsole::start(version);
+    fake.state().host_prefix = host_prefix;
+    fake.add_app("Support Bot", "advanced-chat", Vec::new());
+    let console = Console::new(&fake.url, password()).unwrap();
+    let apps = console.list_apps().await.unwrap();
+    assert_eq!(apps.len(), 1, "{version}");
+    assert_eq!(
+        console.version().await,
+        DifyVersion::parse(version),
+        "{version}"
+    );
+    fake
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_sign_in_follows_each_version() {
+    // 1.9.1: a raw password, JSON tokens, Bearer.
+    let fake = signs_in("1.9.1", false).await;
+    let state = fake.state();
+    let login = state.bodies.iter().find(|b| b.contains("email")).unwrap();
+    assert!(login.contains(PASSWORD), "{login}");
+    let (_, _, headers) = state.requests.last().unwrap();
+    assert!(headers.iter().any(|(n, v)| n == "authorization" && v.starts_with("Bearer acc-")));
+    drop(state);
+
+    // 1.10.1 on https: __Host- cookies, CSRF on every call, still a raw password.
+    let fake = signs_in("1.10.1", true).await;
+    let state = fake.state();
+    let (_, _, headers) = state.requests.last().unwrap();
+    let cookie = &headers.iter().find(|(n, _)| n == "cookie").unwrap().1;
+    assert!(cookie.contains("__Host-access_token=") && cookie.contains("__Host-csrf_token="));
+    assert!(headers.iter().any(|(n, _)| n == "x-csrf-token"));
+    drop(state);
+
+    // 1.11.2 and later: the password base64-encoded, plain cookie names over http.
+    let fake = signs_in("1.13.2", false).await;
+    let state = fake.state();
+    let login = state.bodies.iter().find(|b| b.contains("email")).unwrap();
+    assert!(!login.contains(PASSWORD), "sent raw: {login}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_is_named_without_echoing_it() {
+    let fake = FakeConsole::start("1.13.2");
+    let console = Console::new(
+        &fake.url,
+        SignIn::Password {
+            email: EMAIL.into(),
+            password: "wrong-secret-password".into(),
+        },
+    )
+    .unwrap();
+    let error = console.list_apps().await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, ConsoleError::SignIn(_)), "{error:?}");
+    assert!(text.contains("incorrect") && text.contains(EMAIL), "{text}");
+    assert!(!text.contains("wrong-secret-password"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_key_is_stateless_from_1_11_and_refused_before() {
+    let fake = FakeConsole::start("1.11.1");
+    fake.add_app("Flow", "workflow", Vec::new());
+    let key = |workspace: &str| SignIn::AdminKey {
+        key: ADMIN_KEY.into(),
+        workspace_id: workspace.into(),
+    };
+    let console = Console::new(&fake.url, key(WORKSPACE)).unwrap();
+    assert_eq!(console.list_apps().await.unwrap().len(), 1);
+    assert_eq!(fake.state().logins, 0);
+
+    let wrong = Console::new(&fake.url, key("00000000-0000-4000-8000-000000000000")).unwrap();
+    let text = wrong.list_apps().await.unwrap_err().to_string();
+    assert!(text.contains("ADMIN_API_KEY_ENABLE"), "{text}");
+    assert!(!text.contains(ADMIN_KEY), "{text}");
+
+    let old = FakeConsole::start("1.10.1");
+    let console = Console::new(&old.url, key(WORKSPACE)).unwrap();
+    let text = console.list_apps().await.unwrap_err().to_string();
+    assert!(text.contains("1.11.0") && text.contains("e-mail and password"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_session_is_renewed_once() {
+    for version in ["1.9.1", "1.13.2"] {
+        let fake = FakeConsole::start(version);
+        fake.add_app("Flow", "workflow", Vec::new());
+        let console = Console::new(&fake.url, password()).unwrap();
+        console.list_apps().await.unwrap();
+        fake.state().expire_sessions();
+        console.list_apps().await.unwrap();
+        let state = fake.state();
+        assert_eq!((state.logins, state.refreshes), (1, 1), "{version}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pasted_session_works_under_either_cookie_name_and_says_when_it_expired() {
+    for host_prefix in [false, true] {
+        let fake = FakeConsole::start("1.13.2");
+        fake.state().host_prefix = host_prefix;
+        fake.add_app("Flow", "workflow", Vec::new());
+        // A browser session: what the login set as cookies.
+        let (access, csrf) = {
+            let mut state = fake.state();
+            state.sessions.push(("acc-browser".into(), "csrf-browser".into()));
+            ("acc-browser".to_string(), "csrf-browser".to_string())
+        };
+        let console = Console::new(
+            &fake.url,
+            SignIn::Session {
+                access_token: access,
+                refresh_token: String::new(),
+                csrf_token: csrf,
+            },
+        )
+        .unwrap();
+        assert_eq!(console.list_apps().await.unwrap().len(), 1, "{host_prefix}");
+        fake.state().expire_sessions();
+        let text = console.list_apps().await.unwrap_err().to_string();
+        assert!(text.contains("expired") && text.contains("paste"), "{text}");
+        assert!(!text.contains("acc-browser"), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_csrf_token_is_refused_like_dify_does() {
+    let fake = FakeConsole::start("1.13.2");
+    fake.state().sessions.push(("acc-1".into(), "csrf-1".into()));
+    let console = Console::new(
+        &fake.url,
+        SignIn::Session {
+            access_token: "acc-1".into(),
+            refresh_token: String::new(),
+            csrf_token: String::new(),
+        },
+    )
+    .unwrap();
+    let error = console.list_apps().await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, ConsoleError::SignIn(_)), "{error:?}");
+    assert!(text.contains("CSRF") && text.contains("csrf_token cookie"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_console_names_the_url_to_fix() {
+    let console = Console::new("http://user:pw-secret@127.0.0.1:9", password()).unwrap();
+    let text = console.list_apps().await.unwrap_err().to_string();
+    assert!(text.contains("http://127.0.0.1:9") && text.contains("console URL"), "{text}");
+    assert!(!text.contains("pw-secret"), "{text}");
+}

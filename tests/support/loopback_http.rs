@@ -1,0 +1,78 @@
+//! An HTTP/1.1 server on loopback for API fakes: every request, its body read whole, goes to
+//! one answering function; the server stops when its handle is dropped.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::http::request::Parts;
+use hyper::{Request, Response};
+
+pub type Answer = Response<Full<Bytes>>;
+pub type Handler = Arc<dyn Fn(&Parts, &Bytes) -> Answer + Send + Sync>;
+
+/// A running server; dropping it stops it.
+pub struct LoopbackServer {
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl LoopbackServer {
+    pub fn start(handler: Handler) -> LoopbackServer {
+        // Bound here, served on a runtime of its own: starts inside or outside a runtime.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let accepted = tokio::select! {
+                        accepted = listener.accept() => accepted,
+                        _ = &mut stopped => break,
+                    };
+                    let Ok((stream, _)) = accepted else { continue };
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        let service =
+                            hyper::service::service_fn(move |request: Request<Incoming>| {
+                                let handler = handler.clone();
+                                async move {
+                                    let (parts, body) = request.into_parts();
+                                    let body = body
+                                        .collect()
+                                        .await
+                                        .map(|b| b.to_bytes())
+                                        .unwrap_or_default();
+                                    Ok::<_, Infallible>(handler(&parts, &body))
+                                }
+                            });
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await;
+                    });
+                }
+            })
+        });
+        LoopbackServer {
+            port,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
