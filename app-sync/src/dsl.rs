@@ -40,7 +40,10 @@ pub fn parse(app: &str, text: &str) -> Result<Value, DslError> {
 /// The DSL without what only the canvas uses: node positions, sizes and selection, and the
 /// viewport. Two DSLs with the same normalized form are the same app.
 pub fn normalize(mut dsl: Value) -> Value {
-    if let Some(graph) = dsl.pointer_mut("/workflow/graph").and_then(Value::as_object_mut) {
+    if let Some(graph) = dsl
+        .pointer_mut("/workflow/graph")
+        .and_then(Value::as_object_mut)
+    {
         graph.remove("viewport");
         for list in ["nodes", "edges"] {
             for item in graph
@@ -125,17 +128,21 @@ pub const HIDDEN_VALUE: &str = "[__HIDDEN__]";
 /// `[__HIDDEN__]`, so Dify keeps the secret it has instead of wiping it. Returns the text
 /// unchanged when there is none.
 pub fn keep_secrets(app: &str, text: &str) -> Result<String, DslError> {
-    let mut yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| DslError::NotYaml {
-        app: app.to_string(),
-        why: e.to_string(),
-    })?;
+    let mut yaml: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| DslError::NotYaml {
+            app: app.to_string(),
+            why: e.to_string(),
+        })?;
     let mut changed = false;
     let variables = yaml
         .get_mut("workflow")
         .and_then(|w| w.get_mut("environment_variables"))
         .and_then(serde_yaml::Value::as_sequence_mut);
     for variable in variables.into_iter().flatten() {
-        let secret = variable.get("value_type").and_then(serde_yaml::Value::as_str) == Some("secret");
+        let secret = variable
+            .get("value_type")
+            .and_then(serde_yaml::Value::as_str)
+            == Some("secret");
         let empty = match variable.get("value") {
             None | Some(serde_yaml::Value::Null) => true,
             Some(value) => value.as_str() == Some(""),
@@ -173,7 +180,11 @@ pub fn app_path(directory: &str, name: &str, app_id: &str) -> String {
         "" => "app",
         slug => slug,
     };
-    let id8: String = app_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    let id8: String = app_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
     join(directory, &format!("apps/{slug}--{id8}.yml"))
 }
 
@@ -195,7 +206,8 @@ mod tests {
     fn canvas_moves_do_not_change_the_hash() {
         let a = json!({"workflow": {"graph": {"nodes": [{"id": "1", "data": {"title": "Start"}, "position": {"x": 1}}], "viewport": {"zoom": 1}}}});
         let b = json!({"workflow": {"graph": {"nodes": [{"id": "1", "data": {"title": "Start"}, "position": {"x": 9}, "selected": true}], "viewport": {"zoom": 2}}}});
-        let c = json!({"workflow": {"graph": {"nodes": [{"id": "1", "data": {"title": "Begin"}}]}}});
+        let c =
+            json!({"workflow": {"graph": {"nodes": [{"id": "1", "data": {"title": "Begin"}}]}}});
         assert_eq!(content_hash(&a), content_hash(&b));
         assert_ne!(content_hash(&a), content_hash(&c));
     }
@@ -207,9 +219,13 @@ mod tests {
         let filled = json!({"workflow": {"environment_variables": [{"name": "KEY", "value_type": "secret", "value": "sk-1"}]}});
         let error = check_secrets("a", &filled).unwrap_err().to_string();
         assert!(error.contains("KEY") && !error.contains("sk-1"), "{error}");
-        let credential = json!({"workflow": {"graph": {"nodes": [{"data": {"credential_id": "c-1"}}]}}});
+        let credential =
+            json!({"workflow": {"graph": {"nodes": [{"data": {"credential_id": "c-1"}}]}}});
         let error = check_secrets("a", &credential).unwrap_err().to_string();
-        assert!(error.contains("workflow.graph.nodes[0].data.credential_id"), "{error}");
+        assert!(
+            error.contains("workflow.graph.nodes[0].data.credential_id"),
+            "{error}"
+        );
         let plain = json!({"workflow": {"environment_variables": [{"name": "URL", "value_type": "string", "value": "x"}]}});
         assert!(check_secrets("a", &plain).is_ok());
     }

@@ -57,7 +57,8 @@ fn context(
     session: &Session,
     git: Arc<GitClient>,
 ) -> Result<SyncContext, ErrorPayload> {
-    let settings = Settings::from_credentials(&tool.credentials).map_err(|p| credential_error(&p))?;
+    let settings =
+        Settings::from_credentials(&tool.credentials).map_err(|p| credential_error(&p))?;
     let console = Console::new(&settings.console_url, settings.sign_in.clone())
         .map_err(|message| ErrorPayload::new("CredentialsValidateFailedError", message))?;
     Ok(SyncContext {

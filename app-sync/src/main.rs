@@ -119,9 +119,9 @@ async fn run(command: Command) -> ExitCode {
     let common = match &command {
         Command::Export(a) => a.common.clone(),
         Command::Import(a) => a.common.clone(),
-        Command::Status(c) | Command::Diff { common: c, .. } | Command::History { common: c, .. } => {
-            c.clone()
-        }
+        Command::Status(c)
+        | Command::Diff { common: c, .. }
+        | Command::History { common: c, .. } => c.clone(),
         _ => unreachable!("handled in main"),
     };
     let ctx = match context(&common) {
@@ -193,12 +193,20 @@ fn context(common: &CommonArgs) -> Result<SyncContext, String> {
     let settings = Settings::from_env().map_err(|problems| {
         let listed: Vec<String> = problems
             .iter()
-            .map(|p| format!("APP_GIT_SYNC_{}: {}", p.field.to_ascii_uppercase(), p.message))
+            .map(|p| {
+                format!(
+                    "APP_GIT_SYNC_{}: {}",
+                    p.field.to_ascii_uppercase(),
+                    p.message
+                )
+            })
             .collect();
         listed.join("\n       ")
     })?;
     let console = Console::new(&settings.console_url, settings.sign_in.clone())?;
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let cache = match GIT_ENV.get("CACHE_DIR") {
         Some(_) => RepoCache::from_env(GIT_ENV),
         None => RepoCache::with_env_bounds(home.join(".cache/app-git-sync/repos"), GIT_ENV),

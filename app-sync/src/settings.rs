@@ -73,7 +73,9 @@ const TRIMMED: [&str; 12] = [
 
 impl Settings {
     /// From a request's `credentials` object.
-    pub fn from_credentials(object: &Map<String, Value>) -> Result<Settings, Vec<CredentialProblem>> {
+    pub fn from_credentials(
+        object: &Map<String, Value>,
+    ) -> Result<Settings, Vec<CredentialProblem>> {
         let mut problems = Vec::new();
         let read = |field: &'static str| match object.get(field) {
             None | Some(Value::Null) => Ok(String::new()),
@@ -96,7 +98,10 @@ impl Settings {
             return Err(problems);
         }
         Settings::from_values(|field| {
-            let i = FIELDS.iter().position(|f| *f == field).expect("a declared field");
+            let i = FIELDS
+                .iter()
+                .position(|f| *f == field)
+                .expect("a declared field");
             values[i].clone()
         })
     }
@@ -236,20 +241,36 @@ mod tests {
 
     #[test]
     fn each_sign_in_needs_its_fields() {
-        let problems = settings(json!({"sign_in": "admin_api_key", "repository_url": "https://g/r.git"})).unwrap_err();
+        let problems =
+            settings(json!({"sign_in": "admin_api_key", "repository_url": "https://g/r.git"}))
+                .unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field).collect();
         assert_eq!(fields, ["admin_api_key", "workspace_id"]);
-        let problems = settings(json!({"sign_in": "session", "repository_url": "https://g/r.git"})).unwrap_err();
+        let problems = settings(json!({"sign_in": "session", "repository_url": "https://g/r.git"}))
+            .unwrap_err();
         assert_eq!(problems[0].field, "session_access_token");
-        let ok = settings(json!({"email": "a@b.c", "password": " p ", "repository_url": " https://g/r.git "})).unwrap();
-        assert_eq!(ok.sign_in, SignIn::Password { email: "a@b.c".into(), password: " p ".into() });
-        assert_eq!((ok.branch.as_str(), ok.repository_url.as_str()), ("main", "https://g/r.git"));
+        let ok = settings(
+            json!({"email": "a@b.c", "password": " p ", "repository_url": " https://g/r.git "}),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.sign_in,
+            SignIn::Password {
+                email: "a@b.c".into(),
+                password: " p ".into()
+            }
+        );
+        assert_eq!(
+            (ok.branch.as_str(), ok.repository_url.as_str()),
+            ("main", "https://g/r.git")
+        );
         assert_eq!(ok.console_url, "http://api:5001");
     }
 
     #[test]
     fn refusals_never_echo_secrets() {
-        let problems = settings(json!({"sign_in": "sk-very-secret-value", "password": 5})).unwrap_err();
+        let problems =
+            settings(json!({"sign_in": "sk-very-secret-value", "password": 5})).unwrap_err();
         assert!(problems.iter().all(|p| p.field == "password"));
         let problems = settings(json!({"sign_in": "pw-secret-pasted-in-the-wrong-field-and-longer-than-forty", "repository_url": "x"})).unwrap_err();
         let text: String = problems.iter().map(ToString::to_string).collect();
@@ -258,7 +279,10 @@ mod tests {
 
     #[test]
     fn the_directory_stays_inside_the_repository() {
-        let problems = settings(json!({"email": "a", "password": "b", "repository_url": "r", "directory": "../x"})).unwrap_err();
+        let problems = settings(
+            json!({"email": "a", "password": "b", "repository_url": "r", "directory": "../x"}),
+        )
+        .unwrap_err();
         assert_eq!(problems[0].field, "directory");
     }
 }

@@ -22,12 +22,23 @@ pub struct AppBase {
     pub git_hash: String,
 }
 
+/// A conflict branch pushed for one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictBranch {
+    pub branch: String,
+    pub dify_hash: String,
+}
+
 /// Everything remembered about one repository target.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncState {
     /// By app id.
     #[serde(default)]
     pub apps: BTreeMap<String, AppBase>,
+    /// The conflict branch already pushed for an app, and the hash of Dify's version on it,
+    /// so a conflict that persists is reported again without a new branch every run.
+    #[serde(default)]
+    pub conflicts: BTreeMap<String, ConflictBranch>,
     /// SSH host keys trusted on first use, by host (without `ssh_known_hosts`).
     #[serde(default)]
     pub host_keys: BTreeMap<String, String>,
@@ -82,7 +93,8 @@ impl StateStore {
                 .await
                 .map_err(|e| StateError::Write(e.to_string())),
             StateStore::Files(dir) => {
-                let write = |e: std::io::Error| StateError::Write(format!("{}: {e}", dir.display()));
+                let write =
+                    |e: std::io::Error| StateError::Write(format!("{}: {e}", dir.display()));
                 std::fs::create_dir_all(dir).map_err(write)?;
                 let path = dir.join(format!("{target}.json"));
                 let partial = path.with_extension("partial");

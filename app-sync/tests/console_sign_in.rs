@@ -34,21 +34,26 @@ async fn signs_in(version: &str, host_prefix: bool) -> FakeConsole {
 async fn password_sign_in_follows_each_version() {
     // 1.9.1: a raw password, JSON tokens, Bearer.
     let fake = signs_in("1.9.1", false).await;
-    let state = fake.state();
-    let login = state.bodies.iter().find(|b| b.contains("email")).unwrap();
-    assert!(login.contains(PASSWORD), "{login}");
-    let (_, _, headers) = state.requests.last().unwrap();
-    assert!(headers.iter().any(|(n, v)| n == "authorization" && v.starts_with("Bearer acc-")));
-    drop(state);
+    {
+        let state = fake.state();
+        let login = state.bodies.iter().find(|b| b.contains("email")).unwrap();
+        assert!(login.contains(PASSWORD), "{login}");
+        let last = state.requests.last().unwrap();
+        assert!(last
+            .header("authorization")
+            .unwrap()
+            .starts_with("Bearer acc-"));
+    }
 
     // 1.10.1 on https: __Host- cookies, CSRF on every call, still a raw password.
     let fake = signs_in("1.10.1", true).await;
-    let state = fake.state();
-    let (_, _, headers) = state.requests.last().unwrap();
-    let cookie = &headers.iter().find(|(n, _)| n == "cookie").unwrap().1;
-    assert!(cookie.contains("__Host-access_token=") && cookie.contains("__Host-csrf_token="));
-    assert!(headers.iter().any(|(n, _)| n == "x-csrf-token"));
-    drop(state);
+    {
+        let state = fake.state();
+        let last = state.requests.last().unwrap();
+        let cookie = last.header("cookie").unwrap();
+        assert!(cookie.contains("__Host-access_token=") && cookie.contains("__Host-csrf_token="));
+        assert!(last.header("x-csrf-token").is_some());
+    }
 
     // 1.11.2 and later: the password base64-encoded, plain cookie names over http.
     let fake = signs_in("1.13.2", false).await;
@@ -95,7 +100,10 @@ async fn the_admin_key_is_stateless_from_1_11_and_refused_before() {
     let old = FakeConsole::start("1.10.1");
     let console = Console::new(&old.url, key(WORKSPACE)).unwrap();
     let text = console.list_apps().await.unwrap_err().to_string();
-    assert!(text.contains("1.11.0") && text.contains("e-mail and password"), "{text}");
+    assert!(
+        text.contains("1.11.0") && text.contains("e-mail and password"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,7 +129,9 @@ async fn a_pasted_session_works_under_either_cookie_name_and_says_when_it_expire
         // A browser session: what the login set as cookies.
         let (access, csrf) = {
             let mut state = fake.state();
-            state.sessions.push(("acc-browser".into(), "csrf-browser".into()));
+            state
+                .sessions
+                .push(("acc-browser".into(), "csrf-browser".into()));
             ("acc-browser".to_string(), "csrf-browser".to_string())
         };
         let console = Console::new(
@@ -144,7 +154,9 @@ async fn a_pasted_session_works_under_either_cookie_name_and_says_when_it_expire
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_csrf_token_is_refused_like_dify_does() {
     let fake = FakeConsole::start("1.13.2");
-    fake.state().sessions.push(("acc-1".into(), "csrf-1".into()));
+    fake.state()
+        .sessions
+        .push(("acc-1".into(), "csrf-1".into()));
     let console = Console::new(
         &fake.url,
         SignIn::Session {
@@ -157,13 +169,19 @@ async fn a_missing_csrf_token_is_refused_like_dify_does() {
     let error = console.list_apps().await.unwrap_err();
     let text = error.to_string();
     assert!(matches!(error, ConsoleError::SignIn(_)), "{error:?}");
-    assert!(text.contains("CSRF") && text.contains("csrf_token cookie"), "{text}");
+    assert!(
+        text.contains("CSRF") && text.contains("csrf_token cookie"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_console_names_the_url_to_fix() {
     let console = Console::new("http://user:pw-secret@127.0.0.1:9", password()).unwrap();
     let text = console.list_apps().await.unwrap_err().to_string();
-    assert!(text.contains("http://127.0.0.1:9") && text.contains("console URL"), "{text}");
+    assert!(
+        text.contains("http://127.0.0.1:9") && text.contains("console URL"),
+        "{text}"
+    );
     assert!(!text.contains("pw-secret"), "{text}");
 }

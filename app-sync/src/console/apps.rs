@@ -157,7 +157,10 @@ impl Console {
     pub async fn missing_dependencies(&self, app_id: &str) -> Result<Vec<String>, ConsoleError> {
         let route = format!("/apps/imports/{}/check-dependencies", path_segment(app_id)?);
         let body = self.get(&route).await?;
-        let leaked = body["leaked_dependencies"].as_array().cloned().unwrap_or_default();
+        let leaked = body["leaked_dependencies"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         Ok(leaked
             .iter()
             .map(|d| {
@@ -200,11 +203,17 @@ impl Console {
 
 /// An id that goes into a URL path: letters, digits and dashes only.
 fn path_segment(id: &str) -> Result<&str, ConsoleError> {
-    match !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    match !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
         true => Ok(id),
         false => Err(ConsoleError::Malformed {
             route: "/apps".into(),
-            why: format!("{:?} is not an app or workflow id", id.chars().take(40).collect::<String>()),
+            why: format!(
+                "{:?} is not an app or workflow id",
+                id.chars().take(40).collect::<String>()
+            ),
         }),
     }
 }

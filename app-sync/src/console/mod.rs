@@ -271,9 +271,7 @@ impl Console {
                     refresh_token: None,
                 }
             }
-            SignIn::Password { email, password } => {
-                self.login(email, password, version).await?
-            }
+            SignIn::Password { email, password } => self.login(email, password, version).await?,
             SignIn::Session {
                 access_token,
                 refresh_token,
@@ -284,11 +282,9 @@ impl Console {
                     workspace_id: None,
                     refresh_token: Some(refresh_token.clone()).filter(|t| !t.is_empty()),
                 },
-                _ => Credential::Cookies(CookieSet::pasted(
-                    access_token,
-                    refresh_token,
-                    csrf_token,
-                )),
+                _ => {
+                    Credential::Cookies(CookieSet::pasted(access_token, refresh_token, csrf_token))
+                }
             },
         };
         Ok(Signed {
@@ -399,7 +395,12 @@ impl Console {
             } => {
                 let body = json!({"refresh_token": refresh_token});
                 let (status, _, value) = self
-                    .send(Method::POST, "/refresh-token", HeaderMap::new(), Some(&body))
+                    .send(
+                        Method::POST,
+                        "/refresh-token",
+                        HeaderMap::new(),
+                        Some(&body),
+                    )
                     .await?;
                 match value["data"]["access_token"].as_str() {
                     Some(token) if status.is_success() => Ok(Some(Credential::Bearer {

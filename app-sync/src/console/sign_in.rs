@@ -181,7 +181,10 @@ mod tests {
     #[test]
     fn versions_parse_and_order() {
         assert_eq!(DifyVersion::parse("1.13.2"), Some(DifyVersion(1, 13, 2)));
-        assert_eq!(DifyVersion::parse(" 1.9.2-rc1 "), Some(DifyVersion(1, 9, 2)));
+        assert_eq!(
+            DifyVersion::parse(" 1.9.2-rc1 "),
+            Some(DifyVersion(1, 9, 2))
+        );
         assert_eq!(DifyVersion::parse("1.10"), Some(DifyVersion(1, 10, 0)));
         assert_eq!(DifyVersion::parse("latest"), None);
         assert_eq!(DifyVersion::parse("1.2.3.4"), None);

@@ -42,14 +42,12 @@ pub fn classify(dify: Option<&str>, git: Option<&str>, base: Option<&AppBase>) -
         },
         (Some(d), Some(g), _) if d == g => AppState::InSync,
         (Some(_), Some(_), None) => AppState::Conflict,
-        (Some(d), Some(g), Some(base)) => {
-            match (d != base.dify_hash, g != base.git_hash) {
-                (false, false) => AppState::InSync,
-                (true, false) => AppState::ChangedInDify,
-                (false, true) => AppState::ChangedInGit,
-                (true, true) => AppState::Conflict,
-            }
-        }
+        (Some(d), Some(g), Some(base)) => match (d != base.dify_hash, g != base.git_hash) {
+            (false, false) => AppState::InSync,
+            (true, false) => AppState::ChangedInDify,
+            (false, true) => AppState::ChangedInGit,
+            (true, true) => AppState::Conflict,
+        },
     }
 }
 
@@ -71,9 +69,18 @@ mod tests {
     fn each_state() {
         let b = base("h0", "h0");
         assert_eq!(classify(Some("h0"), Some("h0"), Some(&b)), AppState::InSync);
-        assert_eq!(classify(Some("h1"), Some("h0"), Some(&b)), AppState::ChangedInDify);
-        assert_eq!(classify(Some("h0"), Some("h2"), Some(&b)), AppState::ChangedInGit);
-        assert_eq!(classify(Some("h1"), Some("h2"), Some(&b)), AppState::Conflict);
+        assert_eq!(
+            classify(Some("h1"), Some("h0"), Some(&b)),
+            AppState::ChangedInDify
+        );
+        assert_eq!(
+            classify(Some("h0"), Some("h2"), Some(&b)),
+            AppState::ChangedInGit
+        );
+        assert_eq!(
+            classify(Some("h1"), Some("h2"), Some(&b)),
+            AppState::Conflict
+        );
         assert_eq!(classify(Some("h1"), None, None), AppState::OnlyInDify);
         assert_eq!(classify(None, Some("h1"), Some(&b)), AppState::OnlyInGit);
         assert_eq!(classify(Some("h1"), Some("h2"), None), AppState::Conflict);

@@ -5,7 +5,7 @@ use git_remote::FileChange;
 use serde::Serialize;
 
 use super::classify::{classify, AppState};
-use super::{author, git_side, push_conflict, Conflict, SyncContext, SyncError};
+use super::{author, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError};
 use crate::console::apps::Version;
 use crate::dsl;
 use crate::repository::IndexEntry;
@@ -43,7 +43,10 @@ impl ExportReport {
                 &commit[..commit.len().min(12)],
                 self.exported.join(", ")
             ),
-            None => format!("Nothing to commit: Git's {} already has every app.", self.branch),
+            None => format!(
+                "Nothing to commit: Git's {} already has every app.",
+                self.branch
+            ),
         };
         if !self.unchanged.is_empty() {
             text.push_str(&format!(" {} unchanged.", self.unchanged.len()));
@@ -115,11 +118,9 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
                 bases.push((app.id.clone(), git_path, dify_hash, git_hash));
             }
             AppState::ChangedInGit => {
-                report
-                    .changed_in_git
-                    .push(git.map(|g| g.0).unwrap_or(path));
+                report.changed_in_git.push(git.map(|g| g.0).unwrap_or(path));
             }
-            AppState::Conflict => conflicts.push((app.clone(), path, text, git)),
+            AppState::Conflict => conflicts.push((app.clone(), path, text, dify_hash, git)),
             AppState::OnlyInGit => {}
         }
     }
@@ -131,21 +132,24 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
         });
     }
     let message = commit_message(&options.message, &report.exported, options.version);
-    let commit = tokio::task::block_in_place(|| {
-        repository.commit_and_push(&changes, &message, &author())
-    })?;
+    let commit =
+        tokio::task::block_in_place(|| repository.commit_and_push(&changes, &message, &author()))?;
     report.commit = commit.clone();
-    for (app, path, text, git) in conflicts {
+    for (app, path, text, hash, git) in conflicts {
         let (file, git_text) = match &git {
             Some((git_path, git_text, _)) => (git_path.as_str(), Some(git_text.as_str())),
             None => (path.as_str(), None),
         };
-        report
-            .conflicts
-            .push(push_conflict(&repository, &app, file, git_text, &text)?);
+        let dify = DifyVersion {
+            text: &text,
+            hash: &hash,
+        };
+        let conflict = push_conflict(&repository, &mut state, &app, file, git_text, dify)?;
+        report.conflicts.push(conflict);
     }
     let synced_commit = commit.or(head).unwrap_or_default();
     for (app_id, path, dify_hash, git_hash) in bases {
+        state.conflicts.remove(&app_id);
         state.apps.insert(
             app_id,
             AppBase {

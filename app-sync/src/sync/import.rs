@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::classify::{classify, AppState};
-use super::{git_side, push_conflict, Conflict, SyncContext, SyncError};
+use super::{git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError};
 use crate::console::apps::{AppSummary, Version};
 use crate::dsl;
 use crate::state::AppBase;
@@ -93,7 +93,10 @@ impl ImportReport {
             ("Skipped", &self.skipped),
         ] {
             for item in list {
-                lines.push(format!("{title}: {} ({}): {}", item.app, item.path, item.reason));
+                lines.push(format!(
+                    "{title}: {} ({}): {}",
+                    item.app, item.path, item.reason
+                ));
             }
         }
         for conflict in &self.conflicts {
@@ -158,20 +161,20 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
                 continue;
             }
             AppState::ChangedInDify => {
-                report
-                    .skipped
-                    .push(skip("only Dify changed it since the last sync; export it instead"));
+                report.skipped.push(skip(
+                    "only Dify changed it since the last sync; export it instead",
+                ));
                 continue;
             }
             AppState::Conflict => {
-                let (_, dify_text) = dify.expect("a conflict has both sides");
-                report.conflicts.push(push_conflict(
-                    &repository,
-                    app,
-                    &path,
-                    Some(&text),
-                    &dify_text,
-                )?);
+                let (dify_hash, dify_text) = dify.expect("a conflict has both sides");
+                let dify = DifyVersion {
+                    text: &dify_text,
+                    hash: &dify_hash,
+                };
+                let conflict =
+                    push_conflict(&repository, &mut state, app, &path, Some(&text), dify)?;
+                report.conflicts.push(conflict);
                 continue;
             }
             AppState::ChangedInGit | AppState::OnlyInDify => Some(app.id.clone()),
@@ -225,7 +228,10 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
         let published = match options.publish && overwritable {
             true => {
                 ctx.console
-                    .publish(&outcome.app_id, &format!("git {}", &head[..head.len().min(12)]))
+                    .publish(
+                        &outcome.app_id,
+                        &format!("git {}", &head[..head.len().min(12)]),
+                    )
                     .await?;
                 true
             }
@@ -243,6 +249,7 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             .and_then(|text| Ok(dsl::content_hash(&dsl::parse(&app.name, &text)?)));
         match fresh {
             Ok(dify_hash) => {
+                state.conflicts.remove(&outcome.app_id);
                 state.apps.insert(
                     outcome.app_id.clone(),
                     AppBase {

@@ -42,7 +42,10 @@ impl HistoryReport {
             "{}: {} commit(s) in Git{}, {} published version(s) in Dify.",
             self.app,
             self.commits.len(),
-            self.path.as_deref().map(|p| format!(" ({p})")).unwrap_or_default(),
+            self.path
+                .as_deref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default(),
             self.published.len()
         )];
         for commit in &self.commits {
@@ -66,7 +69,14 @@ impl HistoryReport {
 async fn one_app(
     ctx: &SyncContext,
     app: &str,
-) -> Result<(crate::repository::AppRepository, AppSummary, Vec<AppSummary>), SyncError> {
+) -> Result<
+    (
+        crate::repository::AppRepository,
+        AppSummary,
+        Vec<AppSummary>,
+    ),
+    SyncError,
+> {
     if app.trim().is_empty() {
         return Err(SyncError::Input("name the app (its name or id)".into()));
     }
@@ -78,7 +88,10 @@ async fn one_app(
         many => Err(SyncError::Input(format!(
             "{app:?} names {} apps; use its id: {}",
             many.len(),
-            many.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -106,7 +119,11 @@ pub async fn diff(ctx: &SyncContext, app: &str, commit: &str) -> Result<DiffRepo
     let diff = match &git_text {
         None => String::new(),
         Some(git_text) => normalized_diff(
-            &format!("git:{}@{}", path.as_deref().unwrap_or_default(), commit.as_deref().unwrap_or_default()),
+            &format!(
+                "git:{}@{}",
+                path.as_deref().unwrap_or_default(),
+                commit.as_deref().unwrap_or_default()
+            ),
             git_text,
             &format!("dify:{}", app.name),
             &dify_text,
@@ -128,7 +145,11 @@ pub async fn history(ctx: &SyncContext, app: &str) -> Result<HistoryReport, Sync
         Some(path) => tokio::task::block_in_place(|| repository.history(path, HISTORY_LENGTH))?,
         None => Vec::new(),
     };
-    let published = match in_dify.iter().any(|a| a.id == app.id) && app.mode != "chat" && app.mode != "agent-chat" && app.mode != "completion" {
+    let published = match in_dify.iter().any(|a| a.id == app.id)
+        && app.mode != "chat"
+        && app.mode != "agent-chat"
+        && app.mode != "completion"
+    {
         true => ctx.console.published_versions(&app.id).await?,
         false => Vec::new(),
     };

@@ -20,7 +20,7 @@ use crate::console::{Console, ConsoleError};
 use crate::dsl::{self, DslError};
 use crate::repository::AppRepository;
 use crate::settings::Settings;
-use crate::state::{StateError, StateStore, SyncState};
+use crate::state::{ConflictBranch, StateError, StateStore, SyncState};
 
 /// Who the commits are by.
 pub fn author() -> Author {
@@ -81,7 +81,11 @@ impl SyncContext {
     }
 
     /// Saves the state (with any SSH host key trusted on first use).
-    pub async fn save(&self, mut state: SyncState, repository: &AppRepository) -> Result<(), SyncError> {
+    pub async fn save(
+        &self,
+        mut state: SyncState,
+        repository: &AppRepository,
+    ) -> Result<(), SyncError> {
         repository.host_keys(&mut state.host_keys);
         Ok(self.store.save(&self.settings.target_key(), &state).await?)
     }
@@ -100,11 +104,12 @@ impl SyncContext {
             all.insert(app.id.clone(), app.clone());
         }
         for entry in repository.index().values() {
-            all.entry(entry.app_id.clone()).or_insert_with(|| AppSummary {
-                id: entry.app_id.clone(),
-                name: entry.name.clone(),
-                mode: entry.mode.clone(),
-            });
+            all.entry(entry.app_id.clone())
+                .or_insert_with(|| AppSummary {
+                    id: entry.app_id.clone(),
+                    name: entry.name.clone(),
+                    mode: entry.mode.clone(),
+                });
         }
         if wanted.is_empty() {
             return Ok(all.into_values().collect());
@@ -179,27 +184,60 @@ pub struct Conflict {
     pub diff: String,
 }
 
+/// Dify's side of a conflict: its export and that export's hash.
+pub struct DifyVersion<'a> {
+    pub text: &'a str,
+    pub hash: &'a str,
+}
+
 /// Pushes Dify's version of an app that changed on both sides to a branch of its own,
 /// `dify-sync/conflict/<slug>-<timestamp>`, on top of the branch's head; nothing else moves.
+/// A conflict already pushed with this same Dify version is reported with its branch again.
 pub fn push_conflict(
     repository: &AppRepository,
+    state: &mut SyncState,
     app: &AppSummary,
     path: &str,
     git_text: Option<&str>,
-    dify_text: &str,
+    dify: DifyVersion<'_>,
 ) -> Result<Conflict, SyncError> {
-    let slug = path.rsplit('/').next().unwrap_or("app").trim_end_matches(".yml");
-    let branch = format!("dify-sync/conflict/{slug}-{}", timestamp());
-    let change = [FileChange {
-        path: path.to_string(),
-        content: Some(dify_text.as_bytes().to_vec()),
-    }];
-    let message = format!(
-        "Dify's version of {} (conflict with {})\n\nBoth Dify and Git changed this app since the last sync.",
-        app.name,
-        repository.branch_name()
-    );
-    tokio::task::block_in_place(|| repository.push_branch(&branch, &change, &message, &author()))?;
+    let dify_text = dify.text;
+    let known = state
+        .conflicts
+        .get(&app.id)
+        .filter(|c| c.dify_hash == dify.hash)
+        .map(|c| c.branch.clone());
+    let branch = match known {
+        Some(branch) => branch,
+        None => {
+            let slug = path
+                .rsplit('/')
+                .next()
+                .unwrap_or("app")
+                .trim_end_matches(".yml");
+            let branch = format!("dify-sync/conflict/{slug}-{}", timestamp());
+            let change = [FileChange {
+                path: path.to_string(),
+                content: Some(dify_text.as_bytes().to_vec()),
+            }];
+            let message = format!(
+                "Dify's version of {} (conflict with {})\n\nBoth Dify and Git changed this app since the last sync.",
+                app.name,
+                repository.branch_name()
+            );
+            tokio::task::block_in_place(|| {
+                repository.push_branch(&branch, &change, &message, &author())
+            })?;
+            state.conflicts.insert(
+                app.id.clone(),
+                ConflictBranch {
+                    branch: branch.clone(),
+                    dify_hash: dify.hash.to_string(),
+                },
+            );
+            branch
+        }
+    };
     let diff = match git_text {
         Some(git_text) => normalized_diff(
             &format!("git:{path}"),
@@ -207,7 +245,9 @@ pub fn push_conflict(
             &format!("dify:{}", app.name),
             dify_text,
         ),
-        None => format!("{path} was deleted in Git, and the app changed in Dify since the last sync\n"),
+        None => {
+            format!("{path} was deleted in Git, and the app changed in Dify since the last sync\n")
+        }
     };
     Ok(Conflict {
         app: app.name.clone(),
@@ -289,7 +329,10 @@ mod tests {
         let a = "workflow:\n  graph:\n    nodes:\n    - id: n\n      position: {x: 1}\n      data: {title: A}\n";
         let b = "workflow:\n  graph:\n    nodes:\n    - id: n\n      position: {x: 5}\n      data: {title: B}\n";
         let diff = normalized_diff("git", a, "dify", b);
-        assert!(diff.contains("-        title: A") && diff.contains("+        title: B"), "{diff}");
+        assert!(
+            diff.contains("-        title: A") && diff.contains("+        title: B"),
+            "{diff}"
+        );
         assert!(!diff.contains("position"), "{diff}");
     }
 

@@ -32,7 +32,10 @@ impl StatusReport {
             "{} app(s); Git branch {} at {}:",
             self.apps.len(),
             self.branch,
-            self.head.as_deref().map(|h| &h[..h.len().min(12)]).unwrap_or("(empty)")
+            self.head
+                .as_deref()
+                .map(|h| &h[..h.len().min(12)])
+                .unwrap_or("(empty)")
         )];
         for app in &self.apps {
             lines.push(format!(
@@ -40,7 +43,10 @@ impl StatusReport {
                 app.app,
                 app.mode,
                 app.state.describe(),
-                app.path.as_deref().map(|p| format!(" [{p}]")).unwrap_or_default()
+                app.path
+                    .as_deref()
+                    .map(|p| format!(" [{p}]"))
+                    .unwrap_or_default()
             ));
         }
         lines.join("\n")
@@ -68,7 +74,9 @@ pub async fn status(ctx: &SyncContext, apps: &[String]) -> Result<StatusReport, 
             app: app.name.clone(),
             app_id: app.id.clone(),
             mode: app.mode.clone(),
-            path: git.map(|g| g.0).or_else(|| repository.path_of(&app.id).map(str::to_owned)),
+            path: git
+                .map(|g| g.0)
+                .or_else(|| repository.path_of(&app.id).map(str::to_owned)),
             state,
         });
     }

@@ -43,6 +43,23 @@ pub struct FakeApp {
     pub dependencies: Vec<Value>,
 }
 
+/// A request as the console saw it.
+pub struct SeenRequest {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 pub struct Pending {
     yaml: Value,
     app_id: Option<String>,
@@ -64,8 +81,7 @@ pub struct ConsoleState {
     pub refresh_tokens: Vec<String>,
     pub logins: usize,
     pub refreshes: usize,
-    /// Every request: method, path and query, and its headers.
-    pub requests: Vec<(String, String, Vec<(String, String)>)>,
+    pub requests: Vec<SeenRequest>,
     /// Every request body.
     pub bodies: Vec<String>,
     pub pending_ttl: Duration,
@@ -95,7 +111,10 @@ impl ConsoleState {
     }
 
     pub fn app(&self, name: &str) -> &FakeApp {
-        self.apps.values().find(|a| a.name == name).expect("an app of that name")
+        self.apps
+            .values()
+            .find(|a| a.name == name)
+            .expect("an app of that name")
     }
 
     pub fn app_mut(&mut self, name: &str) -> &mut FakeApp {
@@ -137,7 +156,10 @@ impl FakeConsole {
         let server = LoopbackServer::start(Arc::new(move |parts, body| {
             let mut state = served.lock().unwrap();
             let mut response = answer(&mut state, parts, body);
-            let version = format!("{}.{}.{}", state.version.0, state.version.1, state.version.2);
+            let version = format!(
+                "{}.{}.{}",
+                state.version.0, state.version.1, state.version.2
+            );
             response
                 .headers_mut()
                 .insert("X-Version", version.parse().unwrap());
@@ -206,7 +228,10 @@ fn respond(status: u16, body: Value) -> Response<Full<Bytes>> {
 }
 
 fn error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
-    respond(status, json!({"code": code, "message": message, "status": status}))
+    respond(
+        status,
+        json!({"code": code, "message": message, "status": status}),
+    )
 }
 
 fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
@@ -228,7 +253,10 @@ fn cookies(parts: &Parts) -> Vec<(String, String)> {
 }
 
 fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    cookies(parts).into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    cookies(parts)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
 }
 
 fn query(parts: &Parts, key: &str) -> Option<String> {
@@ -281,22 +309,32 @@ fn answer(state: &mut ConsoleState, parts: &Parts, body: &Bytes) -> Response<Ful
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
         .collect();
     let target = parts.uri.to_string();
+    state.requests.push(SeenRequest {
+        method: parts.method.to_string(),
+        target,
+        headers,
+    });
     state
-        .requests
-        .push((parts.method.to_string(), target, headers));
-    state.bodies.push(String::from_utf8_lossy(body).into_owned());
+        .bodies
+        .push(String::from_utf8_lossy(body).into_owned());
     let Some(route) = path.strip_prefix("/console/api") else {
-        return error(404, "not_found", "The requested URL was not found on the server.");
+        return error(
+            404,
+            "not_found",
+            "The requested URL was not found on the server.",
+        );
     };
     let json_body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let method = parts.method.as_str();
     match (method, route) {
-        ("GET", "/system-features") => return respond(200, json!({"enable_email_password_login": true})),
+        ("GET", "/system-features") => {
+            return respond(200, json!({"enable_email_password_login": true}))
+        }
         ("POST", "/login") => return login(state, &json_body),
         ("POST", "/refresh-token") => return refresh(state, parts, &json_body),
         _ => {}
     }
-    if let Err(refusal) = authorize(state, parts, route) {
+    if let Some(refusal) = refusal(state, parts, route) {
         return refusal;
     }
     let segments: Vec<&str> = route.trim_matches('/').split('/').collect();
@@ -317,14 +355,22 @@ fn answer(state: &mut ConsoleState, parts: &Parts, body: &Bytes) -> Response<Ful
         ("GET", ["apps", id, "workflows"]) => match state.apps.get(*id) {
             None => error(404, "app_not_found", "App not found."),
             Some(app) => {
-                let mut items = vec![json!({"id": "draft-id", "version": "draft", "marked_name": ""})];
+                let mut items =
+                    vec![json!({"id": "draft-id", "version": "draft", "marked_name": ""})];
                 for (i, (wid, ..)) in app.published.iter().enumerate().rev() {
                     items.push(json!({"id": wid, "version": format!("2026-12-0{} 10:00:00", i + 1), "marked_name": format!("v{}", i + 1), "created_at": 1_790_000_000 + i as i64}));
                 }
-                respond(200, json!({"items": items, "page": 1, "limit": 20, "has_more": false}))
+                respond(
+                    200,
+                    json!({"items": items, "page": 1, "limit": 20, "has_more": false}),
+                )
             }
         },
-        _ => error(404, "not_found", "The requested URL was not found on the server."),
+        _ => error(
+            404,
+            "not_found",
+            "The requested URL was not found on the server.",
+        ),
     }
 }
 
@@ -339,7 +385,11 @@ fn login(state: &mut ConsoleState, body: &Value) -> Response<Full<Bytes>> {
         false => sent.to_string(),
     };
     if body["email"] != EMAIL || password != PASSWORD {
-        return error(401, "email_or_password_mismatch", "The email or password is incorrect.");
+        return error(
+            401,
+            "email_or_password_mismatch",
+            "The email or password is incorrect.",
+        );
     }
     state.logins += 1;
     let tokens = issue(state);
@@ -373,19 +423,20 @@ fn refresh(state: &mut ConsoleState, parts: &Parts, body: &Value) -> Response<Fu
     }
 }
 
-fn authorize(state: &ConsoleState, parts: &Parts, route: &str) -> Result<(), Response<Full<Bytes>>> {
+/// Why the request is not signed in, as Dify answers it; `None` when it is.
+fn refusal(state: &ConsoleState, parts: &Parts, route: &str) -> Option<Response<Full<Bytes>>> {
     let bearer = header(parts, "authorization").and_then(|h| h.strip_prefix("Bearer "));
     if state.at_least((1, 11, 0)) && state.admin_key_enabled && bearer == Some(ADMIN_KEY) {
         return match header(parts, "x-workspace-id") == Some(WORKSPACE) {
-            true => Ok(()),
-            false => Err(error(401, "unauthorized", "Invalid workspace.")),
+            true => None,
+            false => Some(error(401, "unauthorized", "Invalid workspace.")),
         };
     }
     let unauthorized = || error(401, "unauthorized", "Unauthorized.");
     if !state.at_least((1, 9, 2)) {
         return match bearer.is_some_and(|t| state.sessions.iter().any(|(a, _)| a == t)) {
-            true => Ok(()),
-            false => Err(unauthorized()),
+            true => None,
+            false => Some(unauthorized()),
         };
     }
     // The cookie first, then the header (`extract_access_token`).
@@ -394,21 +445,30 @@ fn authorize(state: &ConsoleState, parts: &Parts, route: &str) -> Result<(), Res
         .as_ref()
         .and_then(|a| state.sessions.iter().find(|(t, _)| t == a))
     else {
-        return Err(unauthorized());
+        return Some(unauthorized());
     };
     let exempt = route.starts_with("/apps/") && route.contains("/workflows/draft");
     let csrf_cookie = cookie(parts, &state.cookie_name("csrf_token"));
     let csrf_header = header(parts, "x-csrf-token");
-    let valid = csrf_header.is_some() && csrf_header == csrf_cookie.as_deref() && csrf_header == Some(csrf);
+    let valid =
+        csrf_header.is_some() && csrf_header == csrf_cookie.as_deref() && csrf_header == Some(csrf);
     match exempt || valid {
-        true => Ok(()),
-        false => Err(error(401, "unauthorized", "CSRF token is missing or invalid.")),
+        true => None,
+        false => Some(error(
+            401,
+            "unauthorized",
+            "CSRF token is missing or invalid.",
+        )),
     }
 }
 
 fn list_apps(state: &ConsoleState, parts: &Parts) -> Response<Full<Bytes>> {
-    let page: usize = query(parts, "page").and_then(|p| p.parse().ok()).unwrap_or(1);
-    let limit: usize = query(parts, "limit").and_then(|p| p.parse().ok()).unwrap_or(20);
+    let page: usize = query(parts, "page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1);
+    let limit: usize = query(parts, "limit")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(20);
     if !(1..=100).contains(&limit) || page == 0 {
         return error(400, "invalid_param", "limit must be between 1 and 100");
     }
@@ -426,7 +486,11 @@ fn list_apps(state: &ConsoleState, parts: &Parts) -> Response<Full<Bytes>> {
 }
 
 /// The DSL of `app` (or of one of its published versions), secrets emptied.
-fn dsl(state: &ConsoleState, app: &FakeApp, workflow: Option<&(String, Value, Value, Vec<Value>)>) -> String {
+fn dsl(
+    state: &ConsoleState,
+    app: &FakeApp,
+    workflow: Option<&(String, Value, Value, Vec<Value>)>,
+) -> String {
     let mut doc = json!({
         "app": {"name": app.name, "mode": app.mode, "icon": "🤖", "icon_type": "emoji", "description": ""},
         "kind": "app",
@@ -436,7 +500,11 @@ fn dsl(state: &ConsoleState, app: &FakeApp, workflow: Option<&(String, Value, Va
     if ["workflow", "advanced-chat"].contains(&app.mode.as_str()) {
         let (graph, features, variables) = match workflow {
             Some((_, g, f, v)) => (g.clone(), f.clone(), v.clone()),
-            None => (app.graph.clone(), app.features.clone(), app.environment_variables.clone()),
+            None => (
+                app.graph.clone(),
+                app.features.clone(),
+                app.environment_variables.clone(),
+            ),
         };
         let variables: Vec<Value> = variables
             .into_iter()
@@ -470,17 +538,26 @@ fn export(state: &ConsoleState, id: &str, parts: &Parts) -> Response<Full<Bytes>
 
 fn version_tuple(text: &str) -> (u32, u32, u32) {
     let parts: Vec<u32> = text.split('.').map(|p| p.parse().unwrap_or(0)).collect();
-    (parts.first().copied().unwrap_or(0), parts.get(1).copied().unwrap_or(0), parts.get(2).copied().unwrap_or(0))
+    (
+        parts.first().copied().unwrap_or(0),
+        parts.get(1).copied().unwrap_or(0),
+        parts.get(2).copied().unwrap_or(0),
+    )
 }
 
 fn import(state: &mut ConsoleState, body: &Value) -> Response<Full<Bytes>> {
     let failed = |message: &str| {
-        respond(400, json!({"id": "", "status": "failed", "app_id": null, "error": message}))
+        respond(
+            400,
+            json!({"id": "", "status": "failed", "app_id": null, "error": message}),
+        )
     };
     if body["mode"] != "yaml-content" {
         return failed("Invalid import_mode");
     }
-    let Ok(yaml) = serde_yaml::from_str::<serde_yaml::Value>(body["yaml_content"].as_str().unwrap_or_default()) else {
+    let Ok(yaml) = serde_yaml::from_str::<serde_yaml::Value>(
+        body["yaml_content"].as_str().unwrap_or_default(),
+    ) else {
         return failed("Invalid YAML format");
     };
     let yaml: Value = serde_json::to_value(yaml).unwrap();
@@ -532,7 +609,10 @@ fn apply(state: &mut ConsoleState, yaml: &Value, app_id: Option<String>) -> Stri
                 FakeApp {
                     id: id.clone(),
                     name: String::new(),
-                    mode: yaml["app"]["mode"].as_str().unwrap_or("workflow").to_string(),
+                    mode: yaml["app"]["mode"]
+                        .as_str()
+                        .unwrap_or("workflow")
+                        .to_string(),
                     graph: json!({}),
                     features: json!({}),
                     environment_variables: Vec::new(),
@@ -559,7 +639,10 @@ fn apply(state: &mut ConsoleState, yaml: &Value, app_id: Option<String>) -> Stri
             .map(|mut v| {
                 // The setter keeps the stored secret only for [__HIDDEN__] under the same id.
                 if v["value"] == HIDDEN {
-                    let kept = old.iter().find(|o| o["id"] == v["id"]).map(|o| o["value"].clone());
+                    let kept = old
+                        .iter()
+                        .find(|o| o["id"] == v["id"])
+                        .map(|o| o["value"].clone());
                     v["value"] = kept.unwrap_or(json!(""));
                 }
                 v
@@ -596,7 +679,9 @@ fn dependencies(state: &ConsoleState, app_id: &str) -> Response<Full<Bytes>> {
         .dependencies
         .iter()
         .filter(|d| {
-            let id = d["value"]["plugin_unique_identifier"].as_str().unwrap_or_default();
+            let id = d["value"]["plugin_unique_identifier"]
+                .as_str()
+                .unwrap_or_default();
             !state.installed_plugins.iter().any(|p| p == id)
         })
         .cloned()
@@ -612,7 +697,15 @@ fn publish(state: &mut ConsoleState, id: &str, body: &Value) -> Response<Full<By
     let Some(app) = state.apps.get_mut(id) else {
         return error(404, "app_not_found", "App not found.");
     };
-    let snapshot = (wid, app.graph.clone(), app.features.clone(), app.environment_variables.clone());
+    let snapshot = (
+        wid,
+        app.graph.clone(),
+        app.features.clone(),
+        app.environment_variables.clone(),
+    );
     app.published.push(snapshot);
-    respond(200, json!({"result": "success", "created_at": 1_790_000_000}))
+    respond(
+        200,
+        json!({"result": "success", "created_at": 1_790_000_000}),
+    )
 }

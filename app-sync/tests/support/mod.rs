@@ -2,9 +2,10 @@
 //! tests), and a fake of Dify's console API.
 #![allow(dead_code)]
 
+pub mod app_scenario;
+pub mod fake_console;
 #[path = "../../../tests/support/fake_daemon.rs"]
 pub mod fake_daemon;
-pub mod fake_console;
 #[path = "../../../tests/support/git_servers.rs"]
 pub mod git_servers;
 #[path = "../../../tests/support/keys.rs"]

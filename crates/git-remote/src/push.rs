@@ -149,9 +149,9 @@ impl GitClient {
             }
             Ok(())
         });
-        let mut remote = repo
-            .remote_anonymous(branch.url.fetch_url())
-            .map_err(|e| GitError::InvalidUrl(format!("{}: {}", branch.url.masked(), e.message())))?;
+        let mut remote = repo.remote_anonymous(branch.url.fetch_url()).map_err(|e| {
+            GitError::InvalidUrl(format!("{}: {}", branch.url.masked(), e.message()))
+        })?;
         let mut options = PushOptions::new();
         options.remote_callbacks(callbacks);
         let pushed = remote.push(&[format!("{commit}:{target}")], Some(&mut options));
@@ -193,11 +193,17 @@ pub fn write_commit(
     author: &Author,
 ) -> Result<Option<Oid>, GitError> {
     let write = |e: git2::Error| GitError::Write(e.message().to_string());
-    let parent = parent.map(|oid| repo.find_commit(oid)).transpose().map_err(write)?;
+    let parent = parent
+        .map(|oid| repo.find_commit(oid))
+        .transpose()
+        .map_err(write)?;
     let base = match &parent {
         Some(commit) => commit.tree().map_err(write)?,
         None => {
-            let empty = repo.treebuilder(None).and_then(|b| b.write()).map_err(write)?;
+            let empty = repo
+                .treebuilder(None)
+                .and_then(|b| b.write())
+                .map_err(write)?;
             repo.find_tree(empty).map_err(write)?
         }
     };
@@ -228,7 +234,10 @@ pub fn write_commit(
 /// The content of `path` at `commit`, if it is a file there.
 pub fn read_file(repo: &Repository, commit: Oid, path: &str) -> Result<Option<Vec<u8>>, GitError> {
     let read = |e: git2::Error| GitError::Read(e.message().to_string());
-    let tree = repo.find_commit(commit).and_then(|c| c.tree()).map_err(read)?;
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(read)?;
     let entry = match tree.get_path(std::path::Path::new(path)) {
         Ok(entry) => entry,
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),

@@ -1,0 +1,249 @@
+//! The five tools through the fake daemon, against the fake console and a real repository:
+//! round trips, conflicts, refusals, and what a failure leaves behind.
+
+mod support;
+
+use serde_json::json;
+use support::app_scenario::{failure, AppScenario, SECRET};
+use support::git_servers::{files_containing, git};
+
+#[test]
+fn export_edit_in_git_import_export_round_trips() {
+    let s = AppScenario::start();
+    let (text, report) = s.run("export_apps", json!({}));
+    assert!(text.starts_with("Exported 3 app(s)"), "{text}");
+    let commit = report["commit"].as_str().unwrap().to_string();
+    assert_eq!(git(s.bare(), &["rev-parse", "main"]), commit);
+    // One file per app plus the index, and no secret anywhere in the repository.
+    let files = git(s.bare(), &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(files.contains(".dify-sync/index.json"), "{files}");
+    assert_eq!(
+        files.lines().filter(|f| f.starts_with("apps/")).count(),
+        3,
+        "{files}"
+    );
+    let log = git(s.bare(), &["log", "-1", "--format=%s%n%b", "main"]);
+    assert!(log.starts_with("Export 3 apps from Dify"), "{log}");
+    s.pull();
+    assert!(files_containing(&s.repo.work, &[SECRET]).is_empty());
+
+    // Nothing changed: nothing committed.
+    let (text, report) = s.run("export_apps", json!({}));
+    assert!(text.starts_with("Nothing to commit"), "{text}");
+    assert!(report["commit"].is_null());
+    // A node moved on the canvas is not a change.
+    s.console.move_node("Support Flow", 999);
+    let (_, report) = s.run("sync_status", json!({}));
+    assert!(
+        report["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] == "in_sync"),
+        "{report}"
+    );
+
+    // Edit in Git, import: Dify has the edit, and its secret is kept.
+    let id = s.console.state().app("Support Flow").id.clone();
+    s.edit_in_git(&id, "title: End", "title: Answer");
+    let (text, report) = s.run("sync_status", json!({"apps": "Support Flow"}));
+    assert_eq!(report["apps"][0]["state"], "changed_in_git", "{text}");
+    let (text, report) = s.run("import_apps", json!({}));
+    assert_eq!(report["imported"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(report["imported"][0]["app_id"], id.as_str());
+    {
+        let state = s.console.state();
+        let app = state.app("Support Flow");
+        assert_eq!(app.graph["nodes"][1]["data"]["title"], "Answer");
+        assert_eq!(
+            app.environment_variables[0]["value"], SECRET,
+            "the secret was wiped"
+        );
+    }
+    // Exporting again finds Dify and Git the same: the edited DSL is what Dify exports.
+    let (text, report) = s.run("export_apps", json!({}));
+    assert!(report["commit"].is_null(), "{text}");
+    let (_, report) = s.run("sync_status", json!({}));
+    assert!(
+        report["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] == "in_sync"),
+        "{report}"
+    );
+    // A change in Dify is exported on its own.
+    s.console.retitle("Report Workflow", "Summary");
+    let (text, report) = s.run(
+        "export_apps",
+        json!({"message": "Retitle the report's end"}),
+    );
+    assert_eq!(report["exported"].as_array().unwrap().len(), 1, "{text}");
+    let log = git(s.bare(), &["log", "-1", "--format=%s", "main"]);
+    assert_eq!(log, "Retitle the report's end");
+}
+
+#[test]
+fn a_change_on_both_sides_overwrites_neither() {
+    let s = AppScenario::start();
+    s.run("export_apps", json!({}));
+    let id = s.console.state().app("Report Workflow").id.clone();
+    let main_before = s.edit_in_git(&id, "title: End", "title: From Git");
+    s.console.retitle("Report Workflow", "From Dify");
+
+    let (text, report) = s.run("export_apps", json!({}));
+    let conflict = &report["conflicts"][0];
+    assert_eq!(conflict["app"], "Report Workflow", "{text}");
+    let branch = conflict["branch"].as_str().unwrap();
+    assert!(
+        branch.starts_with("dify-sync/conflict/report-workflow--"),
+        "{branch}"
+    );
+    assert!(
+        text.contains("Nothing was overwritten") && text.contains(branch),
+        "{text}"
+    );
+    let diff = conflict["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("-        title: From Git") && diff.contains("+        title: From Dify"),
+        "{diff}"
+    );
+    // Git's branch kept its edit; the conflict branch holds Dify's.
+    assert_eq!(git(s.bare(), &["rev-parse", "main"]), main_before);
+    let path = conflict["path"].as_str().unwrap();
+    let theirs = git(s.bare(), &["show", &format!("{branch}:{path}")]);
+    assert!(theirs.contains("From Dify"), "{theirs}");
+    assert!(s.branches().contains(&branch.to_string()));
+
+    // Import refuses too, and Dify keeps its edit.
+    let (text, report) = s.run("import_apps", json!({}));
+    assert!(report["imported"].as_array().unwrap().is_empty(), "{text}");
+    assert_eq!(report["conflicts"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(
+        s.console.state().app("Report Workflow").graph["nodes"][1]["data"]["title"],
+        "From Dify"
+    );
+    let (_, report) = s.run("sync_status", json!({"apps": "Report Workflow"}));
+    assert_eq!(report["apps"][0]["state"], "conflict");
+    // A conflict that persists is reported again on the same branch, not a new one each run.
+    let (_, report) = s.run("export_apps", json!({}));
+    assert_eq!(report["conflicts"][0]["branch"], branch);
+    assert_eq!(s.branches().len(), 2, "{:?}", s.branches());
+}
+
+#[test]
+fn apps_dify_cannot_overwrite_are_created_only_when_asked() {
+    let s = AppScenario::start();
+    s.run("export_apps", json!({}));
+    let id = s.console.state().app("Simple Chat").id.clone();
+    s.edit_in_git(&id, "You are helpful.", "You are concise.");
+    let (text, report) = s.run("import_apps", json!({}));
+    assert!(report["imported"].as_array().unwrap().is_empty(), "{text}");
+    assert!(text.contains("only workflow and chatflow"), "{text}");
+    let (text, report) = s.run("import_apps", json!({"create_new": true}));
+    let created = &report["imported"][0];
+    assert_eq!(created["created"], true, "{text}");
+    assert_ne!(created["app_id"], id.as_str());
+    assert_eq!(s.console.state().apps.len(), 4);
+}
+
+#[test]
+fn a_newer_dsl_is_imported_only_when_confirmed_and_published_when_asked() {
+    let s = AppScenario::start();
+    s.run("export_apps", json!({}));
+    let id = s.console.state().app("Report Workflow").id.clone();
+    // A DSL written by a newer Dify than this one.
+    s.edit_in_git(&id, "version: 0.5.0", "version: 0.6.0");
+    s.edit_in_git(&id, "title: End", "title: Newer");
+    let (text, report) = s.run("import_apps", json!({"publish": true}));
+    assert_eq!(report["pending"].as_array().unwrap().len(), 1, "{text}");
+    assert!(text.contains("confirm_newer_dsl"), "{text}");
+    assert!(s
+        .console
+        .state()
+        .app("Report Workflow")
+        .published
+        .is_empty());
+    let (text, report) = s.run(
+        "import_apps",
+        json!({"confirm_newer_dsl": true, "publish": true}),
+    );
+    assert_eq!(report["imported"][0]["published"], true, "{text}");
+    let state = s.console.state();
+    let app = state.app("Report Workflow");
+    assert_eq!(app.graph["nodes"][1]["data"]["title"], "Newer");
+    assert_eq!(app.published.len(), 1);
+}
+
+#[test]
+fn a_secret_in_an_export_stops_it_before_anything_is_committed() {
+    let s = AppScenario::start();
+    let before = git(s.bare(), &["rev-parse", "main"]);
+    s.console.state().app_mut("Report Workflow").graph["nodes"][0]["data"]["credential_id"] =
+        json!("cred-leftover-123");
+    let error = failure(&s.tool("export_apps", json!({})));
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("Report Workflow") && message.contains("credential_id"),
+        "{message}"
+    );
+    assert!(!message.contains("cred-leftover-123"), "{message}");
+    assert_eq!(git(s.bare(), &["rev-parse", "main"]), before);
+}
+
+#[test]
+fn diff_and_history_show_one_app_in_both_places() {
+    let s = AppScenario::start();
+    s.run("export_apps", json!({}));
+    let id = s.console.state().app("Report Workflow").id.clone();
+    s.edit_in_git(&id, "title: End", "title: Done");
+    s.console.retitle("Report Workflow", "Finished");
+    let (text, report) = s.run("app_diff", json!({"app": "report workflow"}));
+    assert!(
+        text.contains("-        title: Done") && text.contains("+        title: Finished"),
+        "{text}"
+    );
+    assert!(!text.contains("position"), "{text}");
+    assert!(report["commit"].is_string());
+    s.tool("import_apps", json!({})); // a conflict: nothing changes
+    s.console.state().app_mut("Report Workflow");
+    let (text, report) = s.run("app_history", json!({"app": id}));
+    assert_eq!(report["commits"].as_array().unwrap().len(), 2, "{text}");
+    assert_eq!(report["commits"][0]["summary"], "edit in Git");
+    let error = failure(&s.tool("app_diff", json!({"app": "No Such App"})));
+    assert!(
+        error["message"].as_str().unwrap().contains("Support Flow"),
+        "{error}"
+    );
+}
+
+#[test]
+fn validation_names_what_failed_without_echoing_secrets() {
+    let s = AppScenario::start();
+    let session = s.daemon.request(
+        "validate_tool_credentials",
+        json!({"type": "tool", "provider": "app_git_sync", "credentials": s.credentials()}),
+    );
+    let messages = s.daemon.finish(&session);
+    assert_eq!(messages[0]["data"], json!({"result": true}), "{messages:?}");
+
+    let mut wrong = s.credentials();
+    wrong["password"] = json!("wrong-password-value");
+    wrong["repository_url"] = json!(s.dir.path().join("missing.git").to_str().unwrap());
+    let session = s.daemon.request(
+        "validate_tool_credentials",
+        json!({"type": "tool", "provider": "app_git_sync", "credentials": wrong}),
+    );
+    let error = failure(&s.daemon.finish(&session));
+    assert_eq!(error["error_type"], "CredentialsValidateFailedError");
+    assert!(
+        error["args"]["sign_in"]
+            .as_str()
+            .unwrap()
+            .contains("incorrect"),
+        "{error}"
+    );
+    assert!(error["args"]["repository_url"].is_string(), "{error}");
+    assert!(!error.to_string().contains("wrong-password-value"));
+    assert!(!s.daemon.stderr_text().contains("wrong-password-value"));
+}
