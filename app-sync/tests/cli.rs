@@ -1,0 +1,91 @@
+//! The same sync from a terminal or CI: credentials from `APP_GIT_SYNC_*`, state in a file,
+//! exit codes a pipeline can branch on (0 done, 1 error, 2 conflict).
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::fake_console::{FakeConsole, EMAIL, PASSWORD};
+use support::git_servers::{git, TestRepo};
+use support::plugin_under_test::BINARY;
+
+struct Cli {
+    dir: tempfile::TempDir,
+    console: FakeConsole,
+    repo: TestRepo,
+}
+
+impl Cli {
+    fn start() -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        let console = FakeConsole::start("1.13.2");
+        console.add_app("Report Workflow", "workflow", Vec::new());
+        let repo = TestRepo::create(dir.path(), "apps", &[("README.md", b"# apps\n")]);
+        Cli { dir, console, repo }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BINARY)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", self.dir.path())
+            .env("APP_GIT_SYNC_CONSOLE_URL", &self.console.url)
+            .env("APP_GIT_SYNC_EMAIL", EMAIL)
+            .env("APP_GIT_SYNC_PASSWORD", PASSWORD)
+            .env("APP_GIT_SYNC_REPOSITORY_URL", &self.repo.bare)
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn export_status_and_a_conflict_give_exit_codes_ci_can_use() {
+    let cli = Cli::start();
+    let export = cli.run(&["export"]);
+    assert_eq!(export.status.code(), Some(0), "{}", text(&export));
+    assert!(text(&export).contains("Exported 1 app(s)"));
+    let status = cli.run(&["status", "--json"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["apps"][0]["state"], "in_sync");
+
+    // Both sides change: status and export exit 2, and Git's branch keeps its edit.
+    git(&cli.repo.work, &["pull", "-q", "origin", "main"]);
+    let file = std::fs::read_dir(cli.repo.work.join("apps")).unwrap().next().unwrap().unwrap().path();
+    let edited = std::fs::read_to_string(&file).unwrap().replace("title: End", "title: Git");
+    let relative = file.strip_prefix(&cli.repo.work).unwrap().to_str().unwrap().to_string();
+    let head = cli.repo.commit(&[(relative.as_str(), edited.as_bytes())], &[], "edit");
+    cli.console.retitle("Report Workflow", "Dify");
+    assert_eq!(cli.run(&["status"]).status.code(), Some(2));
+    let export = cli.run(&["export"]);
+    assert_eq!(export.status.code(), Some(2), "{}", text(&export));
+    assert!(text(&export).contains("dify-sync/conflict/"), "{}", text(&export));
+    assert_eq!(git(&cli.repo.bare, &["rev-parse", "main"]), head);
+    let diff = cli.run(&["diff", "Report Workflow"]);
+    assert!(text(&diff).contains("+        title: Dify"), "{}", text(&diff));
+}
+
+#[test]
+fn missing_settings_are_named_by_variable_and_exit_1() {
+    let cli = Cli::start();
+    let output = Command::new(BINARY)
+        .args(["status"])
+        .env_clear()
+        .env("HOME", cli.dir.path())
+        .env("APP_GIT_SYNC_PASSWORD", "pw-never-shown")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let shown = text(&output);
+    assert!(shown.contains("APP_GIT_SYNC_EMAIL") && shown.contains("APP_GIT_SYNC_REPOSITORY_URL"), "{shown}");
+    assert!(!shown.contains("pw-never-shown"), "{shown}");
+}
