@@ -35,6 +35,17 @@ pub struct FileCommit {
     pub summary: String,
 }
 
+/// An app file the index may name: `<apps_dir><name>.yml`, one level, nothing odd in it.
+fn is_app_file(path: &str, apps_dir: &str) -> bool {
+    path.strip_prefix(apps_dir).is_some_and(|name| {
+        name.ends_with(".yml")
+            && name.len() <= 128
+            && !name.contains('/')
+            && !name.starts_with('.')
+            && !name.chars().any(char::is_control)
+    })
+}
+
 /// The branch of the sync target, fetched and locked for this run.
 pub struct AppRepository {
     client: Arc<GitClient>,
@@ -78,15 +89,27 @@ impl AppRepository {
             branch,
             index: Index::new(),
         };
-        repository.index = match repository.read(&repository.index_path())? {
-            None => Index::new(),
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                GitError::Read(format!(
-                    "{} is not an index this plugin wrote ({e}); fix or delete it",
-                    repository.index_path()
-                ))
-            })?,
+        let index_path = repository.index_path();
+        let unreadable = |why: String| {
+            GitError::Read(format!(
+                "{index_path} is not an index this plugin wrote ({why}); fix or delete it"
+            ))
         };
+        repository.index = match repository.read(&index_path)? {
+            None => Index::new(),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?
+            }
+        };
+        let apps_dir = dsl::join(directory, "apps/");
+        if let Some(path) = repository
+            .index
+            .keys()
+            .find(|path| !is_app_file(path, &apps_dir))
+        {
+            let shown: String = path.chars().take(80).collect();
+            return Err(unreadable(format!("{shown:?} is not a file under {apps_dir}")));
+        }
         Ok(repository)
     }
 
@@ -137,6 +160,13 @@ impl AppRepository {
 
     /// A file at any commit of the branch's history (a full id, or a prefix of one).
     pub fn read_at(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        let plain = commit.len() <= 64 && commit.chars().all(|c| c.is_ascii_hexdigit());
+        if !plain {
+            let shown: String = commit.chars().take(40).collect();
+            return Err(GitError::RefNotFound(format!(
+                "{shown:?} is not a commit id; give the id (or its first characters) of a commit of the branch"
+            )));
+        }
         let repo = self.branch.open()?;
         let oid = repo
             .revparse_single(commit)

@@ -210,6 +210,8 @@ fn diff_and_history_show_one_app_in_both_places() {
     let (text, report) = s.run("app_history", json!({"app": id}));
     assert_eq!(report["commits"].as_array().unwrap().len(), 2, "{text}");
     assert_eq!(report["commits"][0]["summary"], "edit in Git");
+    let error = failure(&s.tool("app_diff", json!({"app": "Report Workflow", "commit": "HEAD@{1}"})));
+    assert!(error["message"].as_str().unwrap().contains("not a commit id"), "{error}");
     let error = failure(&s.tool("app_diff", json!({"app": "No Such App"})));
     assert!(
         error["message"].as_str().unwrap().contains("Support Flow"),
@@ -246,4 +248,19 @@ fn validation_names_what_failed_without_echoing_secrets() {
     assert!(error["args"]["repository_url"].is_string(), "{error}");
     assert!(!error.to_string().contains("wrong-password-value"));
     assert!(!s.daemon.stderr_text().contains("wrong-password-value"));
+}
+
+#[test]
+fn a_hostile_index_or_commit_is_refused_by_name() {
+    let s = AppScenario::start();
+    s.run("export_apps", json!({}));
+    s.pull();
+    s.repo.commit(
+        &[(".dify-sync/index.json", br#"{"../../etc/passwd": {"app_id": "x", "mode": "workflow", "name": "x"}}"#)],
+        &[],
+        "a hostile index",
+    );
+    let error = failure(&s.tool("export_apps", json!({})));
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("index.json") && message.contains("apps/"), "{message}");
 }
