@@ -97,9 +97,7 @@ impl AppRepository {
         };
         repository.index = match repository.read(&index_path)? {
             None => Index::new(),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?
-            }
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?,
         };
         let apps_dir = dsl::join(directory, "apps/");
         if let Some(path) = repository
@@ -108,7 +106,9 @@ impl AppRepository {
             .find(|path| !is_app_file(path, &apps_dir))
         {
             let shown: String = path.chars().take(80).collect();
-            return Err(unreadable(format!("{shown:?} is not a file under {apps_dir}")));
+            return Err(unreadable(format!(
+                "{shown:?} is not a file under {apps_dir}"
+            )));
         }
         Ok(repository)
     }

@@ -60,18 +60,40 @@ fn export_status_and_a_conflict_give_exit_codes_ci_can_use() {
 
     // Both sides change: status and export exit 2, and Git's branch keeps its edit.
     git(&cli.repo.work, &["pull", "-q", "origin", "main"]);
-    let file = std::fs::read_dir(cli.repo.work.join("apps")).unwrap().next().unwrap().unwrap().path();
-    let edited = std::fs::read_to_string(&file).unwrap().replace("title: End", "title: Git");
-    let relative = file.strip_prefix(&cli.repo.work).unwrap().to_str().unwrap().to_string();
-    let head = cli.repo.commit(&[(relative.as_str(), edited.as_bytes())], &[], "edit");
+    let file = std::fs::read_dir(cli.repo.work.join("apps"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("title: End", "title: Git");
+    let relative = file
+        .strip_prefix(&cli.repo.work)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let head = cli
+        .repo
+        .commit(&[(relative.as_str(), edited.as_bytes())], &[], "edit");
     cli.console.retitle("Report Workflow", "Dify");
     assert_eq!(cli.run(&["status"]).status.code(), Some(2));
     let export = cli.run(&["export"]);
     assert_eq!(export.status.code(), Some(2), "{}", text(&export));
-    assert!(text(&export).contains("dify-sync/conflict/"), "{}", text(&export));
+    assert!(
+        text(&export).contains("dify-sync/conflict/"),
+        "{}",
+        text(&export)
+    );
     assert_eq!(git(&cli.repo.bare, &["rev-parse", "main"]), head);
     let diff = cli.run(&["diff", "Report Workflow"]);
-    assert!(text(&diff).contains("+        title: Dify"), "{}", text(&diff));
+    assert!(
+        text(&diff).contains("+        title: Dify"),
+        "{}",
+        text(&diff)
+    );
 }
 
 #[test]
@@ -86,6 +108,9 @@ fn missing_settings_are_named_by_variable_and_exit_1() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let shown = text(&output);
-    assert!(shown.contains("APP_GIT_SYNC_EMAIL") && shown.contains("APP_GIT_SYNC_REPOSITORY_URL"), "{shown}");
+    assert!(
+        shown.contains("APP_GIT_SYNC_EMAIL") && shown.contains("APP_GIT_SYNC_REPOSITORY_URL"),
+        "{shown}"
+    );
     assert!(!shown.contains("pw-never-shown"), "{shown}");
 }

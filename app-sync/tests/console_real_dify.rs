@@ -105,7 +105,11 @@ impl RealDify {
             .arg(&url)
             .output()
             .expect("../shared/dify/bootstrap runs");
-        assert!(boot.status.success(), "bootstrap: {}", String::from_utf8_lossy(&boot.stderr));
+        assert!(
+            boot.status.success(),
+            "bootstrap: {}",
+            String::from_utf8_lossy(&boot.stderr)
+        );
         let boot: Value = serde_json::from_slice(&boot.stdout).unwrap();
         RealDify {
             script_dir: script_dir.to_path_buf(),
@@ -180,12 +184,18 @@ fn the_console_client_against_the_real_dify() {
         let chat = console.import_dsl(CHAT_DSL, None).await.unwrap();
         assert!(chat.status.starts_with("completed"), "{chat:?}");
         // Dify refuses to overwrite a chat app in place.
-        let over = console.import_dsl(CHAT_DSL, Some(&chat.app_id)).await.unwrap();
+        let over = console
+            .import_dsl(CHAT_DSL, Some(&chat.app_id))
+            .await
+            .unwrap();
         assert_eq!(over.status, "failed");
         assert!(over.error.contains("overwritten"), "{over:?}");
         // A DSL newer than the server's waits for a confirmation.
         let newer = WORKFLOW_DSL.replace("version: 0.6.0", "version: 9.0.0");
-        let pending = console.import_dsl(&newer, Some(&flow.app_id)).await.unwrap();
+        let pending = console
+            .import_dsl(&newer, Some(&flow.app_id))
+            .await
+            .unwrap();
         assert_eq!(pending.status, "pending", "{pending:?}");
         let confirmed = console.confirm_import(&pending.import_id).await.unwrap();
         assert!(confirmed.status.starts_with("completed"), "{confirmed:?}");
@@ -216,24 +226,47 @@ fn the_console_client_against_the_real_dify() {
     let repo = TestRepo::create(dir.path(), "apps", &[("README.md", b"# apps\n")]);
     let export = dify.cli(dir.path(), &repo.bare, &["export"]);
     assert_eq!(export.status.code(), Some(0), "{}", shown(&export));
-    assert!(shown(&export).contains("Exported 2 app(s)"), "{}", shown(&export));
+    assert!(
+        shown(&export).contains("Exported 2 app(s)"),
+        "{}",
+        shown(&export)
+    );
     git(&repo.work, &["pull", "-q", "origin", "main"]);
     let files = git(&repo.work, &["ls-files", "apps"]);
-    let flow_file = files.lines().find(|f| f.starts_with("apps/real-flow--")).unwrap().to_string();
+    let flow_file = files
+        .lines()
+        .find(|f| f.starts_with("apps/real-flow--"))
+        .unwrap()
+        .to_string();
     let text = std::fs::read_to_string(repo.work.join(&flow_file)).unwrap();
     assert!(!text.contains(SECRET), "the secret reached Git:\n{text}");
     repo.commit(
-        &[(flow_file.as_str(), text.replace("title: End", "title: Answer").as_bytes())],
+        &[(
+            flow_file.as_str(),
+            text.replace("title: End", "title: Answer").as_bytes(),
+        )],
         &[],
         "rename the end node",
     );
     let status = dify.cli(dir.path(), &repo.bare, &["status"]);
-    assert!(shown(&status).contains("Real Flow (workflow): changed in Git"), "{}", shown(&status));
+    assert!(
+        shown(&status).contains("Real Flow (workflow): changed in Git"),
+        "{}",
+        shown(&status)
+    );
     let import = dify.cli(dir.path(), &repo.bare, &["import", "--publish"]);
     assert_eq!(import.status.code(), Some(0), "{}", shown(&import));
-    assert!(shown(&import).contains("Real Flow from apps/real-flow--"), "{}", shown(&import));
+    assert!(
+        shown(&import).contains("Real Flow from apps/real-flow--"),
+        "{}",
+        shown(&import)
+    );
     let again = dify.cli(dir.path(), &repo.bare, &["export"]);
-    assert!(shown(&again).contains("Nothing to commit"), "{}", shown(&again));
+    assert!(
+        shown(&again).contains("Nothing to commit"),
+        "{}",
+        shown(&again)
+    );
 
     runtime.block_on(async {
         let with_secret = console
@@ -247,6 +280,10 @@ fn the_console_client_against_the_real_dify() {
         assert_eq!(versions.len(), 1, "{versions:?}");
         let published = console.export_dsl(&flow, Version::Published).await.unwrap();
         assert!(published.contains("title: Answer"));
-        assert!(console.export_dsl(&chat, Version::Draft).await.unwrap().contains("Real Chat"));
+        assert!(console
+            .export_dsl(&chat, Version::Draft)
+            .await
+            .unwrap()
+            .contains("Real Chat"));
     });
 }

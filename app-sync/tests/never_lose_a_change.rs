@@ -97,7 +97,9 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                 git(&repo.work, &["fetch", "-q", "origin"]);
                 git(&repo.work, &["reset", "-q", "--hard", "origin/main"]);
                 let files = git(&repo.work, &["ls-files", "apps"]);
-                let Some(file) = files.lines().next() else { continue };
+                let Some(file) = files.lines().next() else {
+                    continue;
+                };
                 let text = std::fs::read_to_string(repo.work.join(file)).unwrap();
                 let edited: String = text
                     .lines()
@@ -119,7 +121,10 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                 };
                 let report = runtime.block_on(export(&ctx, &options)).unwrap();
                 let after = git(&repo.bare, &["rev-parse", "main"]);
-                git(&repo.bare, &["merge-base", "--is-ancestor", &before, &after]);
+                git(
+                    &repo.bare,
+                    &["merge-base", "--is-ancestor", &before, &after],
+                );
                 if report.conflicts.is_empty() && report.changed_in_git.is_empty() {
                     prop_assert!(in_git(&repo, &dify_title(&console)), "{steps:?}");
                 }

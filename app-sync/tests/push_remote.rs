@@ -11,7 +11,11 @@ use support::keys::ssh_keygen;
 
 /// A repository the HTTPS server serves and accepts pushes to (with the token).
 fn served_repo(server: &HttpServer, name: &str) -> TestRepo {
-    let repo = TestRepo::create(&server.root.join("private"), name, &[("README.md", b"# apps\n")]);
+    let repo = TestRepo::create(
+        &server.root.join("private"),
+        name,
+        &[("README.md", b"# apps\n")],
+    );
     git(&repo.bare, &["config", "http.receivepack", "true"]);
     repo
 }
@@ -40,7 +44,11 @@ fn exports_push_over_https_with_a_token() {
     assert!(message.contains("refused"), "{message}");
     assert!(!message.contains(TOKEN) && !s.daemon.stderr_text().contains(TOKEN));
     assert_eq!(git(&repo.bare, &["rev-parse", "main"]), commit);
-    let (_, status) = outputs(&s.tool_with("sync_status", json!({"apps": "Report Workflow"}), credentials.clone()));
+    let (_, status) = outputs(&s.tool_with(
+        "sync_status",
+        json!({"apps": "Report Workflow"}),
+        credentials.clone(),
+    ));
     assert_eq!(status["apps"][0]["state"], "changed_in_dify");
     std::fs::remove_file(&hook).unwrap();
     let (text, report) = outputs(&s.tool_with("export_apps", json!({}), credentials.clone()));
@@ -49,7 +57,10 @@ fn exports_push_over_https_with_a_token() {
     // Without the token the server asks for a login: named, and nothing is pushed.
     credentials["git_access_token"] = json!("");
     let error = failure(&s.tool_with("export_apps", json!({}), credentials));
-    assert!(error["message"].as_str().unwrap().contains("access_token"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("access_token"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -59,7 +70,11 @@ fn exports_push_over_ssh_with_a_key() {
     std::fs::create_dir_all(&keys).unwrap();
     let (private, public) = ssh_keygen(&keys, "deploy", &["-t", "ed25519"], "");
     let server = SshServer::start(&s.dir.path().join("sshd"), &[public.trim()]);
-    let repo = TestRepo::create(&s.dir.path().join("ssh-repos"), "apps", &[("README.md", b"# apps\n")]);
+    let repo = TestRepo::create(
+        &s.dir.path().join("ssh-repos"),
+        "apps",
+        &[("README.md", b"# apps\n")],
+    );
     let mut credentials = s.credentials();
     credentials["repository_url"] = json!(server.url(&repo.bare));
     credentials["ssh_private_key"] = json!(private);
@@ -67,6 +82,7 @@ fn exports_push_over_ssh_with_a_key() {
     let (text, report) = outputs(&s.tool_with("export_apps", json!({}), credentials.clone()));
     let commit = report["commit"].as_str().unwrap();
     assert_eq!(git(&repo.bare, &["rev-parse", "main"]), commit, "{text}");
-    let (_, history) = outputs(&s.tool_with("app_history", json!({"app": "Support Flow"}), credentials));
+    let (_, history) =
+        outputs(&s.tool_with("app_history", json!({"app": "Support Flow"}), credentials));
     assert_eq!(history["commits"].as_array().unwrap().len(), 1);
 }

@@ -210,8 +210,17 @@ fn diff_and_history_show_one_app_in_both_places() {
     let (text, report) = s.run("app_history", json!({"app": id}));
     assert_eq!(report["commits"].as_array().unwrap().len(), 2, "{text}");
     assert_eq!(report["commits"][0]["summary"], "edit in Git");
-    let error = failure(&s.tool("app_diff", json!({"app": "Report Workflow", "commit": "HEAD@{1}"})));
-    assert!(error["message"].as_str().unwrap().contains("not a commit id"), "{error}");
+    let error = failure(&s.tool(
+        "app_diff",
+        json!({"app": "Report Workflow", "commit": "HEAD@{1}"}),
+    ));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a commit id"),
+        "{error}"
+    );
     let error = failure(&s.tool("app_diff", json!({"app": "No Such App"})));
     assert!(
         error["message"].as_str().unwrap().contains("Support Flow"),
@@ -256,11 +265,17 @@ fn a_hostile_index_or_commit_is_refused_by_name() {
     s.run("export_apps", json!({}));
     s.pull();
     s.repo.commit(
-        &[(".dify-sync/index.json", br#"{"../../etc/passwd": {"app_id": "x", "mode": "workflow", "name": "x"}}"#)],
+        &[(
+            ".dify-sync/index.json",
+            br#"{"../../etc/passwd": {"app_id": "x", "mode": "workflow", "name": "x"}}"#,
+        )],
         &[],
         "a hostile index",
     );
     let error = failure(&s.tool("export_apps", json!({})));
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains("index.json") && message.contains("apps/"), "{message}");
+    assert!(
+        message.contains("index.json") && message.contains("apps/"),
+        "{message}"
+    );
 }

@@ -1,0 +1,158 @@
+//! The App Git Sync package: built by `package`, validated by `check`, unpacked as the daemon
+//! unpacks it (every file 0644), started through its Python launcher and driven through the
+//! fake daemon.
+
+mod support;
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+use support::app_scenario::{outputs, AppScenario};
+use support::fake_daemon::FakeDaemon;
+use support::git_servers::git;
+use support::plugin_under_test::{BINARY, PLUGIN_FILES, REPO_DIR};
+
+fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    (0..archive.len())
+        .map(|i| {
+            let mut entry = archive.by_index(i).unwrap();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            (entry.name().to_string(), bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn the_package_installs_and_its_launcher_serves_the_tools() {
+    let s = AppScenario::start();
+    let dir = s.dir.path();
+    let slim = dir.join("app-git-sync");
+    let stripped = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(BINARY)
+        .arg(&slim)
+        .status()
+        .unwrap();
+    assert!(stripped.success());
+    let out = dir.join("app_git_sync.difypkg");
+    let built = Command::new(BINARY)
+        .args(["package", "--dir", REPO_DIR, "--no-aarch64", "--binary"])
+        .arg(&slim)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&built.stdout);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert!(
+        stdout.contains("identifier  dify-community/app_git_sync:0.1.0@"),
+        "{stdout}"
+    );
+    let files = entries(&out);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    for needed in PLUGIN_FILES.iter().copied().chain([
+        "README.md",
+        "PRIVACY.md",
+        "main.py",
+        "requirements.txt",
+        "bin/app-git-sync-x86_64",
+    ]) {
+        assert!(names.contains(&needed), "{needed} missing from {names:?}");
+    }
+
+    // Unpacked as the daemon does, started as `python -m main`.
+    let plugin = dir.join("cwd/dify-community/app_git_sync-0.1.0");
+    for (name, bytes) in &files {
+        let target = plugin.join(name);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, bytes).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut command = Command::new("python3");
+    command
+        .args(["-m", "main"])
+        .current_dir(&plugin)
+        .env("INSTALL_METHOD", "local");
+    let cache = dir.join("packaged-cache");
+    let daemon = FakeDaemon::spawn_command(
+        command,
+        &[
+            ("APP_GIT_SYNC_ALLOW_LOCAL", "1"),
+            ("APP_GIT_SYNC_CACHE_DIR", cache.to_str().unwrap()),
+        ],
+    );
+    let session = daemon.request(
+        "invoke_tool",
+        json!({"type": "tool", "provider": "app_git_sync", "tool": "export_apps",
+               "tool_parameters": {"apps": "Report Workflow"}, "credentials": s.credentials()}),
+    );
+    let (text, report) = outputs(&daemon.finish(&session));
+    assert_eq!(report["exported"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(
+        git(s.bare(), &["rev-parse", "main"]),
+        report["commit"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn check_names_what_the_daemon_would_refuse_in_a_tool_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in PLUGIN_FILES.iter().chain(&["README.md", "PRIVACY.md"]) {
+        let target = dir.path().join(file);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(Path::new(REPO_DIR).join(file), target).unwrap();
+    }
+    let check = || {
+        let output = Command::new(BINARY)
+            .args(["check", "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (ok, text) = check();
+    assert!(ok && text.contains("tool declarations are valid"), "{text}");
+
+    let tool = dir.path().join("tools/app_diff.yaml");
+    let broken = std::fs::read_to_string(&tool)
+        .unwrap()
+        .replace("form: llm", "form: chat")
+        .replace("  llm: Shows", "  llm_text: Shows");
+    std::fs::write(&tool, broken).unwrap();
+    let (ok, text) = check();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("tools/app_diff.yaml: parameters[0].form: \"chat\" is not one of"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tools/app_diff.yaml: description.llm: is required"),
+        "{text}"
+    );
+
+    let manifest = dir.path().join("manifest.yaml");
+    let mixed = std::fs::read_to_string(&manifest).unwrap().replace(
+        "plugins:\n",
+        "plugins:\n  datasources:\n    - provider/app_git_sync.yaml\n",
+    );
+    std::fs::write(&manifest, mixed).unwrap();
+    let (ok, text) = check();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("plugins.tools: a datasource plugin cannot also declare other plugin kinds"),
+        "{text}"
+    );
+}
