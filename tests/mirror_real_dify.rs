@@ -9,17 +9,18 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::mirror_scenario::{self, KnowledgeBase};
+use support::real_dify::RealDifyProcess;
 
 const PORT: &str = "5301";
 
 struct RealDify {
-    script_dir: PathBuf,
+    _process: RealDifyProcess,
     service_api: String,
     key: String,
     dataset: String,
@@ -31,34 +32,13 @@ struct RealDify {
 }
 
 impl RealDify {
-    fn start(script_dir: &Path) -> RealDify {
-        let started = Command::new(script_dir.join("start"))
-            .env("DIFY_PORT", PORT)
-            .output()
-            .expect("../shared/dify/start runs");
-        assert!(
-            started.status.success(),
-            "../shared/dify/start failed: {}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        let url = String::from_utf8_lossy(&started.stdout)
-            .trim()
-            .lines()
-            .last()
-            .unwrap()
-            .to_string();
-        let boot = Command::new(script_dir.join("bootstrap"))
-            .arg(&url)
-            .output()
-            .expect("../shared/dify/bootstrap runs");
-        assert!(
-            boot.status.success(),
-            "bootstrap: {}",
-            String::from_utf8_lossy(&boot.stderr)
-        );
-        let boot: Value = serde_json::from_slice(&boot.stdout).unwrap();
-        RealDify {
-            script_dir: script_dir.to_path_buf(),
+    fn start() -> Option<RealDify> {
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/dify");
+        let process =
+            RealDifyProcess::start(&scripts, PORT, "the fake-based mirroring tests still ran")?;
+        let boot = process.boot.clone();
+        Some(RealDify {
+            _process: process,
             service_api: boot["service_api_url"].as_str().unwrap().to_string(),
             key: boot["dataset_api_key"].as_str().unwrap().to_string(),
             dataset: boot["pipeline_dataset_id"].as_str().unwrap().to_string(),
@@ -73,7 +53,7 @@ impl RealDify {
                 .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
-        }
+        })
     }
 
     fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -110,12 +90,6 @@ impl RealDify {
             }
         }
         unreachable!()
-    }
-}
-
-impl Drop for RealDify {
-    fn drop(&mut self) {
-        let _ = Command::new(self.script_dir.join("stop")).status();
     }
 }
 
@@ -189,16 +163,9 @@ impl KnowledgeBase for RealDify {
 
 #[test]
 fn mirroring_against_the_real_dify_api() {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/dify");
-    if !scripts.join("start").exists() {
-        eprintln!(
-            "SKIPPED: {} is absent, so the real Dify API cannot be started; the fake-based \
-             mirroring tests still ran",
-            scripts.display()
-        );
+    let Some(dify) = RealDify::start() else {
         return;
-    }
-    let dify = RealDify::start(&scripts);
+    };
     let (validate, histories) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     mirror_scenario::validation(&dify, validate.path());
     mirror_scenario::main_histories(&dify, histories.path());

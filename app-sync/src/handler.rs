@@ -1,13 +1,16 @@
 //! What the plugin does with each request the daemon routes to it: tool credential
 //! validation and the five tools.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use dify_plugin::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler, Session};
 use dify_plugin::tool::{self, ToolMessage, ToolRequest, INVOKE_TOOL, VALIDATE_TOOL_CREDENTIALS};
 use git_remote::{CredentialProblem, GitClient};
 
+use sha2::{Digest, Sha256};
+
 use crate::console::apps::Version;
+use crate::console::sign_in::SignIn;
 use crate::console::Console;
 use crate::settings::Settings;
 use crate::state::StateStore;
@@ -16,16 +19,72 @@ use crate::sync::import::ImportOptions;
 use crate::sync::{self, app_list, SyncContext, SyncError};
 
 pub struct AppSyncHandler {
-    pub git: Arc<GitClient>,
+    git: Arc<GitClient>,
+    consoles: Arc<ConsoleSessions>,
+}
+
+impl AppSyncHandler {
+    pub fn new(git: GitClient) -> Self {
+        AppSyncHandler {
+            git: Arc::new(git),
+            consoles: Arc::default(),
+        }
+    }
+}
+
+/// Signed-in consoles kept between calls, in memory only, by a hash of the console URL and
+/// the sign-in: a schedule that exports every few minutes signs in once, not every time
+/// (Dify rate-limits logins). Dify still checks the session on every call.
+#[derive(Default)]
+struct ConsoleSessions(Mutex<Vec<(String, Arc<Console>)>>);
+
+/// How many signed-in consoles are kept (the oldest goes first).
+const KEPT_CONSOLES: usize = 8;
+
+impl ConsoleSessions {
+    fn get(&self, settings: &Settings) -> Result<Arc<Console>, String> {
+        let secret_parts = match &settings.sign_in {
+            SignIn::AdminKey { key, workspace_id } => vec!["key", key, workspace_id],
+            SignIn::Password { email, password } => vec!["password", email, password],
+            SignIn::Session {
+                access_token,
+                refresh_token,
+                csrf_token,
+            } => vec!["session", access_token, refresh_token, csrf_token],
+        };
+        let mut hasher = Sha256::new();
+        for part in std::iter::once(settings.console_url.as_str()).chain(secret_parts) {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        let key = hex::encode(hasher.finalize());
+        let mut kept = self.0.lock().expect("console sessions lock");
+        if let Some(i) = kept.iter().position(|(k, _)| *k == key) {
+            let entry = kept.remove(i);
+            let console = entry.1.clone();
+            kept.push(entry);
+            return Ok(console);
+        }
+        let console = Arc::new(Console::new(
+            &settings.console_url,
+            settings.sign_in.clone(),
+        )?);
+        if kept.len() >= KEPT_CONSOLES {
+            kept.remove(0);
+        }
+        kept.push((key, console.clone()));
+        Ok(console)
+    }
 }
 
 impl RequestHandler for AppSyncHandler {
     fn handle(&self, request: Request, session: Session) -> HandlerFuture {
-        let git = self.git.clone();
+        let (git, consoles) = (self.git.clone(), self.consoles.clone());
         Box::pin(async move {
+            let call = || ToolCall::new(&request, &session, git, &consoles);
             match (request.kind.as_str(), request.action.as_str()) {
-                ("tool", VALIDATE_TOOL_CREDENTIALS) => validate(&request, &session, git).await,
-                ("tool", INVOKE_TOOL) => invoke(&request, &session, git).await,
+                ("tool", VALIDATE_TOOL_CREDENTIALS) => validate(call()?, &session).await,
+                ("tool", INVOKE_TOOL) => invoke(call()?, &session).await,
                 (kind, action) => Err(ErrorPayload::new(
                     "InvokeBadRequestError",
                     format!(
@@ -52,31 +111,38 @@ fn credential_error(problems: &[CredentialProblem]) -> ErrorPayload {
     error
 }
 
-fn context(
-    tool: &ToolRequest,
-    session: &Session,
-    git: Arc<GitClient>,
-) -> Result<SyncContext, ErrorPayload> {
-    let settings =
-        Settings::from_credentials(&tool.credentials).map_err(|p| credential_error(&p))?;
-    let console = Console::new(&settings.console_url, settings.sign_in.clone())
-        .map_err(|message| ErrorPayload::new("CredentialsValidateFailedError", message))?;
-    Ok(SyncContext {
-        settings,
-        console,
-        git,
-        store: StateStore::Plugin(session.storage()),
-    })
+/// A tool request with what it runs on.
+struct ToolCall {
+    tool: ToolRequest,
+    ctx: SyncContext,
+}
+
+impl ToolCall {
+    fn new(
+        request: &Request,
+        session: &Session,
+        git: Arc<GitClient>,
+        consoles: &ConsoleSessions,
+    ) -> Result<ToolCall, ErrorPayload> {
+        let tool = ToolRequest::from_request(request)?;
+        let settings =
+            Settings::from_credentials(&tool.credentials).map_err(|p| credential_error(&p))?;
+        let console = consoles
+            .get(&settings)
+            .map_err(|message| ErrorPayload::new("CredentialsValidateFailedError", message))?;
+        let ctx = SyncContext {
+            settings,
+            console,
+            git,
+            store: StateStore::Plugin(session.storage()),
+        };
+        Ok(ToolCall { tool, ctx })
+    }
 }
 
 /// Signs in to Dify and reads the branch: the two things every tool needs.
-async fn validate(
-    request: &Request,
-    session: &Session,
-    git: Arc<GitClient>,
-) -> Result<(), ErrorPayload> {
-    let tool = ToolRequest::from_request(request)?;
-    let ctx = context(&tool, session, git)?;
+async fn validate(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
+    let ctx = call.ctx;
     let mut problems = Vec::new();
     if let Err(error) = ctx.console.check().await {
         problems.push(CredentialProblem {
@@ -96,13 +162,8 @@ async fn validate(
     }
 }
 
-async fn invoke(
-    request: &Request,
-    session: &Session,
-    git: Arc<GitClient>,
-) -> Result<(), ErrorPayload> {
-    let tool = ToolRequest::from_request(request)?;
-    let ctx = context(&tool, session, git)?;
+async fn invoke(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
+    let (tool, ctx) = (call.tool, call.ctx);
     let apps = app_list(&tool.text("apps")?);
     let (text, json) = match tool.tool.as_str() {
         "export_apps" => {

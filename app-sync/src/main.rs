@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let git = GitClient::new(RepoCache::from_env(GIT_ENV), fetch_settings());
-            let code = commands::serve(Arc::new(AppSyncHandler { git: Arc::new(git) }));
+            let code = commands::serve(Arc::new(AppSyncHandler::new(git)));
             // Exit at once: a blocking read of stdin must not hold the process open.
             std::process::exit(code);
         }
@@ -203,7 +203,10 @@ fn context(common: &CommonArgs) -> Result<SyncContext, String> {
             .collect();
         listed.join("\n       ")
     })?;
-    let console = Console::new(&settings.console_url, settings.sign_in.clone())?;
+    let console = Arc::new(Console::new(
+        &settings.console_url,
+        settings.sign_in.clone(),
+    )?);
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);

@@ -29,6 +29,14 @@ pub struct ConflictBranch {
     pub dify_hash: String,
 }
 
+/// An app file imported as a new app (Dify could not overwrite its app, or had none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedApp {
+    pub app_id: String,
+    /// The normalized hash of the file that was imported.
+    pub git_hash: String,
+}
+
 /// Everything remembered about one repository target.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncState {
@@ -39,6 +47,9 @@ pub struct SyncState {
     /// so a conflict that persists is reported again without a new branch every run.
     #[serde(default)]
     pub conflicts: BTreeMap<String, ConflictBranch>,
+    /// Files imported as new apps, by path, so the same version never makes a second one.
+    #[serde(default)]
+    pub created: BTreeMap<String, CreatedApp>,
     /// SSH host keys trusted on first use, by host (without `ssh_known_hosts`).
     #[serde(default)]
     pub host_keys: BTreeMap<String, String>,

@@ -7,15 +7,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use app_git_sync::console::apps::Version;
 use app_git_sync::console::sign_in::{DifyVersion, SignIn};
 use app_git_sync::console::Console;
-use serde_json::Value;
 use support::git_servers::{git, TestRepo};
 use support::plugin_under_test::BINARY;
+use support::real_dify::RealDifyProcess;
 
 const PORT: &str = "5302";
 const SECRET: &str = "s3cr3t-real-value";
@@ -77,52 +77,25 @@ version: 0.6.0
 "#;
 
 struct RealDify {
-    script_dir: PathBuf,
-    url: String,
+    process: RealDifyProcess,
     email: String,
     password: String,
-    boot: Value,
 }
 
 impl RealDify {
-    fn start(script_dir: &Path) -> RealDify {
-        let started = Command::new(script_dir.join("start"))
-            .env("DIFY_PORT", PORT)
-            .output()
-            .expect("../shared/dify/start runs");
-        assert!(
-            started.status.success(),
-            "../shared/dify/start failed: {}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        let url = String::from_utf8_lossy(&started.stdout)
-            .trim()
-            .lines()
-            .last()
-            .unwrap()
-            .to_string();
-        let boot = Command::new(script_dir.join("bootstrap"))
-            .arg(&url)
-            .output()
-            .expect("../shared/dify/bootstrap runs");
-        assert!(
-            boot.status.success(),
-            "bootstrap: {}",
-            String::from_utf8_lossy(&boot.stderr)
-        );
-        let boot: Value = serde_json::from_slice(&boot.stdout).unwrap();
-        RealDify {
-            script_dir: script_dir.to_path_buf(),
-            url,
-            email: boot["email"].as_str().unwrap().to_string(),
-            password: boot["password"].as_str().unwrap().to_string(),
-            boot,
-        }
+    fn start() -> Option<RealDify> {
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/dify");
+        let process = RealDifyProcess::start(&scripts, PORT, "the fake console tests still ran")?;
+        Some(RealDify {
+            email: process.text("email"),
+            password: process.text("password"),
+            process,
+        })
     }
 
     fn console(&self) -> Console {
         Console::new(
-            &self.url,
+            &self.process.url,
             SignIn::Password {
                 email: self.email.clone(),
                 password: self.password.clone(),
@@ -137,18 +110,12 @@ impl RealDify {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap())
             .env("HOME", home)
-            .env("APP_GIT_SYNC_CONSOLE_URL", &self.url)
+            .env("APP_GIT_SYNC_CONSOLE_URL", &self.process.url)
             .env("APP_GIT_SYNC_EMAIL", &self.email)
             .env("APP_GIT_SYNC_PASSWORD", &self.password)
             .env("APP_GIT_SYNC_REPOSITORY_URL", repo)
             .output()
             .unwrap()
-    }
-}
-
-impl Drop for RealDify {
-    fn drop(&mut self) {
-        let _ = Command::new(self.script_dir.join("stop")).status();
     }
 }
 
@@ -162,16 +129,9 @@ fn shown(output: &Output) -> String {
 
 #[test]
 fn the_console_client_against_the_real_dify() {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/dify");
-    if !scripts.join("start").exists() {
-        eprintln!(
-            "SKIPPED: {} is absent, so the real Dify console cannot be started; the fake console \
-             tests still ran",
-            scripts.display()
-        );
+    let Some(dify) = RealDify::start() else {
         return;
-    }
-    let dify = RealDify::start(&scripts);
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -200,7 +160,7 @@ fn the_console_client_against_the_real_dify() {
         let confirmed = console.confirm_import(&pending.import_id).await.unwrap();
         assert!(confirmed.status.starts_with("completed"), "{confirmed:?}");
         // A pasted browser session works too.
-        let cookies = dify.boot["cookies"].as_object().unwrap();
+        let cookies = dify.process.boot["cookies"].as_object().unwrap();
         let cookie = |suffix: &str| {
             cookies
                 .iter()
@@ -209,7 +169,7 @@ fn the_console_client_against_the_real_dify() {
                 .unwrap_or_default()
         };
         let pasted = Console::new(
-            &dify.url,
+            &dify.process.url,
             SignIn::Session {
                 access_token: cookie("access_token"),
                 refresh_token: cookie("refresh_token"),

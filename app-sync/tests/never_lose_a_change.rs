@@ -58,7 +58,7 @@ fn context(dir: &std::path::Path, console: &FakeConsole, repo: &TestRepo) -> Syn
         },
     );
     SyncContext {
-        console: Console::new(&console.url, sign_in).unwrap(),
+        console: Arc::new(Console::new(&console.url, sign_in).unwrap()),
         settings,
         git: Arc::new(git),
         store: StateStore::Files(dir.join("state")),

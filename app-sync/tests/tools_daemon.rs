@@ -81,6 +81,8 @@ fn export_edit_in_git_import_export_round_trips() {
     assert_eq!(report["exported"].as_array().unwrap().len(), 1, "{text}");
     let log = git(s.bare(), &["log", "-1", "--format=%s", "main"]);
     assert_eq!(log, "Retitle the report's end");
+    // Every call of this run used one sign-in.
+    assert_eq!(s.console.state().logins, 1);
 }
 
 #[test]
@@ -144,6 +146,11 @@ fn apps_dify_cannot_overwrite_are_created_only_when_asked() {
     let created = &report["imported"][0];
     assert_eq!(created["created"], true, "{text}");
     assert_ne!(created["app_id"], id.as_str());
+    assert_eq!(s.console.state().apps.len(), 4);
+    // Importing again makes no second copy of the same version.
+    let (text, report) = s.run("import_apps", json!({"create_new": true}));
+    assert!(report["imported"].as_array().unwrap().is_empty(), "{text}");
+    assert!(text.contains("imported already"), "{text}");
     assert_eq!(s.console.state().apps.len(), 4);
 }
 

@@ -138,7 +138,7 @@ fn mirror_target(
     let invalid = |problem| ErrorPayload::new("CredentialsValidateFailedError", problem);
     let http = mirrors
         .http
-        .get_or_init(|| crate::mirror::api::http_client().unwrap_or_default())
+        .get_or_init(|| dify_plugin::dify_http::client().unwrap_or_default())
         .clone();
     let api = KnowledgeApi::with_client(http, credentials.api_url(), &credentials.dify_api_key)
         .map_err(invalid)?;

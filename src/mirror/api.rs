@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use dify_plugin::dify_http;
 use serde::Deserialize;
 
 /// Dify answers at most this many documents per page, whatever `limit` says.
@@ -141,46 +142,11 @@ pub fn normalize_base(url: &str) -> Result<String, String> {
     Ok(base)
 }
 
-/// The body of an answer, or `None` past [`MAX_ANSWER_BYTES`] (read no further).
-async fn read_capped(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
-}
-
-/// An HTTP client with the timeouts every Knowledge API call uses.
-pub fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120))
-        // Dify's gunicorn closes a connection idle for 2 s: one reused just then breaks a
-        // request that was sent, which a pipeline run cannot simply send again.
-        .pool_idle_timeout(Duration::from_secs(1))
-        .build()
-        .map_err(|e| format!("the HTTP client could not start: {e}"))
-}
-
-fn without_user_info(base: &str) -> String {
-    match reqwest::Url::parse(base) {
-        Ok(mut url) => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.as_str().trim_end_matches('/').to_string()
-        }
-        Err(_) => "<invalid URL>".into(),
-    }
-}
-
 impl KnowledgeApi {
     /// `base_url` as the user typed it (normalized here) and a `dataset-…` key, with a
     /// client of its own.
     pub fn new(base_url: &str, key: &str) -> Result<Self, String> {
-        Self::with_client(http_client()?, base_url, key)
+        Self::with_client(dify_http::client()?, base_url, key)
     }
 
     /// The same over a shared client (its connection pool), as a long-lived process keeps.
@@ -194,7 +160,7 @@ impl KnowledgeApi {
             .unwrap_or(Duration::from_millis(500));
         Ok(KnowledgeApi {
             http,
-            shown: without_user_info(&base),
+            shown: dify_http::without_user_info(&base),
             base,
             key: key.trim().to_string(),
             retry_base,
@@ -278,7 +244,7 @@ impl KnowledgeApi {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(|s| Duration::from_secs(s.min(30)));
-                    match read_capped(response).await {
+                    match dify_http::read_capped(response, MAX_ANSWER_BYTES).await {
                         Ok(None) => {
                             return Err(ApiError {
                                 kind: ApiErrorKind::Other,

@@ -6,8 +6,7 @@
 pub mod apps;
 pub mod sign_in;
 
-use std::time::Duration;
-
+use dify_plugin::dify_http;
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -105,29 +104,13 @@ pub fn normalize_console_url(url: &str) -> Result<String, String> {
     Ok(base.to_string())
 }
 
-fn without_user_info(base: &str) -> String {
-    match reqwest::Url::parse(base) {
-        Ok(mut url) => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.as_str().trim_end_matches('/').to_string()
-        }
-        Err(_) => "<invalid URL>".into(),
-    }
-}
-
 impl Console {
     pub fn new(console_url: &str, sign_in: SignIn) -> Result<Console, String> {
         let base = normalize_console_url(console_url)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .pool_idle_timeout(Duration::from_secs(1))
-            .build()
-            .map_err(|e| format!("the HTTP client could not start: {e}"))?;
+        let http = dify_http::client()?;
         Ok(Console {
             http,
-            shown: without_user_info(&base),
+            shown: dify_http::without_user_info(&base),
             base,
             sign_in,
             signed: Mutex::new(None),
@@ -211,7 +194,7 @@ impl Console {
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = read_capped(response)
+        let bytes = dify_http::read_capped(response, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| self.unreachable(&e))?
             .ok_or_else(|| ConsoleError::Malformed {
@@ -481,18 +464,6 @@ fn refusal(status: StatusCode, route: &str, value: &Value) -> ConsoleError {
 /// The route without its query, for messages.
 fn route_name(route: &str) -> String {
     route.split('?').next().unwrap_or(route).to_string()
-}
-
-/// The body of an answer, or `None` past [`MAX_ANSWER_BYTES`] (read no further).
-async fn read_capped(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::classify::{classify, AppState};
 use super::{author, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError};
 use crate::console::apps::Version;
+use crate::console::ConsoleError;
 use crate::dsl;
 use crate::repository::IndexEntry;
 use crate::state::AppBase;
@@ -31,6 +32,8 @@ pub struct ExportReport {
     /// Changed in Git only: left for `import_apps`.
     pub changed_in_git: Vec<String>,
     pub conflicts: Vec<Conflict>,
+    /// Apps Dify would not export, with its reason.
+    pub skipped: Vec<String>,
 }
 
 impl ExportReport {
@@ -57,6 +60,9 @@ impl ExportReport {
                 self.changed_in_git.join(", ")
             ));
         }
+        for skipped in &self.skipped {
+            text.push_str(&format!("\nNot exported: {skipped}"));
+        }
         for conflict in &self.conflicts {
             text.push_str(&format!(
                 "\nConflict: {} changed in Dify and in Git since the last sync. Nothing was overwritten; Dify's version is on branch {}. Merge it into {} (or discard it), then export or import again.\n{}",
@@ -82,8 +88,19 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
     let mut bases = Vec::new();
     let mut conflicts = Vec::new();
     for app in &chosen {
-        let Some((dify_hash, text)) = ctx.dify_side(app, &in_dify, options.version).await? else {
-            continue;
+        let (dify_hash, text) = match ctx.dify_side(app, &in_dify, options.version).await {
+            Ok(Some(side)) => side,
+            Ok(None) => continue,
+            // This app cannot be exported (no draft yet, not published): the others can.
+            Err(SyncError::Console(ConsoleError::Refused {
+                status: 400 | 404,
+                message,
+                ..
+            })) => {
+                report.skipped.push(format!("{}: {message}", app.name));
+                continue;
+            }
+            Err(error) => return Err(error),
         };
         dsl::check_secrets(&app.name, &dsl::parse(&app.name, &text)?)?;
         let git = git_side(&repository, app)?;

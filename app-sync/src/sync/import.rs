@@ -8,7 +8,7 @@ use super::classify::{classify, AppState};
 use super::{git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError};
 use crate::console::apps::{AppSummary, Version};
 use crate::dsl;
-use crate::state::AppBase;
+use crate::state::{AppBase, CreatedApp};
 
 /// The modes Dify can overwrite in place (`app_dsl_service.py`).
 const OVERWRITABLE: [&str; 2] = ["workflow", "advanced-chat"];
@@ -181,6 +181,15 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             AppState::OnlyInGit => None,
         };
         let overwritable = OVERWRITABLE.contains(&app.mode.as_str());
+        // A version already imported as a new app is not imported as another one.
+        let created = state.created.get(&path).filter(|c| c.git_hash == git_hash);
+        if let Some(created) = created.filter(|_| target.is_none() || !overwritable) {
+            report.skipped.push(skip(&format!(
+                "this version was imported already, as the new app {}",
+                created.app_id
+            )));
+            continue;
+        }
         let target = match target {
             Some(_) if !overwritable && !options.create_new => {
                 report.skipped.push(skip(&format!(
@@ -261,6 +270,15 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
                 );
             }
             Err(error) => tracing::warn!("{}: imported, but not read back: {error}", app.name),
+        }
+        if outcome.app_id != app.id {
+            state.created.insert(
+                path.clone(),
+                CreatedApp {
+                    app_id: outcome.app_id.clone(),
+                    git_hash: git_hash.clone(),
+                },
+            );
         }
         report.imported.push(Imported {
             app: app.name.clone(),

@@ -47,7 +47,7 @@ pub enum SyncError {
 /// Everything a run works with.
 pub struct SyncContext {
     pub settings: Settings,
-    pub console: Console,
+    pub console: Arc<Console>,
     pub git: Arc<GitClient>,
     pub store: StateStore,
 }
@@ -215,7 +215,7 @@ pub fn push_conflict(
                 .next()
                 .unwrap_or("app")
                 .trim_end_matches(".yml");
-            let branch = format!("dify-sync/conflict/{slug}-{}", timestamp());
+            let name = format!("dify-sync/conflict/{slug}-{}", timestamp());
             let change = [FileChange {
                 path: path.to_string(),
                 content: Some(dify_text.as_bytes().to_vec()),
@@ -225,9 +225,23 @@ pub fn push_conflict(
                 app.name,
                 repository.branch_name()
             );
-            tokio::task::block_in_place(|| {
-                repository.push_branch(&branch, &change, &message, &author())
-            })?;
+            // A branch of that name from the same second (another version): the next free
+            // name, `-2`, `-3`, … .
+            let mut attempt = 1;
+            let branch = loop {
+                let branch = match attempt {
+                    1 => name.clone(),
+                    n => format!("{name}-{n}"),
+                };
+                let pushed = tokio::task::block_in_place(|| {
+                    repository.push_branch(&branch, &change, &message, &author())
+                });
+                match pushed {
+                    Ok(_) => break branch,
+                    Err(GitError::Rejected(_)) if attempt < 5 => attempt += 1,
+                    Err(error) => return Err(error.into()),
+                }
+            };
             state.conflicts.insert(
                 app.id.clone(),
                 ConflictBranch {

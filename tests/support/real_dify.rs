@@ -1,0 +1,70 @@
+//! The real Dify API of `../shared/dify`, started on loopback for one test (PostgreSQL, Redis,
+//! its worker) and bootstrapped (an admin, a console session, knowledge bases); stopped when
+//! dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+pub struct RealDifyProcess {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// What `bootstrap` printed.
+    pub boot: Value,
+    script_dir: PathBuf,
+}
+
+impl RealDifyProcess {
+    /// Starts the Dify of `script_dir` on `port`; `None`, after saying SKIPPED and what
+    /// `still_ran` instead, when that folder is absent.
+    pub fn start(script_dir: &Path, port: &str, still_ran: &str) -> Option<RealDifyProcess> {
+        if !script_dir.join("start").exists() {
+            eprintln!(
+                "SKIPPED: {} is absent, so the real Dify API cannot be started; {still_ran}",
+                script_dir.display()
+            );
+            return None;
+        }
+        let started = Command::new(script_dir.join("start"))
+            .env("DIFY_PORT", port)
+            .output()
+            .expect("../shared/dify/start runs");
+        assert!(
+            started.status.success(),
+            "../shared/dify/start failed: {}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        let url = String::from_utf8_lossy(&started.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        let boot = Command::new(script_dir.join("bootstrap"))
+            .arg(&url)
+            .output()
+            .expect("../shared/dify/bootstrap runs");
+        assert!(
+            boot.status.success(),
+            "bootstrap: {}",
+            String::from_utf8_lossy(&boot.stderr)
+        );
+        Some(RealDifyProcess {
+            url,
+            boot: serde_json::from_slice(&boot.stdout).unwrap(),
+            script_dir: script_dir.to_path_buf(),
+        })
+    }
+
+    /// A text field of the bootstrap's answer.
+    pub fn text(&self, key: &str) -> String {
+        self.boot[key].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for RealDifyProcess {
+    fn drop(&mut self) {
+        let _ = Command::new(self.script_dir.join("stop")).status();
+    }
+}
