@@ -184,7 +184,7 @@ impl GitClient {
 }
 
 /// A commit of `changes` on top of `parent` (or a first commit); `None` when the changes
-/// leave the tree as it was.
+/// leave the tree as it was (no empty commits).
 pub fn write_commit(
     repo: &Repository,
     parent: Option<Oid>,
@@ -207,20 +207,26 @@ pub fn write_commit(
             repo.find_tree(empty).map_err(write)?
         }
     };
-    let mut update = TreeUpdateBuilder::new();
+    // One update per path (the last change wins); deleting what is not there is nothing.
+    let mut last: std::collections::BTreeMap<&str, Option<&[u8]>> = Default::default();
     for change in changes {
-        match &change.content {
+        last.insert(change.path.as_str(), change.content.as_deref());
+    }
+    let mut update = TreeUpdateBuilder::new();
+    for (path, content) in last {
+        match content {
             Some(bytes) => {
                 let blob = repo.blob(bytes).map_err(write)?;
-                update.upsert(&change.path, blob, FileMode::Blob);
+                update.upsert(path, blob, FileMode::Blob);
             }
-            None => {
-                update.remove(&change.path);
+            None if base.get_path(std::path::Path::new(path)).is_ok() => {
+                update.remove(path);
             }
+            None => {}
         }
     }
     let tree = update.create_updated(repo, &base).map_err(write)?;
-    if tree == base.id() && parent.is_some() {
+    if tree == base.id() {
         return Ok(None);
     }
     let tree = repo.find_tree(tree).map_err(write)?;
@@ -317,4 +323,123 @@ pub fn file_history(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn author() -> Author {
+        Author {
+            name: "Test".into(),
+            email: "test@example.com".into(),
+        }
+    }
+
+    fn change(path: &str, content: Option<&str>) -> FileChange {
+        FileChange {
+            path: path.into(),
+            content: content.map(|c| c.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn commits_build_on_each_other_and_history_follows_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        assert_eq!(
+            write_commit(&repo, None, &[], "nothing", &author()).unwrap(),
+            None
+        );
+        let first = write_commit(
+            &repo,
+            None,
+            &[
+                change("apps/a.yml", Some("a1")),
+                change("apps/b.yml", Some("b1")),
+            ],
+            "first",
+            &author(),
+        )
+        .unwrap()
+        .unwrap();
+        let same = [change("apps/a.yml", Some("a1"))];
+        assert_eq!(
+            write_commit(&repo, Some(first), &same, "same", &author()).unwrap(),
+            None
+        );
+        let second = write_commit(
+            &repo,
+            Some(first),
+            &[change("apps/a.yml", Some("a2"))],
+            "a",
+            &author(),
+        )
+        .unwrap()
+        .unwrap();
+        let third = write_commit(
+            &repo,
+            Some(second),
+            &[change("apps/b.yml", None)],
+            "b gone",
+            &author(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            read_file(&repo, third, "apps/a.yml").unwrap(),
+            Some(b"a2".to_vec())
+        );
+        assert_eq!(read_file(&repo, third, "apps/b.yml").unwrap(), None);
+        assert_eq!(
+            read_file(&repo, first, "apps/b.yml").unwrap(),
+            Some(b"b1".to_vec())
+        );
+        let history: Vec<String> = file_history(&repo, third, "apps/a.yml", 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.summary)
+            .collect();
+        assert_eq!(history, ["a", "first"]);
+        assert_eq!(
+            file_history(&repo, third, "apps/a.yml", 1).unwrap().len(),
+            1
+        );
+    }
+
+    proptest! {
+        /// Whatever sequence of writes and deletes, each file reads back as last written.
+        #[test]
+        fn files_read_back_as_last_written(steps in prop::collection::vec(
+            prop::collection::vec((0usize..4, prop::option::of("[a-z]{0,6}")), 1..4), 1..6)) {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init_bare(dir.path()).unwrap();
+            let paths = ["a.yml", "apps/b.yml", "apps/c.yml", "x/y/z.yml"];
+            let mut model: BTreeMap<&str, String> = BTreeMap::new();
+            let mut head = None;
+            for step in &steps {
+                let changes: Vec<FileChange> = step
+                    .iter()
+                    .map(|(i, content)| change(paths[*i], content.as_deref()))
+                    .collect();
+                let before = model.clone();
+                for (i, content) in step {
+                    match content {
+                        Some(c) => model.insert(paths[*i], c.clone()),
+                        None => model.remove(paths[*i]),
+                    };
+                }
+                match write_commit(&repo, head, &changes, "step", &author()).unwrap() {
+                    Some(commit) => head = Some(commit),
+                    None => prop_assert_eq!(&before, &model),
+                }
+                for path in paths {
+                    let read = head.map(|h| read_file(&repo, h, path).unwrap()).unwrap_or(None);
+                    prop_assert_eq!(read, model.get(path).map(|c| c.as_bytes().to_vec()));
+                }
+            }
+        }
+    }
 }
