@@ -69,6 +69,11 @@ pub fn content_hash(dsl: &Value) -> String {
     hex::encode(Sha256::digest(normalized.to_string().as_bytes()))
 }
 
+/// The hash of a text that is not a DSL (kept apart from every normalized hash).
+pub fn text_hash(text: &str) -> String {
+    format!("text:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
 /// Refuses a DSL that carries a secret: a secret environment variable with a value, or a
 /// leftover non-empty `credential_id`. Names the first field found.
 pub fn check_secrets(app: &str, dsl: &Value) -> Result<(), DslError> {

@@ -286,3 +286,23 @@ fn a_hostile_index_or_commit_is_refused_by_name() {
         "{message}"
     );
 }
+
+#[test]
+fn a_file_broken_in_git_is_a_change_not_an_abort() {
+    let s = AppScenario::start();
+    s.run("export_apps", json!({}));
+    let id = s.console.state().app("Report Workflow").id.clone();
+    s.edit_in_git(&id, "kind: app", "kind: app\n  broken: [unclosed");
+    let (text, report) = s.run("export_apps", json!({}));
+    assert_eq!(
+        report["changed_in_git"].as_array().unwrap().len(),
+        1,
+        "{text}"
+    );
+    let (text, report) = s.run("import_apps", json!({}));
+    assert_eq!(report["failed"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(
+        s.console.state().app("Report Workflow").graph["nodes"][1]["data"]["title"],
+        "End"
+    );
+}

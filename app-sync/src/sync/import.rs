@@ -209,7 +209,8 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             }
         };
         let yaml = match &target {
-            Some(_) => dsl::keep_secrets(&app.name, &text)?,
+            // A file that is not YAML goes as it is: Dify's refusal names what is wrong.
+            Some(_) => dsl::keep_secrets(&app.name, &text).unwrap_or_else(|_| text.clone()),
             None => text.clone(),
         };
         let mut outcome = ctx.console.import_dsl(&yaml, target.as_deref()).await?;

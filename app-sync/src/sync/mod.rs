@@ -166,9 +166,13 @@ pub fn git_side(
     let Some(bytes) = tokio::task::block_in_place(|| repository.read(path))? else {
         return Ok(None);
     };
-    let text = String::from_utf8(bytes)
-        .map_err(|_| SyncError::Input(format!("{path} is not UTF-8 text")))?;
-    let hash = dsl::content_hash(&dsl::parse(path, &text)?);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    // A file someone broke by hand is a change in Git like any other: its hash is that of
+    // its text. Import then reports Dify's refusal, and export never overwrites it.
+    let hash = match dsl::parse(path, &text) {
+        Ok(parsed) => dsl::content_hash(&parsed),
+        Err(_) => dsl::text_hash(&text),
+    };
     Ok(Some((path.to_string(), text, hash)))
 }
 
