@@ -132,7 +132,7 @@ impl Console {
             body["app_id"] = Value::String(path_segment(app_id)?.to_string());
         }
         match self.post("/apps/imports", &body).await {
-            Ok(answer) => Ok(ImportOutcome::from_json(&answer.body)),
+            Ok(answer) => Ok(ImportOutcome::from_json(&answer)),
             Err(ConsoleError::Refused {
                 status: 400,
                 message,
@@ -150,7 +150,7 @@ impl Console {
     pub async fn confirm_import(&self, import_id: &str) -> Result<ImportOutcome, ConsoleError> {
         let route = format!("/apps/imports/{}/confirm", path_segment(import_id)?);
         let answer = self.post(&route, &serde_json::json!({})).await?;
-        Ok(ImportOutcome::from_json(&answer.body))
+        Ok(ImportOutcome::from_json(&answer))
     }
 
     /// The plugins the app's DSL depends on that this workspace lacks.

@@ -25,7 +25,7 @@ pub enum ConsoleError {
     Unreachable { url: String, why: String },
     #[error("signing in to Dify failed: {0}")]
     SignIn(String),
-    #[error("Dify answered {status} to {route}: {message}")]
+    #[error("Dify answered {status} to {route}: {message}{}", code_note(.code))]
     Refused {
         status: u16,
         route: String,
@@ -36,28 +36,12 @@ pub enum ConsoleError {
     Malformed { route: String, why: String },
 }
 
-impl ConsoleError {
-    /// Dify's error code (`app_not_found`, …), when it sent one.
-    pub fn code(&self) -> &str {
-        match self {
-            ConsoleError::Refused { code, .. } => code,
-            _ => "",
-        }
+/// Dify's error code, when it sent one: ` (app_not_found)`.
+fn code_note(code: &str) -> String {
+    match code.is_empty() {
+        true => String::new(),
+        false => format!(" ({code})"),
     }
-
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ConsoleError::Refused { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-/// One answer: its status and JSON body (`null` when empty).
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
 }
 
 struct Signed {
@@ -129,22 +113,21 @@ impl Console {
     }
 
     pub async fn get(&self, route: &str) -> Result<Value, ConsoleError> {
-        let answer = self.call(Method::GET, route, None).await?;
-        Ok(answer.body)
+        self.call(Method::GET, route, None).await
     }
 
-    pub async fn post(&self, route: &str, body: &Value) -> Result<Answer, ConsoleError> {
+    pub async fn post(&self, route: &str, body: &Value) -> Result<Value, ConsoleError> {
         self.call(Method::POST, route, Some(body)).await
     }
 
-    /// A signed-in call; a 401 renews the session once and tries again. Answers of 400 and
-    /// above (other than that 401) are errors.
+    /// A signed-in call, its JSON answer (`null` when empty); a 401 renews the session once
+    /// and tries again. Answers of 400 and above (other than that 401) are errors.
     pub async fn call(
         &self,
         method: Method,
         route: &str,
         body: Option<&Value>,
-    ) -> Result<Answer, ConsoleError> {
+    ) -> Result<Value, ConsoleError> {
         let mut signed = self.signed.lock().await;
         if signed.is_none() {
             *signed = Some(self.sign_in().await?);
@@ -169,10 +152,7 @@ impl Console {
             if status.as_u16() >= 400 {
                 return Err(refusal(status, route, &value));
             }
-            return Ok(Answer {
-                status: status.as_u16(),
-                body: value,
-            });
+            return Ok(value);
         }
     }
 
