@@ -156,3 +156,40 @@ fn check_names_what_the_daemon_would_refuse_in_a_tool_plugin() {
         "{text}"
     );
 }
+
+#[test]
+fn remote_debugging_registers_the_provider_as_a_tool_declaration() {
+    let plugin = dify_plugin::declaration::PluginDeclaration::load(Path::new(REPO_DIR)).unwrap();
+    let frames = dify_plugin::protocol::tcp::registration_frames(&plugin, "key");
+    let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        &kinds[..3],
+        ["handshake", "manifest_declaration", "tool_declaration"]
+    );
+    let provider = &frames[2]["data"][0];
+    let tools: Vec<&str> = provider["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["identity"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            "export_apps",
+            "import_apps",
+            "sync_status",
+            "app_diff",
+            "app_history"
+        ]
+    );
+    // The provider declares exactly the credentials the plugin reads.
+    let declared: Vec<&str> = provider["credentials_schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(declared, app_git_sync::settings::FIELDS);
+    assert_eq!(kinds.last(), Some(&"end"));
+}
