@@ -161,16 +161,7 @@ impl Console {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        Ok(leaked
-            .iter()
-            .map(|d| {
-                d["value"]["plugin_unique_identifier"]
-                    .as_str()
-                    .or_else(|| d["current_identifier"].as_str())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| d.to_string())
-            })
-            .collect())
+        Ok(leaked.iter().map(dependency_name).collect())
     }
 
     /// Publishes the app's draft.
@@ -199,6 +190,22 @@ impl Console {
             })
             .collect())
     }
+}
+
+/// A plugin dependency by its identifier, whichever kind it is (`PluginDependency`:
+/// marketplace, GitHub or package).
+fn dependency_name(dependency: &Value) -> String {
+    let value = &dependency["value"];
+    [
+        "marketplace_plugin_unique_identifier",
+        "github_plugin_unique_identifier",
+        "plugin_unique_identifier",
+    ]
+    .iter()
+    .find_map(|key| value[*key].as_str())
+    .or_else(|| dependency["current_identifier"].as_str())
+    .map(str::to_owned)
+    .unwrap_or_else(|| dependency.to_string().chars().take(200).collect())
 }
 
 /// An id that goes into a URL path: letters, digits and dashes only.

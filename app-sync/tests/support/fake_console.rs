@@ -679,8 +679,11 @@ fn dependencies(state: &ConsoleState, app_id: &str) -> Response<Full<Bytes>> {
         .dependencies
         .iter()
         .filter(|d| {
-            let id = d["value"]["plugin_unique_identifier"]
+            let value = &d["value"];
+            let id = value["marketplace_plugin_unique_identifier"]
                 .as_str()
+                .or(value["github_plugin_unique_identifier"].as_str())
+                .or(value["plugin_unique_identifier"].as_str())
                 .unwrap_or_default();
             !state.installed_plugins.iter().any(|p| p == id)
         })
