@@ -236,6 +236,23 @@ mod tests {
     }
 
     #[test]
+    fn an_alias_bomb_is_refused_quickly() {
+        let mut bomb = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        let names: Vec<char> = "bcdefghij".chars().collect();
+        for (i, name) in names.iter().enumerate() {
+            let previous = if i == 0 { 'a' } else { names[i - 1] };
+            let refs = vec![format!("*{previous}"); 9].join(",");
+            bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        assert!(parse("bomb", &bomb).is_err());
+        assert!(keep_secrets("bomb", &bomb).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
     fn empty_secrets_are_kept_on_overwrite() {
         let text = "kind: app\nworkflow:\n  environment_variables:\n  - id: v1\n    name: KEY\n    value_type: secret\n    value: ''\n  - id: v2\n    name: URL\n    value_type: string\n    value: ''\n";
         let kept = parse("a", &keep_secrets("a", text).unwrap()).unwrap();
