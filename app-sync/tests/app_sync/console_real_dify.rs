@@ -5,17 +5,15 @@
 //! server's DSL version confirmed, and the refusal to overwrite a chat app. Skipped, saying
 //! so, where `../shared/dify` is absent; the fake console covers the other versions.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::support::git_servers::{git, TestRepo};
+use crate::support::plugin_under_test::BINARY;
+use crate::support::real_dify::RealDifyProcess;
 use app_git_sync::console::apps::Version;
 use app_git_sync::console::sign_in::{DifyVersion, SignIn};
 use app_git_sync::console::Console;
-use support::git_servers::{git, TestRepo};
-use support::plugin_under_test::BINARY;
-use support::real_dify::RealDifyProcess;
 
 const PORT: &str = "5302";
 const SECRET: &str = "s3cr3t-real-value";

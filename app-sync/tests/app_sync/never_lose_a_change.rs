@@ -3,10 +3,10 @@
 //! version that Git has not seen (it is in Dify still, or on some branch), and an export
 //! never rewrites the branch (its old head stays an ancestor).
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::fake_console::{FakeConsole, EMAIL, PASSWORD};
+use crate::support::git_servers::{git, TestRepo};
 use app_git_sync::console::apps::Version;
 use app_git_sync::console::sign_in::SignIn;
 use app_git_sync::console::Console;
@@ -17,8 +17,6 @@ use app_git_sync::sync::import::{import, ImportOptions};
 use app_git_sync::sync::SyncContext;
 use git_remote::{FetchSettings, GitClient, GitCredentials, RepoCache};
 use proptest::prelude::*;
-use support::fake_console::{FakeConsole, EMAIL, PASSWORD};
-use support::git_servers::{git, TestRepo};
 
 #[derive(Debug, Clone)]
 enum Step {

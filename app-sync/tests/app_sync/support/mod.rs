@@ -4,15 +4,15 @@
 
 pub mod app_scenario;
 pub mod fake_console;
-#[path = "../../../tests/support/fake_daemon.rs"]
+#[path = "../../../../tests/support/fake_daemon.rs"]
 pub mod fake_daemon;
-#[path = "../../../tests/support/git_servers.rs"]
+#[path = "../../../../tests/support/git_servers.rs"]
 pub mod git_servers;
-#[path = "../../../tests/support/keys.rs"]
+#[path = "../../../../tests/support/keys.rs"]
 pub mod keys;
-#[path = "../../../tests/support/loopback_http.rs"]
+#[path = "../../../../tests/support/loopback_http.rs"]
 pub mod loopback_http;
-#[path = "../../../tests/support/real_dify.rs"]
+#[path = "../../../../tests/support/real_dify.rs"]
 pub mod real_dify;
 
 /// The plugin the fake daemon starts: App Git Sync.

@@ -2,12 +2,10 @@
 //! `sshd` with a key; a push the server refuses leaves the sync state where it was, and no
 //! credential reaches an error or the log.
 
-mod support;
-
+use crate::support::app_scenario::{failure, outputs, AppScenario};
+use crate::support::git_servers::{git, HttpServer, SshServer, TestRepo, TOKEN};
+use crate::support::keys::ssh_keygen;
 use serde_json::json;
-use support::app_scenario::{failure, outputs, AppScenario};
-use support::git_servers::{git, HttpServer, SshServer, TestRepo, TOKEN};
-use support::keys::ssh_keygen;
 
 /// A repository the HTTPS server serves and accepts pushes to (with the token).
 fn served_repo(server: &HttpServer, name: &str) -> TestRepo {

@@ -2,11 +2,9 @@
 //! 1.9.2, cookies and CSRF after (with and without `__Host-`), base64 passwords from 1.11.2,
 //! the admin API key from 1.11.0, pasted sessions, and renewal after a 401.
 
-mod support;
-
+use crate::support::fake_console::{FakeConsole, ADMIN_KEY, EMAIL, PASSWORD, WORKSPACE};
 use app_git_sync::console::sign_in::{DifyVersion, SignIn};
 use app_git_sync::console::{Console, ConsoleError};
-use support::fake_console::{FakeConsole, ADMIN_KEY, EMAIL, PASSWORD, WORKSPACE};
 
 fn password() -> SignIn {
     SignIn::Password {

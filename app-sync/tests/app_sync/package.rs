@@ -2,18 +2,16 @@
 //! unpacks it (every file 0644), started through its Python launcher and driven through the
 //! fake daemon.
 
-mod support;
-
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::app_scenario::{outputs, AppScenario};
+use crate::support::fake_daemon::FakeDaemon;
+use crate::support::git_servers::git;
+use crate::support::plugin_under_test::{BINARY, PLUGIN_FILES, REPO_DIR};
 use serde_json::json;
-use support::app_scenario::{outputs, AppScenario};
-use support::fake_daemon::FakeDaemon;
-use support::git_servers::git;
-use support::plugin_under_test::{BINARY, PLUGIN_FILES, REPO_DIR};
 
 fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
     let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();

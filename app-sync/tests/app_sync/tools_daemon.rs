@@ -1,11 +1,9 @@
 //! The five tools through the fake daemon, against the fake console and a real repository:
 //! round trips, conflicts, refusals, and what a failure leaves behind.
 
-mod support;
-
+use crate::support::app_scenario::{failure, AppScenario, SECRET};
+use crate::support::git_servers::{files_containing, git};
 use serde_json::json;
-use support::app_scenario::{failure, AppScenario, SECRET};
-use support::git_servers::{files_containing, git};
 
 #[test]
 fn export_edit_in_git_import_export_round_trips() {

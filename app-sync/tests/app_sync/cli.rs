@@ -1,13 +1,11 @@
 //! The same sync from a terminal or CI: credentials from `APP_GIT_SYNC_*`, state in a file,
 //! exit codes a pipeline can branch on (0 done, 1 error, 2 conflict).
 
-mod support;
-
 use std::process::{Command, Output};
 
-use support::fake_console::{FakeConsole, EMAIL, PASSWORD};
-use support::git_servers::{git, TestRepo};
-use support::plugin_under_test::BINARY;
+use crate::support::fake_console::{FakeConsole, EMAIL, PASSWORD};
+use crate::support::git_servers::{git, TestRepo};
+use crate::support::plugin_under_test::BINARY;
 
 struct Cli {
     dir: tempfile::TempDir,

@@ -1,0 +1,13 @@
+//! App Git Sync's integration tests, one binary (one link instead of one per file): the
+//! console client against a fake console and the real Dify, the tools through the fake
+//! daemon, pushes to real Git servers, the command line, the package, and a whole-history
+//! property.
+
+mod cli;
+mod console_real_dify;
+mod console_sign_in;
+mod never_lose_a_change;
+mod package;
+mod push_remote;
+mod support;
+mod tools_daemon;
