@@ -15,7 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use support::installed_package::{package, start, unpack, validate_and_crawl, zip_entries};
+use support::installed_package::{package, start, unpack, validate_and_crawl};
+use support::package_files::zip_entries;
 
 const QEMU: &str = "qemu-aarch64-static";
 const PYTHON: &str = "/opt/aarch64-python/bin/python3.11";

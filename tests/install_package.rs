@@ -8,9 +8,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 use support::fake_daemon::{BINARY, REPO_DIR};
-use support::installed_package::{
-    package, slim_binary, start, unpack, validate_and_crawl, zip_entries,
-};
+use support::installed_package::{package, start, unpack, validate_and_crawl};
+use support::package_files::{slim_binary, zip_entries};
 
 #[test]
 fn the_package_holds_file_entries_only_with_every_icon_and_requirements() {

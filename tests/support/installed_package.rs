@@ -1,7 +1,6 @@
 //! The package as the daemon installs it: built by `git-datasource package`, unpacked with
 //! every file 0644, started, and asked to validate and crawl through the fake daemon.
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,20 +10,7 @@ use serde_json::json;
 
 use super::fake_daemon::{FakeDaemon, BINARY, REPO_DIR};
 use super::git_servers::TestRepo;
-
-/// This test binary without its debug info (an unoptimized build with it is over 50 MiB;
-/// the release build is what ships).
-pub fn slim_binary(dir: &Path) -> PathBuf {
-    let slim = dir.join("git-datasource");
-    let status = Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(BINARY)
-        .arg(&slim)
-        .status()
-        .expect("objcopy runs");
-    assert!(status.success());
-    slim
-}
+use super::package_files::{slim_binary, zip_entries};
 
 /// `git-datasource package` into `dir/git_datasource.difypkg`, with `extra` arguments.
 pub fn package(dir: &Path, extra: &[&str]) -> std::process::Output {
@@ -37,19 +23,6 @@ pub fn package(dir: &Path, extra: &[&str]) -> std::process::Output {
         .args(extra)
         .output()
         .unwrap()
-}
-
-/// `(name, is a directory, bytes)` of every entry of a zip.
-pub fn zip_entries(path: &Path) -> Vec<(String, bool, Vec<u8>)> {
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
-    (0..archive.len())
-        .map(|i| {
-            let mut entry = archive.by_index(i).unwrap();
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).unwrap();
-            (entry.name().to_string(), entry.is_dir(), bytes)
-        })
-        .collect()
 }
 
 /// Unpacks `dir/git_datasource.difypkg` where the daemon would, every file 0644 as its

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod knowledge_api;
 pub mod loopback_http;
 pub mod mirror_scenario;
+pub mod package_files;
 pub mod real_dify;
 
 /// The plugin the fake daemon starts: the datasource.

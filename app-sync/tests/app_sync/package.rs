@@ -2,7 +2,6 @@
 //! unpacks it (every file 0644), started through its Python launcher and driven through the
 //! fake daemon.
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -10,33 +9,15 @@ use std::process::Command;
 use crate::support::app_scenario::{outputs, AppScenario};
 use crate::support::fake_daemon::FakeDaemon;
 use crate::support::git_servers::git;
+use crate::support::package_files::{slim_binary, zip_entries};
 use crate::support::plugin_under_test::{BINARY, PLUGIN_FILES, REPO_DIR};
 use serde_json::json;
-
-fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
-    (0..archive.len())
-        .map(|i| {
-            let mut entry = archive.by_index(i).unwrap();
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).unwrap();
-            (entry.name().to_string(), bytes)
-        })
-        .collect()
-}
 
 #[test]
 fn the_package_installs_and_its_launcher_serves_the_tools() {
     let s = AppScenario::start();
     let dir = s.dir.path();
-    let slim = dir.join("app-git-sync");
-    let stripped = Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(BINARY)
-        .arg(&slim)
-        .status()
-        .unwrap();
-    assert!(stripped.success());
+    let slim = slim_binary(dir);
     let out = dir.join("app_git_sync.difypkg");
     let built = Command::new(BINARY)
         .args(["package", "--dir", REPO_DIR, "--no-aarch64", "--binary"])
@@ -55,8 +36,8 @@ fn the_package_installs_and_its_launcher_serves_the_tools() {
         stdout.contains("identifier  dify-community/app_git_sync:0.1.0@"),
         "{stdout}"
     );
-    let files = entries(&out);
-    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let files = zip_entries(&out);
+    let names: Vec<&str> = files.iter().map(|(n, _, _)| n.as_str()).collect();
     for needed in PLUGIN_FILES.iter().copied().chain([
         "README.md",
         "PRIVACY.md",
@@ -69,7 +50,7 @@ fn the_package_installs_and_its_launcher_serves_the_tools() {
 
     // Unpacked as the daemon does, started as `python -m main`.
     let plugin = dir.join("cwd/dify-community/app_git_sync-0.1.0");
-    for (name, bytes) in &files {
+    for (name, _, bytes) in &files {
         let target = plugin.join(name);
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(&target, bytes).unwrap();

@@ -31,15 +31,7 @@ fn export_edit_in_git_import_export_round_trips() {
     assert!(report["commit"].is_null());
     // A node moved on the canvas is not a change.
     s.console.move_node("Support Flow", 999);
-    let (_, report) = s.run("sync_status", json!({}));
-    assert!(
-        report["apps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|a| a["state"] == "in_sync"),
-        "{report}"
-    );
+    assert!(s.all_in_sync());
 
     // Edit in Git, import: Dify has the edit, and its secret is kept.
     let id = s.console.state().app("Support Flow").id.clone();
@@ -61,15 +53,7 @@ fn export_edit_in_git_import_export_round_trips() {
     // Exporting again finds Dify and Git the same: the edited DSL is what Dify exports.
     let (text, report) = s.run("export_apps", json!({}));
     assert!(report["commit"].is_null(), "{text}");
-    let (_, report) = s.run("sync_status", json!({}));
-    assert!(
-        report["apps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|a| a["state"] == "in_sync"),
-        "{report}"
-    );
+    assert!(s.all_in_sync());
     // A change in Dify is exported on its own.
     s.console.retitle("Report Workflow", "Summary");
     let (text, report) = s.run(

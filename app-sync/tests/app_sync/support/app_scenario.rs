@@ -110,6 +110,16 @@ impl AppScenario {
             .commit(&[(path.as_str(), edited.as_bytes())], &[], "edit in Git")
     }
 
+    /// Whether `sync_status` finds every app in sync.
+    pub fn all_in_sync(&self) -> bool {
+        let (_, report) = self.run("sync_status", json!({}));
+        report["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|app| app["state"] == "in_sync")
+    }
+
     pub fn branches(&self) -> Vec<String> {
         git(
             &self.repo.bare,

@@ -12,6 +12,8 @@ pub mod git_servers;
 pub mod keys;
 #[path = "../../../../tests/support/loopback_http.rs"]
 pub mod loopback_http;
+#[path = "../../../../tests/support/package_files.rs"]
+pub mod package_files;
 #[path = "../../../../tests/support/real_dify.rs"]
 pub mod real_dify;
 
