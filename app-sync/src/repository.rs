@@ -226,6 +226,22 @@ impl AppRepository {
         )
     }
 
+    /// Whether `commit` is in the branch's history (merged into it, or its head).
+    pub fn has_merged(&self, commit: &str) -> bool {
+        let (Some(head), Ok(commit)) = (self.branch.head, git2::Oid::from_str(commit)) else {
+            return false;
+        };
+        head == commit
+            || self
+                .branch
+                .open()
+                .and_then(|repo| {
+                    repo.graph_descendant_of(head, commit)
+                        .map_err(|e| GitError::Read(e.message().to_string()))
+                })
+                .unwrap_or(false)
+    }
+
     /// The commits of the branch that changed `path`, newest first, at most `max`.
     pub fn history(&self, path: &str, max: usize) -> Result<Vec<FileCommit>, GitError> {
         let Some(head) = self.branch.head else {

@@ -26,6 +26,8 @@ pub struct AppBase {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConflictBranch {
     pub branch: String,
+    /// Its commit: once the branch is merged, Git has seen Dify's version.
+    pub commit: String,
     pub dify_hash: String,
 }
 

@@ -4,8 +4,10 @@
 use git_remote::FileChange;
 use serde::Serialize;
 
-use super::classify::{classify, AppState};
-use super::{author, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError};
+use super::classify::AppState;
+use super::{
+    app_state, author, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError,
+};
 use crate::console::apps::Version;
 use crate::console::ConsoleError;
 use crate::dsl;
@@ -65,7 +67,7 @@ impl ExportReport {
         }
         for conflict in &self.conflicts {
             text.push_str(&format!(
-                "\nConflict: {} changed in Dify and in Git since the last sync. Nothing was overwritten; Dify's version is on branch {}. Merge it into {} (or discard it), then export or import again.\n{}",
+                "\nConflict: {} changed in Dify and in Git since the last sync. Nothing was overwritten; Dify's version is on branch {}. Merge it into {} keeping what you want (git merge -s ours keeps Git's), then import.\n{}",
                 conflict.app, conflict.branch, self.branch, conflict.diff
             ));
         }
@@ -104,14 +106,14 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
         };
         dsl::check_secrets(&app.name, &dsl::parse(&app.name, &text)?)?;
         let git = git_side(&repository, app)?;
-        let base = state.apps.get(&app.id);
         let path = dsl::app_path(repository.directory(), &app.name, &app.id);
         let entry = IndexEntry {
             app_id: app.id.clone(),
             mode: app.mode.clone(),
             name: app.name.clone(),
         };
-        match classify(Some(&dify_hash), git.as_ref().map(|g| g.2.as_str()), base) {
+        let git_hash = git.as_ref().map(|g| g.2.as_str());
+        match app_state(&repository, &state, &app.id, Some(&dify_hash), git_hash) {
             AppState::OnlyInDify | AppState::ChangedInDify => {
                 if let Some((old, _, _)) = git.as_ref().filter(|(old, _, _)| *old != path) {
                     // Renamed in Dify: the file follows the name.

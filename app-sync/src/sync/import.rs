@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use super::classify::{classify, AppState};
-use super::{git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError};
+use super::classify::AppState;
+use super::{app_state, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError};
 use crate::console::apps::{AppSummary, Version};
 use crate::dsl;
 use crate::state::{AppBase, CreatedApp};
@@ -101,7 +101,7 @@ impl ImportReport {
         }
         for conflict in &self.conflicts {
             lines.push(format!(
-                "Conflict: {} changed in Dify and in Git since the last sync. Nothing was overwritten; Dify's version is on branch {}.\n{}",
+                "Conflict: {} changed in Dify and in Git since the last sync. Nothing was overwritten; Dify's version is on branch {}: merge it keeping what you want, then import again.\n{}",
                 conflict.app, conflict.branch, conflict.diff
             ));
         }
@@ -155,7 +155,14 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             reason: reason.to_string(),
         };
         let dify_hash = dify.as_ref().map(|d| d.0.clone());
-        let target = match classify(dify_hash.as_deref(), Some(&git_hash), base.as_ref()) {
+        let now = app_state(
+            &repository,
+            &state,
+            &app.id,
+            dify_hash.as_deref(),
+            Some(&git_hash),
+        );
+        let target = match now {
             AppState::InSync => {
                 report.skipped.push(skip("Dify already has this version"));
                 continue;

@@ -21,6 +21,7 @@ use crate::dsl::{self, DslError};
 use crate::repository::AppRepository;
 use crate::settings::Settings;
 use crate::state::{ConflictBranch, StateError, StateStore, SyncState};
+use classify::{classify, AppState};
 
 /// Who the commits are by.
 pub fn author() -> Author {
@@ -188,6 +189,30 @@ pub struct Conflict {
     pub diff: String,
 }
 
+/// Where an app stands ([`classify`]), with one more fact: a conflict whose branch was
+/// merged into the synced branch (so Git has seen that version of Dify's) is a change in
+/// Git. Merging the conflict branch is how a conflict is resolved: keep Dify's version, or
+/// Git's (`git merge -s ours`), or a mix, and the next import brings the result to Dify.
+pub fn app_state(
+    repository: &AppRepository,
+    state: &SyncState,
+    app_id: &str,
+    dify: Option<&str>,
+    git: Option<&str>,
+) -> AppState {
+    let classified = classify(dify, git, state.apps.get(app_id));
+    let merged = || {
+        state
+            .conflicts
+            .get(app_id)
+            .is_some_and(|c| Some(c.dify_hash.as_str()) == dify && repository.has_merged(&c.commit))
+    };
+    match classified {
+        AppState::Conflict if merged() => AppState::ChangedInGit,
+        other => other,
+    }
+}
+
 /// Dify's side of a conflict: its export and that export's hash.
 pub struct DifyVersion<'a> {
     pub text: &'a str,
@@ -232,7 +257,7 @@ pub fn push_conflict(
             // A branch of that name from the same second (another version): the next free
             // name, `-2`, `-3`, … .
             let mut attempt = 1;
-            let branch = loop {
+            let (branch, commit) = loop {
                 let branch = match attempt {
                     1 => name.clone(),
                     n => format!("{name}-{n}"),
@@ -241,7 +266,7 @@ pub fn push_conflict(
                     repository.push_branch(&branch, &change, &message, &author())
                 });
                 match pushed {
-                    Ok(_) => break branch,
+                    Ok(commit) => break (branch, commit),
                     Err(GitError::Rejected(_)) if attempt < 5 => attempt += 1,
                     Err(error) => return Err(error.into()),
                 }
@@ -250,6 +275,7 @@ pub fn push_conflict(
                 app.id.clone(),
                 ConflictBranch {
                     branch: branch.clone(),
+                    commit,
                     dify_hash: dify.hash.to_string(),
                 },
             );

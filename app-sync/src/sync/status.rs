@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::classify::{classify, AppState};
-use super::{git_side, SyncContext, SyncError};
+use super::classify::AppState;
+use super::{app_state, git_side, SyncContext, SyncError};
 use crate::console::apps::Version;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,7 +54,7 @@ impl StatusReport {
 }
 
 pub async fn status(ctx: &SyncContext, apps: &[String]) -> Result<StatusReport, SyncError> {
-    let (state, repository) = ctx.open().await?;
+    let (synced, repository) = ctx.open().await?;
     let in_dify = ctx.console.list_apps().await?;
     let chosen = ctx.select(apps, &in_dify, &repository)?;
     let mut report = StatusReport {
@@ -65,10 +65,12 @@ pub async fn status(ctx: &SyncContext, apps: &[String]) -> Result<StatusReport, 
     for app in &chosen {
         let dify = ctx.dify_side(app, &in_dify, Version::Draft).await?;
         let git = git_side(&repository, app)?;
-        let state = classify(
+        let state = app_state(
+            &repository,
+            &synced,
+            &app.id,
             dify.as_ref().map(|d| d.0.as_str()),
             git.as_ref().map(|g| g.2.as_str()),
-            state.apps.get(&app.id),
         );
         report.apps.push(AppStatus {
             app: app.name.clone(),

@@ -113,6 +113,25 @@ fn a_change_on_both_sides_overwrites_neither() {
     let (_, report) = s.run("export_apps", json!({}));
     assert_eq!(report["conflicts"][0]["branch"], branch);
     assert_eq!(s.branches().len(), 2, "{:?}", s.branches());
+
+    // Resolved in Git: the conflict branch merged, Git's version kept (`-s ours`). Git has
+    // now seen Dify's version, so the import brings the resolution to Dify.
+    s.pull();
+    git(&s.repo.work, &["fetch", "-q", "origin", branch]);
+    git(
+        &s.repo.work,
+        &["merge", "-q", "-s", "ours", "-m", "resolve", "FETCH_HEAD"],
+    );
+    git(&s.repo.work, &["push", "-q", "origin", "HEAD:main"]);
+    let (_, report) = s.run("sync_status", json!({"apps": "Report Workflow"}));
+    assert_eq!(report["apps"][0]["state"], "changed_in_git");
+    let (text, report) = s.run("import_apps", json!({}));
+    assert_eq!(report["imported"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(
+        s.console.state().app("Report Workflow").graph["nodes"][1]["data"]["title"],
+        "From Git"
+    );
+    assert!(s.all_in_sync());
 }
 
 #[test]
