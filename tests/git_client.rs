@@ -1084,3 +1084,68 @@ fn a_fetched_commit_is_reopened_until_its_entry_is_evicted() {
         "{error}"
     );
 }
+
+/// A push never overwrites what someone else pushed after our fetch: refused over HTTPS (the
+/// server's advertised head is not ours) and in a local repository (a compare-and-swap).
+#[test]
+fn a_push_never_overwrites_a_commit_it_has_not_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(&dir.path().join("https"));
+    let remote = TestRepo::create(&server.root.join("private"), "race", &[("a.txt", b"1")]);
+    git(&remote.bare, &["config", "http.receivepack", "true"]);
+    let local = TestRepo::create(dir.path(), "local", &[("a.txt", b"1")]);
+    let cases = [
+        (
+            server.https_url("private", "race"),
+            token(&server.ca.ca_pem),
+            &remote,
+            settings(),
+        ),
+        (
+            local.bare.to_str().unwrap().to_string(),
+            GitCredentials::default(),
+            &local,
+            FetchSettings {
+                allow_local: true,
+                ..settings()
+            },
+        ),
+    ];
+    for (url, credentials, repo, settings) in cases {
+        let client = client(&dir.path().join(format!("cache-{}", repo.head())), settings);
+        let host_keys = MemoryHostKeys::default();
+        let request = FetchRequest {
+            url: &url,
+            reference: "main",
+            credentials: &credentials,
+            host_keys: &host_keys,
+            deadline: None,
+            progress: None,
+        };
+        let branch = client.fetch_branch(&request).unwrap();
+        let theirs = repo.commit(&[("b.txt", b"someone else")], &[], "meanwhile");
+        let ours = git_remote::write_commit(
+            &branch.open().unwrap(),
+            branch.head,
+            &[git_remote::FileChange {
+                path: "c.txt".into(),
+                content: Some(b"ours".to_vec()),
+            }],
+            "ours",
+            &git_remote::Author {
+                name: "Test".into(),
+                email: "test@example.com".into(),
+            },
+        )
+        .unwrap()
+        .unwrap();
+        let refused = client.push(&branch, ours, "main", &request).unwrap_err();
+        assert_eq!(refused.kind(), "push_rejected", "{url}: {refused}");
+        assert!(!refused.to_string().contains(TOKEN));
+        assert_eq!(git(&repo.bare, &["rev-parse", "main"]), theirs, "{url}");
+        // A new branch is created; an existing one is never replaced.
+        client.push(&branch, ours, "side", &request).unwrap();
+        assert_eq!(git(&repo.bare, &["rev-parse", "side"]), ours.to_string());
+        assert!(client.push(&branch, ours, "main", &request).is_err());
+    }
+}
