@@ -374,6 +374,18 @@ fn answer(state: &mut ConsoleState, parts: &Parts, body: &Bytes) -> Response<Ful
     }
 }
 
+/// A new session, answered as the version does: JSON tokens before 1.9.2, cookies after.
+fn new_session(state: &mut ConsoleState) -> Response<Full<Bytes>> {
+    let tokens = issue(state);
+    match state.at_least((1, 9, 2)) {
+        false => respond(
+            200,
+            json!({"result": "success", "data": {"access_token": tokens.0, "refresh_token": tokens.1}}),
+        ),
+        true => with_session_cookies(state, respond(200, json!({"result": "success"})), tokens),
+    }
+}
+
 fn login(state: &mut ConsoleState, body: &Value) -> Response<Full<Bytes>> {
     let sent = body["password"].as_str().unwrap_or_default();
     let password = match state.at_least((1, 11, 2)) {
@@ -392,14 +404,7 @@ fn login(state: &mut ConsoleState, body: &Value) -> Response<Full<Bytes>> {
         );
     }
     state.logins += 1;
-    let tokens = issue(state);
-    match state.at_least((1, 9, 2)) {
-        false => respond(
-            200,
-            json!({"result": "success", "data": {"access_token": tokens.0, "refresh_token": tokens.1}}),
-        ),
-        true => with_session_cookies(state, respond(200, json!({"result": "success"})), tokens),
-    }
+    new_session(state)
 }
 
 fn refresh(state: &mut ConsoleState, parts: &Parts, body: &Value) -> Response<Full<Bytes>> {
@@ -413,14 +418,7 @@ fn refresh(state: &mut ConsoleState, parts: &Parts, body: &Value) -> Response<Fu
     };
     state.refresh_tokens.retain(|t| *t != given);
     state.refreshes += 1;
-    let tokens = issue(state);
-    match state.at_least((1, 9, 2)) {
-        false => respond(
-            200,
-            json!({"result": "success", "data": {"access_token": tokens.0, "refresh_token": tokens.1}}),
-        ),
-        true => with_session_cookies(state, respond(200, json!({"result": "success"})), tokens),
-    }
+    new_session(state)
 }
 
 /// Why the request is not signed in, as Dify answers it; `None` when it is.
