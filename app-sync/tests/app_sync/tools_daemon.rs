@@ -307,3 +307,22 @@ fn a_file_broken_in_git_is_a_change_not_an_abort() {
         "End"
     );
 }
+
+#[test]
+fn an_app_dify_cannot_export_is_named_and_the_others_still_sync() {
+    let s = AppScenario::start();
+    s.run("export_apps", json!({}));
+    let id = s.console.state().app("Report Workflow").id.clone();
+    s.edit_in_git(&id, "title: End", "title: Edited");
+    s.console.state().app_mut("Report Workflow").no_draft = true;
+    s.console.retitle("Support Flow", "Changed in Dify");
+    let (text, report) = s.run("export_apps", json!({}));
+    assert_eq!(report["exported"].as_array().unwrap().len(), 1, "{text}");
+    assert!(
+        text.contains("Not exported: Report Workflow: Draft workflow not found"),
+        "{text}"
+    );
+    let (text, report) = s.run("import_apps", json!({}));
+    assert!(report["imported"].as_array().unwrap().is_empty(), "{text}");
+    assert!(text.contains("cannot export it to compare"), "{text}");
+}

@@ -41,6 +41,8 @@ pub struct FakeApp {
     /// For chat apps: the model config.
     pub model_config: Value,
     pub dependencies: Vec<Value>,
+    /// A workflow app nobody has opened yet: Dify has no draft to export.
+    pub no_draft: bool,
 }
 
 /// A request as the console saw it.
@@ -200,6 +202,7 @@ impl FakeConsole {
                 published: Vec::new(),
                 model_config: json!({"model": {"provider": "openai", "name": "gpt-4o"}, "pre_prompt": "You are helpful."}),
                 dependencies: Vec::new(),
+                no_draft: false,
             },
         );
         id
@@ -524,6 +527,9 @@ fn export(state: &ConsoleState, id: &str, parts: &Parts) -> Response<Full<Bytes>
     let Some(app) = state.apps.get(id) else {
         return error(404, "app_not_found", "App not found.");
     };
+    if app.no_draft && query(parts, "workflow_id").is_none() {
+        return error(400, "draft_workflow_not_exist", "Draft workflow not found");
+    }
     let workflow = match query(parts, "workflow_id") {
         None => None,
         Some(wid) => match app.published.iter().find(|(w, ..)| *w == wid) {
@@ -617,6 +623,7 @@ fn apply(state: &mut ConsoleState, yaml: &Value, app_id: Option<String>) -> Stri
                     published: Vec::new(),
                     model_config: json!({}),
                     dependencies: Vec::new(),
+                    no_draft: false,
                 },
             );
             id
