@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::classify::AppState;
 use super::{app_state, git_side, SyncContext, SyncError};
 use crate::console::apps::Version;
+use crate::console::ConsoleError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppStatus {
@@ -20,6 +21,8 @@ pub struct StatusReport {
     pub branch: String,
     pub head: Option<String>,
     pub apps: Vec<AppStatus>,
+    /// Apps Dify would not export to compare, with its reason.
+    pub not_compared: Vec<String>,
 }
 
 impl StatusReport {
@@ -49,6 +52,9 @@ impl StatusReport {
                     .unwrap_or_default()
             ));
         }
+        for app in &self.not_compared {
+            lines.push(format!("- not compared: {app}"));
+        }
         lines.join("\n")
     }
 }
@@ -61,9 +67,21 @@ pub async fn status(ctx: &SyncContext, apps: &[String]) -> Result<StatusReport, 
         branch: repository.branch_name().to_string(),
         head: repository.head(),
         apps: Vec::new(),
+        not_compared: Vec::new(),
     };
     for app in &chosen {
-        let dify = ctx.dify_side(app, &in_dify, Version::Draft).await?;
+        let dify = match ctx.dify_side(app, &in_dify, Version::Draft).await {
+            Ok(dify) => dify,
+            Err(SyncError::Console(ConsoleError::Refused {
+                status: 400 | 404,
+                message,
+                ..
+            })) => {
+                report.not_compared.push(format!("{}: {message}", app.name));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         let git = git_side(&repository, app)?;
         let state = app_state(
             &repository,
