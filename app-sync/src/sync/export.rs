@@ -9,7 +9,6 @@ use super::{
     app_state, author, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError,
 };
 use crate::console::apps::Version;
-use crate::console::ConsoleError;
 use crate::dsl;
 use crate::repository::IndexEntry;
 use crate::state::AppBase;
@@ -90,19 +89,17 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
     let mut bases = Vec::new();
     let mut conflicts = Vec::new();
     for app in &chosen {
-        let (dify_hash, text) = match ctx.dify_side(app, &in_dify, options.version).await {
+        let side = ctx
+            .dify_side_or_refusal(app, &in_dify, options.version)
+            .await?;
+        let (dify_hash, text) = match side {
             Ok(Some(side)) => side,
             Ok(None) => continue,
             // This app cannot be exported (no draft yet, not published): the others can.
-            Err(SyncError::Console(ConsoleError::Refused {
-                status: 400 | 404,
-                message,
-                ..
-            })) => {
+            Err(message) => {
                 report.skipped.push(format!("{}: {message}", app.name));
                 continue;
             }
-            Err(error) => return Err(error),
         };
         dsl::check_secrets(&app.name, &dsl::parse(&app.name, &text)?)?;
         let git = git_side(&repository, app)?;

@@ -7,7 +7,6 @@ use serde::Serialize;
 use super::classify::AppState;
 use super::{app_state, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError};
 use crate::console::apps::{AppSummary, Version};
-use crate::console::ConsoleError;
 use crate::dsl;
 use crate::state::{AppBase, CreatedApp};
 
@@ -154,21 +153,18 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             reason: reason.to_string(),
         };
         // Read Dify's side again right before writing over it.
-        let dify = match ctx.dify_side(app, &in_dify, Version::Draft).await {
+        let dify = match ctx
+            .dify_side_or_refusal(app, &in_dify, Version::Draft)
+            .await?
+        {
             Ok(dify) => dify,
-            // Dify cannot export this app now (a workflow without a draft): nothing to compare
-            // with, so nothing is overwritten.
-            Err(SyncError::Console(ConsoleError::Refused {
-                status: 400 | 404,
-                message,
-                ..
-            })) => {
+            // Nothing to compare with, so nothing is overwritten.
+            Err(message) => {
                 report.failed.push(skip(&format!(
                     "Dify cannot export it to compare before importing: {message}"
                 )));
                 continue;
             }
-            Err(error) => return Err(error),
         };
         let dify_hash = dify.as_ref().map(|d| d.0.clone());
         let now = app_state(

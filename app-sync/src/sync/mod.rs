@@ -140,6 +140,25 @@ impl SyncContext {
         Ok(chosen)
     }
 
+    /// [`Self::dify_side`], except that Dify refusing to export this one app (400 or 404: a
+    /// workflow without a draft, an app just deleted) is its message, not the run's error.
+    pub async fn dify_side_or_refusal(
+        &self,
+        app: &AppSummary,
+        in_dify: &[AppSummary],
+        version: crate::console::apps::Version,
+    ) -> Result<Result<Option<(String, String)>, String>, SyncError> {
+        match self.dify_side(app, in_dify, version).await {
+            Ok(side) => Ok(Ok(side)),
+            Err(SyncError::Console(ConsoleError::Refused {
+                status: 400 | 404,
+                message,
+                ..
+            })) => Ok(Err(message)),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Dify's export of `app` (with its hash), `None` when Dify no longer has the app.
     pub async fn dify_side(
         &self,

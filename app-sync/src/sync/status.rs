@@ -5,7 +5,6 @@ use serde::Serialize;
 use super::classify::AppState;
 use super::{app_state, git_side, SyncContext, SyncError};
 use crate::console::apps::Version;
-use crate::console::ConsoleError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppStatus {
@@ -70,17 +69,15 @@ pub async fn status(ctx: &SyncContext, apps: &[String]) -> Result<StatusReport, 
         not_compared: Vec::new(),
     };
     for app in &chosen {
-        let dify = match ctx.dify_side(app, &in_dify, Version::Draft).await {
+        let dify = match ctx
+            .dify_side_or_refusal(app, &in_dify, Version::Draft)
+            .await?
+        {
             Ok(dify) => dify,
-            Err(SyncError::Console(ConsoleError::Refused {
-                status: 400 | 404,
-                message,
-                ..
-            })) => {
+            Err(message) => {
                 report.not_compared.push(format!("{}: {message}", app.name));
                 continue;
             }
-            Err(error) => return Err(error),
         };
         let git = git_side(&repository, app)?;
         let state = app_state(
