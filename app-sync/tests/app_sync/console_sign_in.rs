@@ -183,3 +183,43 @@ async fn an_unreachable_console_names_the_url_to_fix() {
     );
     assert!(!text.contains("pw-secret"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pasted_session_is_renewed_through_its_refresh_token() {
+    let fake = FakeConsole::start("1.13.2");
+    fake.add_app("Flow", "workflow", Vec::new());
+    {
+        let mut state = fake.state();
+        state.sessions.push(("acc-b".into(), "csrf-b".into()));
+        state.refresh_tokens.push("ref-b".into());
+    }
+    let console = Console::new(
+        &fake.url,
+        SignIn::Session {
+            access_token: "acc-b".into(),
+            refresh_token: "ref-b".into(),
+            csrf_token: "csrf-b".into(),
+        },
+    )
+    .unwrap();
+    console.list_apps().await.unwrap();
+    fake.state().expire_sessions();
+    assert_eq!(console.list_apps().await.unwrap().len(), 1);
+    let state = fake.state();
+    assert_eq!((state.logins, state.refreshes), (0, 1));
+    // The refresh token went only to the refresh route, as a cookie.
+    let refresh = state
+        .requests
+        .iter()
+        .find(|r| r.target.ends_with("/refresh-token"))
+        .unwrap();
+    assert_eq!(
+        refresh.header("cookie"),
+        Some("refresh_token=ref-b; __Host-refresh_token=ref-b")
+    );
+    assert!(state
+        .requests
+        .iter()
+        .filter(|r| !r.target.ends_with("/refresh-token"))
+        .all(|r| !r.header("cookie").unwrap_or_default().contains("ref-b")));
+}
