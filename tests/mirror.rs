@@ -55,6 +55,15 @@ impl Crawled {
 }
 
 impl World {
+    /// A world of generated files (path, content).
+    fn owned(files: &[(String, String)]) -> World {
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        World::new(&refs)
+    }
+
     fn new(files: &[(&str, &str)]) -> World {
         // Injected faults outlast every retry; keep the backoff short.
         std::env::set_var("GIT_DATASOURCE_DIFY_RETRY_MS", "1");
@@ -270,11 +279,7 @@ fn a_slow_import_is_waited_for_while_it_makes_progress() {
     let files: Vec<(String, String)> = (0..12)
         .map(|n| (format!("f{n:02}.md"), format!("v1 {n}")))
         .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    let mut world = World::new(&refs);
+    let mut world = World::owned(&files);
     let hash = world.cycle().summary.config_hash.clone();
     let changed: Vec<(String, String)> = files
         .iter()
@@ -485,11 +490,7 @@ fn five_thousand_documents_page_and_a_mass_deletion_is_held() {
     let files: Vec<(String, String)> = (0..5000)
         .map(|i| (format!("d/{i:04}.md"), format!("doc {i}")))
         .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    let mut world = World::new(&refs);
+    let mut world = World::owned(&files);
     let first = world.cycle();
     assert_eq!(first.items.len(), 5000);
     let hash = first.summary.config_hash.clone();
@@ -712,8 +713,7 @@ proptest! {
         budget in prop::sample::select(vec![4_000_000usize, 700]),
     ) {
         let files: Vec<(String, String)> = (0..6).map(|i| (format!("f{i}.md"), format!("file {i}"))).collect();
-        let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
-        let mut world = World::new(&refs);
+        let mut world = World::owned(&files);
         world.budget = budget;
         let hash = world.cycle().summary.config_hash;
         let mut counter = 0;
