@@ -36,6 +36,40 @@ pub enum ConsoleError {
     Malformed { route: String, why: String },
 }
 
+impl ConsoleError {
+    /// The error with every one of `secrets` (four characters or more) replaced by `[hidden]`.
+    fn hiding(self, secrets: &[String]) -> ConsoleError {
+        let hide = |mut text: String| {
+            for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
+                text = text.replace(secret.as_str(), "[hidden]");
+            }
+            text
+        };
+        match self {
+            ConsoleError::Unreachable { url, why } => ConsoleError::Unreachable {
+                url: hide(url),
+                why: hide(why),
+            },
+            ConsoleError::SignIn(message) => ConsoleError::SignIn(hide(message)),
+            ConsoleError::Refused {
+                status,
+                route,
+                code,
+                message,
+            } => ConsoleError::Refused {
+                status,
+                route: hide(route),
+                code: hide(code),
+                message: hide(message),
+            },
+            ConsoleError::Malformed { route, why } => ConsoleError::Malformed {
+                route: hide(route),
+                why: hide(why),
+            },
+        }
+    }
+}
+
 /// Dify's error code, when it sent one: ` (app_not_found)`.
 fn code_note(code: &str) -> String {
     match code.is_empty() {
@@ -129,6 +163,19 @@ impl Console {
         body: Option<&Value>,
     ) -> Result<Value, ConsoleError> {
         let mut signed = self.signed.lock().await;
+        let outcome = self.signed_call(&mut signed, method, route, body).await;
+        // Whatever a server (or a proxy in front of it) put in its answer, no credential of
+        // this console leaves in an error.
+        outcome.map_err(|error| error.hiding(&self.secrets(signed.as_ref())))
+    }
+
+    async fn signed_call(
+        &self,
+        signed: &mut Option<Signed>,
+        method: Method,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ConsoleError> {
         if signed.is_none() {
             *signed = Some(self.sign_in().await?);
         }
@@ -141,7 +188,8 @@ impl Console {
             if status == StatusCode::UNAUTHORIZED && !renewed {
                 renewed = true;
                 let why = dify_message(&value);
-                *signed = Some(self.renew(signed.take().expect("signed in"), &why).await?);
+                let previous = signed.take().expect("signed in");
+                *signed = Some(self.renew(previous, &why).await?);
                 continue;
             }
             if let Some(version) = header_version(&response_headers) {
@@ -185,9 +233,10 @@ impl Console {
             true => Value::Null,
             false => match serde_json::from_slice(&bytes) {
                 Ok(value) => value,
-                Err(_) if status.as_u16() >= 400 => {
-                    json!({"message": String::from_utf8_lossy(&bytes[..bytes.len().min(200)])})
-                }
+                // An error page (a proxy's, say) is not repeated: it may quote the request.
+                Err(_) if status.as_u16() >= 400 => json!({
+                    "message": format!("an answer that is not JSON ({} bytes); is {} Dify's API?", bytes.len(), self.shown)
+                }),
                 Err(e) => {
                     return Err(ConsoleError::Malformed {
                         route: route_name(route),
@@ -197,6 +246,43 @@ impl Console {
             },
         };
         Ok((status, headers, value))
+    }
+
+    /// Every credential this console holds or was given, as it could appear in text.
+    fn secrets(&self, signed: Option<&Signed>) -> Vec<String> {
+        let mut secrets: Vec<String> = match &self.sign_in {
+            SignIn::AdminKey { key, .. } => vec![key.clone()],
+            SignIn::Password { password, .. } => {
+                vec![password.clone(), login_password(password, None)]
+            }
+            SignIn::Session {
+                access_token,
+                refresh_token,
+                csrf_token,
+            } => vec![
+                access_token.clone(),
+                refresh_token.clone(),
+                csrf_token.clone(),
+            ],
+        };
+        match signed.map(|s| &s.credential) {
+            Some(Credential::Bearer {
+                token,
+                refresh_token,
+                ..
+            }) => {
+                secrets.push(token.clone());
+                secrets.extend(refresh_token.clone());
+            }
+            Some(Credential::Cookies(cookies)) => {
+                secrets.extend(cookies.cookies.iter().map(|(_, value)| value.clone()));
+            }
+            None => {}
+        }
+        if let Ok(url) = reqwest::Url::parse(&self.base) {
+            secrets.extend(url.password().map(str::to_owned));
+        }
+        secrets
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> ConsoleError {

@@ -3,6 +3,7 @@
 //! the admin API key from 1.11.0, pasted sessions, and renewal after a 401.
 
 use crate::support::fake_console::{FakeConsole, ADMIN_KEY, EMAIL, PASSWORD, WORKSPACE};
+use app_git_sync::console::apps::Version;
 use app_git_sync::console::sign_in::{DifyVersion, SignIn};
 use app_git_sync::console::{Console, ConsoleError};
 
@@ -222,4 +223,62 @@ async fn a_pasted_session_is_renewed_through_its_refresh_token() {
         .iter()
         .filter(|r| !r.target.ends_with("/refresh-token"))
         .all(|r| !r.header("cookie").unwrap_or_default().contains("ref-b")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_quotes_requests_back_gets_no_secret_into_an_error() {
+    let fake = FakeConsole::start("1.13.2");
+    fake.state().echo_requests = true;
+    let wrong = Console::new(
+        &fake.url,
+        SignIn::Password {
+            email: EMAIL.into(),
+            password: "hunter2-secret".into(),
+        },
+    )
+    .unwrap();
+    let text = wrong.list_apps().await.unwrap_err().to_string();
+    assert!(text.contains("[hidden]"), "the echo did not happen: {text}");
+    assert!(
+        !text.contains("hunter2-secret") && !text.contains("aHVudGVyMi1zZWNyZXQ="),
+        "{text}"
+    );
+
+    // Signed in, a refused call quotes the session's cookies and CSRF token: hidden too.
+    let console = Console::new(&fake.url, password()).unwrap();
+    console.list_apps().await.unwrap();
+    let text = console
+        .export_dsl("00000000-0000-4000-8000-00000000dead", Version::Draft)
+        .await
+        .unwrap_err()
+        .to_string();
+    let state = fake.state();
+    let (access, csrf) = state.sessions.last().unwrap().clone();
+    assert!(text.contains("404"), "{text}");
+    assert!(!text.contains(&access) && !text.contains(&csrf), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_input_gets_a_named_refusal_without_a_request() {
+    let console = Console::new("http://127.0.0.1:9", password()).unwrap();
+    for hostile in ["../../setup", "a b", "x?limit=1", &"a".repeat(65)] {
+        let error = console
+            .export_dsl(hostile, Version::Draft)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ConsoleError::Malformed { .. }),
+            "{hostile}: {error:?}"
+        );
+    }
+    for url in [
+        "api:5001",
+        "ftp://dify",
+        "http://u:pw-secret@[::1",
+        "https://dify.example.com/?a=1",
+    ] {
+        let message = Console::new(url, password()).unwrap_err();
+        assert!(!message.contains("pw-secret"), "{message}");
+    }
 }

@@ -87,6 +87,8 @@ pub struct ConsoleState {
     /// Every request body.
     pub bodies: Vec<String>,
     pub pending_ttl: Duration,
+    /// A hostile server (or proxy): every error answer quotes the whole request back.
+    pub echo_requests: bool,
     next: u64,
 }
 
@@ -152,12 +154,18 @@ impl FakeConsole {
             requests: Vec::new(),
             bodies: Vec::new(),
             pending_ttl: Duration::from_secs(600),
+            echo_requests: false,
             next: 0,
         }));
         let served = state.clone();
         let server = LoopbackServer::start(Arc::new(move |parts, body| {
             let mut state = served.lock().unwrap();
             let mut response = answer(&mut state, parts, body);
+            if state.echo_requests && response.status().as_u16() >= 400 {
+                let quoted = format!("{:?} {}", parts.headers, String::from_utf8_lossy(body));
+                let status = response.status().as_u16();
+                response = error(status, "echo", &quoted);
+            }
             let version = format!(
                 "{}.{}.{}",
                 state.version.0, state.version.1, state.version.2
