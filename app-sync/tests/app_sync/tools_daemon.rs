@@ -265,6 +265,28 @@ fn validation_names_what_failed_without_echoing_secrets() {
     assert!(error["args"]["repository_url"].is_string(), "{error}");
     assert!(!error.to_string().contains("wrong-password-value"));
     assert!(!s.daemon.stderr_text().contains("wrong-password-value"));
+
+    // A secret pasted into a malformed URL is never echoed, for either URL.
+    let malformed = [
+        (
+            "repository_url",
+            "https://x-access-token:ghp_pasted0secret@exa mple.com/r.git",
+            "ghp_pasted0secret",
+        ),
+        ("console_url", "http://admin:pw-in-url@[bad", "pw-in-url"),
+    ];
+    for (field, url, secret) in malformed {
+        let mut credentials = s.credentials();
+        credentials[field] = json!(url);
+        let session = s.daemon.request(
+            "validate_tool_credentials",
+            json!({"type": "tool", "provider": "app_git_sync", "credentials": credentials}),
+        );
+        let error = failure(&s.daemon.finish(&session));
+        assert!(error["args"][field].is_string(), "{error}");
+        assert!(!error.to_string().contains(secret), "{error}");
+        assert!(!s.daemon.stderr_text().contains(secret));
+    }
 }
 
 #[test]
