@@ -7,6 +7,7 @@ use dify_plugin::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler
 use dify_plugin::tool::{self, ToolMessage, ToolRequest, INVOKE_TOOL, VALIDATE_TOOL_CREDENTIALS};
 use git_remote::{CredentialProblem, GitClient};
 
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::console::apps::Version;
@@ -165,6 +166,7 @@ async fn validate(call: ToolCall, session: &Session) -> Result<(), ErrorPayload>
 async fn invoke(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
     let (tool, ctx) = (call.tool, call.ctx);
     let apps = app_list(&tool.text("apps")?);
+    let mut variables = Vec::new();
     let (text, json) = match tool.tool.as_str() {
         "export_apps" => {
             let version = match tool.text("version")?.as_str() {
@@ -178,6 +180,13 @@ async fn invoke(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
                 message: tool.text("message")?,
             };
             let report = sync::export::export(&ctx, &options).await.map_err(failed)?;
+            // The outputs `tools/export_apps.yaml` declares, for the next node of a workflow.
+            let conflicts: Vec<&str> = report.conflicts.iter().map(|c| c.app.as_str()).collect();
+            variables = vec![
+                ("commit", json!(report.commit.clone().unwrap_or_default())),
+                ("changed", json!(report.exported)),
+                ("conflicts", json!(conflicts)),
+            ];
             (report.describe(), sync::to_json(&report))
         }
         "import_apps" => {
@@ -213,7 +222,12 @@ async fn invoke(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
         }
     };
     ToolMessage::Text(text).send(session).await?;
-    ToolMessage::Json(json).send(session).await
+    ToolMessage::Json(json).send(session).await?;
+    for (name, value) in variables {
+        let name = name.to_string();
+        ToolMessage::Variable { name, value }.send(session).await?;
+    }
+    Ok(())
 }
 
 fn bad_parameter(message: &str) -> ErrorPayload {

@@ -53,15 +53,6 @@ pub struct SyncContext {
     pub store: StateStore,
 }
 
-/// One app in both places: what Dify has and what Git has.
-pub struct AppSides {
-    pub app: AppSummary,
-    /// Dify's export and its normalized hash.
-    pub dify: Option<(String, String)>,
-    /// The Git file's path, content and normalized hash.
-    pub git: Option<(String, String, String)>,
-}
-
 impl SyncContext {
     /// The sync state and the branch, fetched for this run.
     pub async fn open(&self) -> Result<(SyncState, AppRepository), SyncError> {

@@ -1,16 +1,32 @@
 //! The five tools through the fake daemon, against the fake console and a real repository:
 //! round trips, conflicts, refusals, and what a failure leaves behind.
 
-use crate::support::app_scenario::{failure, AppScenario, SECRET};
+use crate::support::app_scenario::{failure, outputs, AppScenario, SECRET};
 use crate::support::git_servers::{files_containing, git};
 use serde_json::json;
 
 #[test]
 fn export_edit_in_git_import_export_round_trips() {
     let s = AppScenario::start();
-    let (text, report) = s.run("export_apps", json!({}));
+    let messages = s.tool("export_apps", json!({}));
+    let (text, report) = outputs(&messages);
     assert!(text.starts_with("Exported 3 app(s)"), "{text}");
     let commit = report["commit"].as_str().unwrap().to_string();
+    // The declared outputs, as variables for the workflow's next node.
+    let variables: Vec<(&str, &serde_json::Value)> = messages
+        .iter()
+        .filter(|m| m["data"]["type"] == "variable")
+        .map(|m| {
+            let message = &m["data"]["message"];
+            (
+                message["variable_name"].as_str().unwrap(),
+                &message["variable_value"],
+            )
+        })
+        .collect();
+    assert_eq!(variables[0], ("commit", &json!(commit)));
+    assert_eq!(variables[1].1.as_array().unwrap().len(), 3);
+    assert_eq!(variables[2], ("conflicts", &json!([])));
     assert_eq!(git(s.bare(), &["rev-parse", "main"]), commit);
     // One file per app plus the index, and no secret anywhere in the repository.
     let files = git(s.bare(), &["ls-tree", "-r", "--name-only", "main"]);
