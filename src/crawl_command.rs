@@ -76,37 +76,68 @@ pub struct DifyArgs {
         default_value = "http://localhost/v1"
     )]
     pub dify_api_url: String,
-    /// A Knowledge API key (dataset-…).
+    /// A Knowledge API key (dataset-…). Prefer GIT_DATASOURCE_DIFY_API_KEY or
+    /// --dify-api-key-file: an option's value shows in the process list.
     #[arg(long, env = "GIT_DATASOURCE_DIFY_API_KEY", hide_env_values = true)]
     pub dify_api_key: Option<String>,
+    /// A file holding the Knowledge API key (it wins over --dify-api-key).
+    #[arg(long, env = "GIT_DATASOURCE_DIFY_API_KEY_FILE", value_name = "FILE")]
+    pub dify_api_key_file: Option<PathBuf>,
 }
 
 impl DifyArgs {
     /// The API client; `needed_by` names the option that needs a key.
     pub fn api(&self, needed_by: &str) -> Result<KnowledgeApi, CrawlError> {
-        match &self.dify_api_key {
-            Some(key) if !key.trim().is_empty() => KnowledgeApi::new(&self.dify_api_url, key)
+        let key = match &self.dify_api_key_file {
+            Some(file) => Some(read_secret_file(file, "--dify-api-key-file")?),
+            None => self.dify_api_key.clone(),
+        };
+        match key {
+            Some(key) if !key.trim().is_empty() => KnowledgeApi::new(&self.dify_api_url, &key)
                 .map_err(|problem| CrawlError::Params(vec![problem])),
             _ => Err(CrawlError::Params(vec![format!(
-                "{needed_by} needs a Knowledge API key: --dify-api-key or GIT_DATASOURCE_DIFY_API_KEY"
+                "{needed_by} needs a Knowledge API key: GIT_DATASOURCE_DIFY_API_KEY, \
+                 --dify-api-key-file FILE (or GIT_DATASOURCE_DIFY_API_KEY_FILE), or --dify-api-key"
             )])),
         }
     }
 }
 
-/// Git credentials from the environment (`GIT_DATASOURCE_TOKEN`, `…_SSH_KEY_FILE`, …).
-pub fn git_credentials() -> Credentials {
-    Credentials {
+/// A secret kept in a file (trimmed); the error names the file and `what`, never its content.
+fn read_secret_file(file: &Path, what: &str) -> Result<String, CrawlError> {
+    std::fs::read_to_string(file)
+        .map(|text| text.trim().to_string())
+        .map_err(|e| {
+            CrawlError::Params(vec![format!(
+                "{what}: {} cannot be read ({})",
+                file.display(),
+                e.kind()
+            )])
+        })
+}
+
+/// A secret from the variable `name`, or from the file `name`_FILE names (which wins).
+fn secret_env(name: &str) -> Result<String, CrawlError> {
+    match std::env::var_os(format!("{name}_FILE")) {
+        Some(file) => read_secret_file(Path::new(&file), &format!("{name}_FILE")),
+        None => Ok(std::env::var(name).unwrap_or_default()),
+    }
+}
+
+/// Git credentials from the environment (`GIT_DATASOURCE_TOKEN` or `…_TOKEN_FILE`,
+/// `…_SSH_KEY_FILE`, `…_SSH_PASSPHRASE` or `…_SSH_PASSPHRASE_FILE`, …).
+pub fn git_credentials() -> Result<Credentials, CrawlError> {
+    Ok(Credentials {
         git: GitCredentials {
-            access_token: std::env::var("GIT_DATASOURCE_TOKEN").unwrap_or_default(),
+            access_token: secret_env("GIT_DATASOURCE_TOKEN")?,
             username: std::env::var("GIT_DATASOURCE_USERNAME").unwrap_or_default(),
             ssh_private_key: read_env_file("GIT_DATASOURCE_SSH_KEY_FILE"),
-            ssh_passphrase: std::env::var("GIT_DATASOURCE_SSH_PASSPHRASE").unwrap_or_default(),
+            ssh_passphrase: secret_env("GIT_DATASOURCE_SSH_PASSPHRASE")?,
             ssh_known_hosts: read_env_file("GIT_DATASOURCE_KNOWN_HOSTS_FILE"),
             ca_certificate: read_env_file("GIT_DATASOURCE_CA_FILE"),
         },
         ..Credentials::default()
-    }
+    })
 }
 
 /// A Git client for the command line: local paths allowed, clones cached under the user's
@@ -160,7 +191,7 @@ impl CrawlCommand {
             }),
             None => None,
         };
-        let credentials = git_credentials();
+        let credentials = git_credentials()?;
         let store = self.repo.store();
         let sink = TerminalSink::new(self.json);
         let crawl_settings = CrawlSettings::from_env();

@@ -228,7 +228,7 @@ impl SyncCommand {
         };
 
         bar.say("fetching");
-        let credentials = git_credentials();
+        let credentials = git_credentials()?;
         let (fetched, _) = fetch_branch(
             &git_client(),
             &params,

@@ -1149,3 +1149,97 @@ fn a_push_never_overwrites_a_commit_it_has_not_seen() {
         assert!(client.push(&branch, ours, "main", &request).is_err());
     }
 }
+
+/// A push that races a force-push rewinding the branch never brings the dropped commit back
+/// (a fast-forward of the rewound head): the branch must still be where the run read it.
+#[test]
+fn a_push_after_the_branch_was_rewound_stops_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(&dir.path().join("https"));
+    let remote = TestRepo::create(&server.root.join("private"), "rewind", &[("a.txt", b"1")]);
+    git(&remote.bare, &["config", "http.receivepack", "true"]);
+    let first = remote.head();
+    let dropped = remote.commit(&[("b.txt", b"2")], &[], "to be dropped");
+    let client = client(&dir.path().join("cache"), settings());
+    let credentials = token(&server.ca.ca_pem);
+    let host_keys = MemoryHostKeys::default();
+    let url = server.https_url("private", "rewind");
+    let request = FetchRequest {
+        url: &url,
+        reference: "main",
+        credentials: &credentials,
+        host_keys: &host_keys,
+        deadline: None,
+        progress: None,
+    };
+    let branch = client.fetch_branch(&request).unwrap();
+    assert_eq!(branch.head.unwrap().to_string(), dropped);
+    // Someone force-pushes the branch back to its first commit.
+    git(&remote.bare, &["update-ref", "refs/heads/main", &first]);
+    let ours = git_remote::write_commit(
+        &branch.open().unwrap(),
+        branch.head,
+        &[git_remote::FileChange {
+            path: "c.txt".into(),
+            content: Some(b"ours".to_vec()),
+        }],
+        "ours",
+        &git_remote::Author {
+            name: "Test".into(),
+            email: "test@example.com".into(),
+        },
+    )
+    .unwrap()
+    .unwrap();
+    let refused = client.push(&branch, ours, "main", &request).unwrap_err();
+    assert_eq!(refused.kind(), "push_rejected", "{refused}");
+    assert!(
+        refused.to_string().contains("force-pushed")
+            && refused.to_string().contains("nothing was pushed"),
+        "{refused}"
+    );
+    assert_eq!(git(&remote.bare, &["rev-parse", "main"]), first);
+}
+
+/// libgit2 follows redirects; credentials do not. A server that redirects (301, 302, 307,
+/// 308) to another origin gets the fetch refused with both origins named, and the recording
+/// server there never sees the token, whether it was given as a credential or in the URL. A
+/// redirect within the origin is followed.
+#[test]
+fn a_redirect_to_another_origin_never_receives_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(&dir.path().join("https"));
+    TestRepo::create(&server.root.join("private"), "moved", &[("a.txt", b"1")]);
+    for code in [301, 302, 307, 308] {
+        for in_url in [false, true] {
+            let url = server.redirect_url(code, "moved");
+            let (url, credentials) = match in_url {
+                false => (url, token(&server.ca.ca_pem)),
+                true => (
+                    url.replace("https://", &format!("https://{ALICE}:{TOKEN}@")),
+                    GitCredentials {
+                        ca_certificate: server.ca.ca_pem.clone(),
+                        ..GitCredentials::default()
+                    },
+                ),
+            };
+            let cache = dir.path().join(format!("cache-{code}-{in_url}"));
+            let client = client(&cache, settings());
+            let message = assert_kind(fetch(&client, &url, "main", &credentials), "not_allowed");
+            let recorder = format!("https://127.0.0.1:{}", server.recording_port);
+            let ours = format!("https://127.0.0.1:{}", server.https_port);
+            assert!(
+                message.contains(&recorder) && message.contains(&ours),
+                "{code}: {message}"
+            );
+            assert!(!message.contains(TOKEN), "{message}");
+        }
+    }
+    let seen = server.recorded_authorizations();
+    assert!(seen.iter().all(|line| line.trim() == "-"), "{seen:?}");
+    assert!(!seen.is_empty(), "the redirects were followed to the recorder");
+    // Within the origin, a redirect is followed and the token works.
+    let client = client(&dir.path().join("cache-same"), settings());
+    let url = server.same_origin_redirect_url("moved");
+    fetch(&client, &url, "main", &token(&server.ca.ca_pem)).unwrap();
+}

@@ -2,8 +2,12 @@
 //! changed (UI-only keys such as node positions dropped), and the secret check that stops an
 //! export before a secret reaches a commit.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::secrets;
 
 /// Keys of a graph node that only the editor's canvas uses.
 const UI_NODE_KEYS: [&str; 8] = [
@@ -21,20 +25,96 @@ const UI_NODE_KEYS: [&str; 8] = [
 pub enum DslError {
     #[error("the DSL of {app} is not valid YAML: {why}")]
     NotYaml { app: String, why: String },
-    #[error("the export of {app} holds a secret in {field}; nothing was committed. Dify exports secret variables empty, so this app's DSL carries a secret elsewhere: remove it from the app (use a secret environment variable) and export again")]
-    Secret { app: String, field: String },
+    #[error("Dify's export of {app} holds the value of the secret environment variable {name}, which Dify normally exports empty; nothing of this app was committed. Export again; if it persists, report it")]
+    SecretVariable { app: String, name: String },
+    #[error("the export of {app} holds a credential id in {field}; nothing of this app was committed. Remove the credential from that node in Dify (pick it again after an import) and export again")]
+    CredentialId { app: String, field: String },
+    #[error("{app} holds secrets in {places}; it was not exported because secrets_in_git is refuse. Move each into a secret environment variable and use {{{{#env.NAME#}}}} in its place, or set secrets_in_git to placeholder")]
+    SecretsRefused { app: String, places: String },
+    #[error("{app} was not imported: the file has secret placeholders for {places}, and the app in Dify has no value there to put back (a new node, or another workspace). Put each secret in a secret environment variable and use {{{{#env.NAME#}}}} in that field, or set the value in Dify and export again")]
+    SecretMissing { app: String, places: String },
+}
+
+/// An app as Git keeps it, from Dify's export: every secret found in it replaced by a
+/// placeholder ([`secrets`]), and the hash of that form.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// The text for Git: Dify's own when nothing was replaced, else the redacted DSL.
+    pub text: String,
+    pub hash: String,
+    /// The secrets replaced (their values stay in memory, to put back on import).
+    pub secrets: Vec<secrets::Found>,
+}
+
+impl Exported {
+    pub fn from_dify(app: &str, text: &str) -> Result<Exported, DslError> {
+        let mut yaml = parse_yaml(app, text)?;
+        let found = secrets::redact(&mut yaml);
+        let text = match found.is_empty() {
+            true => text.to_string(),
+            false => serde_yaml::to_string(&yaml).map_err(|e| not_yaml(app, e))?,
+        };
+        let json = serde_json::to_value(&yaml).map_err(|e| not_yaml(app, e))?;
+        Ok(Exported {
+            text,
+            hash: content_hash(&json),
+            secrets: found,
+        })
+    }
+
+    /// The places of its secrets, for a message: `node "Call API" (17…), field url`, … .
+    pub fn places(&self) -> String {
+        let keys: Vec<String> = self.secrets.iter().map(|f| f.key.clone()).collect();
+        let titles = parse(".", &self.text)
+            .ok()
+            .and_then(|json| serde_yaml::to_value(json).ok());
+        secrets::describe_keys(&keys, titles.as_ref())
+    }
+}
+
+/// The DSL to import from a Git file: every secret placeholder filled with the value the app
+/// in Dify has now (`current`, from its export), and, over an existing app (`overwrite`),
+/// every empty secret environment variable `[__HIDDEN__]` so Dify keeps the secret it has.
+/// The text is returned unchanged when there is nothing to do.
+pub fn for_import(
+    app: &str,
+    text: &str,
+    current: &BTreeMap<String, String>,
+    overwrite: bool,
+) -> Result<String, DslError> {
+    let has_placeholder = text.contains(secrets::PLACEHOLDER_START);
+    let mut yaml = parse_yaml(app, text)?;
+    let kept = overwrite && keep_hidden(&mut yaml);
+    if has_placeholder {
+        let missing = secrets::restore(&mut yaml, current);
+        if !missing.is_empty() {
+            let keys: Vec<String> = missing.iter().map(|m| m.key.clone()).collect();
+            return Err(DslError::SecretMissing {
+                app: app.to_string(),
+                places: secrets::describe_keys(&keys, Some(&yaml)),
+            });
+        }
+    }
+    match kept || has_placeholder {
+        false => Ok(text.to_string()),
+        true => serde_yaml::to_string(&yaml).map_err(|e| not_yaml(app, e)),
+    }
+}
+
+fn not_yaml(app: &str, why: impl std::fmt::Display) -> DslError {
+    DslError::NotYaml {
+        app: app.to_string(),
+        why: why.to_string(),
+    }
+}
+
+fn parse_yaml(app: &str, text: &str) -> Result<serde_yaml::Value, DslError> {
+    serde_yaml::from_str(text).map_err(|e| not_yaml(app, e))
 }
 
 /// The parsed DSL as JSON (YAML's data model, which Dify's DSL stays within).
 pub fn parse(app: &str, text: &str) -> Result<Value, DslError> {
-    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| DslError::NotYaml {
-        app: app.to_string(),
-        why: e.to_string(),
-    })?;
-    serde_json::to_value(yaml).map_err(|e| DslError::NotYaml {
-        app: app.to_string(),
-        why: e.to_string(),
-    })
+    serde_json::to_value(parse_yaml(app, text)?).map_err(|e| not_yaml(app, e))
 }
 
 /// The DSL without what only the canvas uses: node positions, sizes and selection, and the
@@ -74,13 +154,9 @@ pub fn text_hash(text: &str) -> String {
     format!("text:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
-/// Refuses a DSL that carries a secret: a secret environment variable with a value, or a
-/// leftover non-empty `credential_id`. Names the first field found.
+/// Refuses a DSL that carries what Dify should have left out: a secret environment variable
+/// with a value, or a leftover non-empty `credential_id`. Names the first one found.
 pub fn check_secrets(app: &str, dsl: &Value) -> Result<(), DslError> {
-    let secret = |field: String| DslError::Secret {
-        app: app.to_string(),
-        field,
-    };
     let variables = dsl
         .pointer("/workflow/environment_variables")
         .and_then(Value::as_array);
@@ -90,13 +166,17 @@ pub fn check_secrets(app: &str, dsl: &Value) -> Result<(), DslError> {
         let empty = value.is_null() || value.as_str().is_some_and(str::is_empty);
         if is_secret && !empty {
             let name = variable["name"].as_str().unwrap_or("?");
-            return Err(secret(format!(
-                "workflow.environment_variables[{i}] ({name})"
-            )));
+            return Err(DslError::SecretVariable {
+                app: app.to_string(),
+                name: format!("{name} (workflow.environment_variables[{i}])"),
+            });
         }
     }
     match find_credential_id(dsl, String::new(), 0) {
-        Some(path) => Err(secret(path)),
+        Some(field) => Err(DslError::CredentialId {
+            app: app.to_string(),
+            field,
+        }),
         None => Ok(()),
     }
 }
@@ -129,15 +209,9 @@ fn find_credential_id(value: &Value, path: String, depth: usize) -> Option<Strin
 /// What Dify keeps a stored secret for on import (`constants.HIDDEN_VALUE`).
 pub const HIDDEN_VALUE: &str = "[__HIDDEN__]";
 
-/// The DSL to import over an existing app: every empty secret environment variable becomes
-/// `[__HIDDEN__]`, so Dify keeps the secret it has instead of wiping it. Returns the text
-/// unchanged when there is none.
-pub fn keep_secrets(app: &str, text: &str) -> Result<String, DslError> {
-    let mut yaml: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| DslError::NotYaml {
-            app: app.to_string(),
-            why: e.to_string(),
-        })?;
+/// Every empty secret environment variable becomes `[__HIDDEN__]`, so Dify keeps the secret
+/// it has instead of wiping it. Whether there was one.
+fn keep_hidden(yaml: &mut serde_yaml::Value) -> bool {
     let mut changed = false;
     let variables = yaml
         .get_mut("workflow")
@@ -159,13 +233,7 @@ pub fn keep_secrets(app: &str, text: &str) -> Result<String, DslError> {
             }
         }
     }
-    match changed {
-        false => Ok(text.to_string()),
-        true => serde_yaml::to_string(&yaml).map_err(|e| DslError::NotYaml {
-            app: app.to_string(),
-            why: e.to_string(),
-        }),
-    }
+    changed
 }
 
 /// `apps/<slug>--<id8>.yml` under `directory`: readable, and unique by the id's start.
@@ -248,19 +316,19 @@ mod tests {
         }
         let started = std::time::Instant::now();
         assert!(parse("bomb", &bomb).is_err());
-        assert!(keep_secrets("bomb", &bomb).is_err());
+        assert!(for_import("bomb", &bomb, &BTreeMap::new(), true).is_err());
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]
     fn empty_secrets_are_kept_on_overwrite() {
         let text = "kind: app\nworkflow:\n  environment_variables:\n  - id: v1\n    name: KEY\n    value_type: secret\n    value: ''\n  - id: v2\n    name: URL\n    value_type: string\n    value: ''\n";
-        let kept = parse("a", &keep_secrets("a", text).unwrap()).unwrap();
+        let kept = parse("a", &for_import("a", text, &BTreeMap::new(), true).unwrap()).unwrap();
         let variables = &kept["workflow"]["environment_variables"];
         assert_eq!(variables[0]["value"], HIDDEN_VALUE);
         assert_eq!(variables[1]["value"], "");
         let plain = "kind: app\n";
-        assert_eq!(keep_secrets("a", plain).unwrap(), plain);
+        assert_eq!(for_import("a", plain, &BTreeMap::new(), true).unwrap(), plain);
     }
 
     #[test]

@@ -19,7 +19,19 @@ pub struct Settings {
     pub branch: String,
     /// Where the apps live in the repository (empty: the root).
     pub directory: String,
+    /// What an export does with a secret found inside an app.
+    pub secrets_in_git: SecretsInGit,
     pub git: GitCredentials,
+}
+
+/// What happens to a secret Dify exports inside an app (see `secrets.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecretsInGit {
+    /// `[__SECRET__:<node>/<field>]` in Git; the app's current value put back on import.
+    #[default]
+    Placeholder,
+    /// The app is not written to Git at all.
+    Refuse,
 }
 
 impl fmt::Debug for Settings {
@@ -34,7 +46,7 @@ impl fmt::Debug for Settings {
 }
 
 /// The credential names, as `provider/app_git_sync.yaml` declares them.
-pub const FIELDS: [&str; 18] = [
+pub const FIELDS: [&str; 19] = [
     "console_url",
     "sign_in",
     "admin_api_key",
@@ -47,6 +59,7 @@ pub const FIELDS: [&str; 18] = [
     "repository_url",
     "branch",
     "directory",
+    "secrets_in_git",
     "git_access_token",
     "git_username",
     "ssh_private_key",
@@ -56,7 +69,7 @@ pub const FIELDS: [&str; 18] = [
 ];
 
 /// Fields whose value is trimmed (the others are keys and certificates, kept as pasted).
-const TRIMMED: [&str; 12] = [
+const TRIMMED: [&str; 13] = [
     "console_url",
     "sign_in",
     "admin_api_key",
@@ -68,6 +81,7 @@ const TRIMMED: [&str; 12] = [
     "repository_url",
     "branch",
     "directory",
+    "secrets_in_git",
     "git_username",
 ];
 
@@ -191,6 +205,18 @@ impl Settings {
         if directory.split('/').any(|part| part == ".." || part == ".") {
             problem("directory", "must stay inside the repository (no . or ..)");
         }
+        let secrets_in_git = match get("secrets_in_git").as_str() {
+            "" | "placeholder" => SecretsInGit::Placeholder,
+            "refuse" => SecretsInGit::Refuse,
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                problem(
+                    "secrets_in_git",
+                    &format!("{shown:?} is not one of placeholder, refuse"),
+                );
+                SecretsInGit::Placeholder
+            }
+        };
         let git = GitCredentials {
             access_token: get("git_access_token").trim().to_string(),
             username: get("git_username"),
@@ -215,6 +241,7 @@ impl Settings {
                 repository_url,
                 branch,
                 directory,
+                secrets_in_git,
                 git,
             }),
             false => Err(problems),

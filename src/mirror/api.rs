@@ -135,6 +135,7 @@ pub fn normalize_base(url: &str) -> Result<String, String> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err("dify_api_url must start with http:// or https:// and name a host".into());
     }
+    dify_http::refuse_user_info(url, "dify_api_url")?;
     let mut base = url.trim_end_matches('/').to_string();
     if parsed.path().trim_matches('/').is_empty() {
         base.push_str("/v1");
@@ -238,6 +239,13 @@ impl KnowledgeApi {
             let error = match sent {
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    if let Some(refusal) = dify_http::redirect_refusal(&response) {
+                        return Err(ApiError {
+                            kind: ApiErrorKind::Other,
+                            status: Some(status),
+                            message: format!("{endpoint}: {refusal}"),
+                        });
+                    }
                     let retry_after = response
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
@@ -435,6 +443,7 @@ mod tests {
         assert!(normalize_base("api:5001").is_err());
         assert!(normalize_base("ftp://x/v1").is_err());
         assert!(normalize_base("").is_err());
+        assert!(normalize_base("https://u:dataset-key@dify.example.com/v1").is_err());
     }
 
     #[test]

@@ -210,6 +210,10 @@ impl TestCa {
 pub struct HttpServer {
     pub https_port: u16,
     pub http_port: u16,
+    /// Another origin (HTTPS, same certificate) that asks every request for a login and
+    /// records the `Authorization` header it got (`-` for none).
+    pub recording_port: u16,
+    dir: PathBuf,
     pub ca: TestCa,
     pub root: PathBuf,
     nginx: Child,
@@ -276,6 +280,20 @@ impl HttpServer {
             )
         };
         let locations = format!("{}{}", location("private", true), location("public", false));
+        let recording_port = free_port();
+        // `/r<code>/…` redirects to the recording server (another origin); `/same/…` to
+        // `/private/…` of this server.
+        let redirects: String = [301, 302, 307, 308]
+            .iter()
+            .map(|code| {
+                format!(
+                    "\n        location ~ ^/r{code}(/.*)$ {{ return {code} https://127.0.0.1:{recording_port}/private$1$is_args$args; }}"
+                )
+            })
+            .chain(std::iter::once(
+                "\n        location ~ ^/same(/.*)$ { return 302 /private$1$is_args$args; }".to_string(),
+            ))
+            .collect();
         let temp = dir.join("nginx-temp");
         let config = format!(
             r#"
@@ -297,7 +315,18 @@ http {{
         listen 127.0.0.1:{https_port} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
-        {locations}
+        {locations}{redirects}
+    }}
+    log_format authorization '$http_authorization';
+    server {{
+        listen 127.0.0.1:{recording_port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        access_log {dir}/recorded.log authorization;
+        location / {{
+            add_header WWW-Authenticate 'Basic realm="elsewhere"' always;
+            return 401;
+        }}
     }}
     server {{
         listen 127.0.0.1:{http_port};
@@ -322,9 +351,12 @@ http {{
             .expect("nginx starts (apt-get install nginx)");
         wait_for_port(https_port, &mut nginx, "nginx");
         wait_for_port(http_port, &mut nginx, "nginx");
+        wait_for_port(recording_port, &mut nginx, "nginx");
         HttpServer {
             https_port,
             http_port,
+            recording_port,
+            dir: dir.to_path_buf(),
             ca,
             root,
             nginx,
@@ -334,6 +366,25 @@ http {{
 
     pub fn https_url(&self, area: &str, name: &str) -> String {
         format!("https://127.0.0.1:{}/{area}/{name}.git", self.https_port)
+    }
+
+    /// A URL that redirects with `code` to the recording server.
+    pub fn redirect_url(&self, code: u16, name: &str) -> String {
+        format!("https://127.0.0.1:{}/r{code}/{name}.git", self.https_port)
+    }
+
+    /// A URL that redirects to `/private/<name>.git` of this server.
+    pub fn same_origin_redirect_url(&self, name: &str) -> String {
+        format!("https://127.0.0.1:{}/same/{name}.git", self.https_port)
+    }
+
+    /// The `Authorization` headers the recording server received, one per request.
+    pub fn recorded_authorizations(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("recorded.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     pub fn http_url(&self, area: &str, name: &str) -> String {

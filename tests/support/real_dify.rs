@@ -57,6 +57,21 @@ impl RealDifyProcess {
         })
     }
 
+    /// The Dify version `start` runs: `DIFY_VERSION`, else the default its script names
+    /// (`version=${DIFY_VERSION:-1.16.1}`), as `(major, minor, patch)`.
+    pub fn version(&self) -> (u32, u32, u32) {
+        let text = std::env::var("DIFY_VERSION").ok().unwrap_or_else(|| {
+            let script = std::fs::read_to_string(self.script_dir.join("start")).unwrap();
+            let default = script
+                .split("DIFY_VERSION:-")
+                .nth(1)
+                .expect("start names its default version");
+            default[..default.find('}').unwrap()].to_string()
+        });
+        let parts: Vec<u32> = text.split('.').map(|p| p.parse().unwrap()).collect();
+        (parts[0], parts[1], parts[2])
+    }
+
     /// A text field of the bootstrap's answer.
     pub fn text(&self, key: &str) -> String {
         self.boot[key].as_str().unwrap().to_string()

@@ -94,6 +94,8 @@ pub struct ImportOutcome {
     pub current_dsl_version: String,
     pub imported_dsl_version: String,
     pub error: String,
+    /// Dify 1.16+: references it could not restore (`{code, path, message}`), as text.
+    pub warnings: Vec<String>,
 }
 
 impl ImportOutcome {
@@ -106,6 +108,16 @@ impl ImportOutcome {
             current_dsl_version: text("current_dsl_version"),
             imported_dsl_version: text("imported_dsl_version"),
             error: text("error"),
+            warnings: value["warnings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(20)
+                .map(|w| match (w["path"].as_str(), w["message"].as_str()) {
+                    (Some(path), Some(message)) => format!("{path}: {message}"),
+                    _ => w.as_str().map(str::to_owned).unwrap_or_else(|| w.to_string()),
+                })
+                .collect(),
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum ConsoleError {
     },
     #[error("Dify's answer to {route} cannot be read: {why}")]
     Malformed { route: String, why: String },
+    #[error("{0}")]
+    Redirected(String),
 }
 
 impl ConsoleError {
@@ -66,8 +68,23 @@ impl ConsoleError {
                 route: hide(route),
                 why: hide(why),
             },
+            ConsoleError::Redirected(message) => ConsoleError::Redirected(hide(message)),
         }
     }
+}
+
+/// Whether the server answered, but with a head HTTP cannot parse (hyper's limits on the
+/// number and size of headers).
+fn unreadable_head(error: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = source {
+        let text = current.to_string().to_ascii_lowercase();
+        if text.contains("too large") || text.contains("too many headers") || text.contains("parse") {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// Dify's error code, when it sent one: ` (app_not_found)`.
@@ -117,6 +134,7 @@ pub fn normalize_console_url(url: &str) -> Result<String, String> {
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err("console_url must not have a query or a fragment".into());
     }
+    dify_http::refuse_user_info(url, "console_url")?;
     let base = url.trim_end_matches('/');
     let base = base.strip_suffix("/console/api").unwrap_or(base);
     Ok(base.to_string())
@@ -220,6 +238,9 @@ impl Console {
                 .body(body.to_string());
         }
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        if let Some(refusal) = dify_http::redirect_refusal(&response) {
+            return Err(ConsoleError::Redirected(refusal));
+        }
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = dify_http::read_capped(response, MAX_ANSWER_BYTES)
@@ -279,9 +300,6 @@ impl Console {
             }
             None => {}
         }
-        if let Ok(url) = reqwest::Url::parse(&self.base) {
-            secrets.extend(url.password().map(str::to_owned));
-        }
         secrets
     }
 
@@ -289,6 +307,15 @@ impl Console {
         let why = match (error.is_timeout(), error.is_connect()) {
             (true, _) => "timed out".to_string(),
             (_, true) => "cannot connect".to_string(),
+            _ if unreadable_head(error) => {
+                return ConsoleError::Malformed {
+                    route: "the console".into(),
+                    why: format!(
+                        "the server answered with headers that cannot be read (too many, or too large); is {} Dify's API?",
+                        self.shown
+                    ),
+                }
+            }
             _ => "the connection failed".to_string(),
         };
         ConsoleError::Unreachable {
@@ -548,15 +575,15 @@ mod tests {
     }
 
     #[test]
-    fn messages_never_show_user_info() {
-        let console = Console::new(
+    fn a_url_with_user_info_is_refused_without_showing_it() {
+        let refused = Console::new(
             "https://user:pw-secret@dify.example.com",
             SignIn::Password {
                 email: "a@b.c".into(),
                 password: "p".into(),
             },
         )
-        .unwrap();
-        assert!(!format!("{console:?}").contains("pw-secret"));
+        .unwrap_err();
+        assert!(refused.contains("console_url") && !refused.contains("pw-secret"), "{refused}");
     }
 }

@@ -47,10 +47,16 @@ impl ExportReport {
                 &commit[..commit.len().min(12)],
                 self.exported.join(", ")
             ),
-            None => format!(
-                "Nothing to commit: Git's {} already has every app.",
-                self.branch
-            ),
+            None if self.conflicts.is_empty()
+                && self.changed_in_git.is_empty()
+                && self.skipped.is_empty() =>
+            {
+                format!(
+                    "Nothing to commit: Git's {} already has every app.",
+                    self.branch
+                )
+            }
+            None => format!("Nothing committed to {}.", self.branch),
         };
         if !self.unchanged.is_empty() {
             text.push_str(&format!(" {} unchanged.", self.unchanged.len()));
@@ -92,7 +98,7 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
         let side = ctx
             .dify_side_or_refusal(app, &in_dify, options.version)
             .await?;
-        let (dify_hash, text) = match side {
+        let exported = match side {
             Ok(Some(side)) => side,
             Ok(None) => continue,
             // This app cannot be exported (no draft yet, not published): the others can.
@@ -101,7 +107,13 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
                 continue;
             }
         };
-        dsl::check_secrets(&app.name, &dsl::parse(&app.name, &text)?)?;
+        // Nothing secret goes to Git, not even to a conflict branch.
+        let checked = dsl::check_secrets(&app.name, &dsl::parse(&app.name, &exported.text)?);
+        if let Some(refusal) = checked.err().map(|e| e.to_string()).or_else(|| ctx.refuses(app, &exported)) {
+            report.skipped.push(refusal);
+            continue;
+        }
+        let (dify_hash, text) = (exported.hash, exported.text);
         let git = git_side(&repository, app)?;
         let path = dsl::app_path(repository.directory(), &app.name, &app.id);
         let entry = IndexEntry {

@@ -5,10 +5,16 @@
 use serde::Serialize;
 
 use super::classify::AppState;
-use super::{app_state, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError};
+use git_remote::FileChange;
+
+use super::{
+    app_state, author, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError,
+};
 use crate::console::apps::{AppSummary, Version};
-use crate::dsl;
-use crate::state::{AppBase, CreatedApp};
+use crate::dsl::{self, DslError, Exported};
+use crate::repository::{AppRepository, IndexEntry};
+use crate::secrets;
+use crate::state::{AppBase, CreatedApp, SyncState};
 
 /// The modes Dify can overwrite in place (`app_dsl_service.py`).
 const OVERWRITABLE: [&str; 2] = ["workflow", "advanced-chat"];
@@ -37,6 +43,8 @@ pub struct Imported {
     pub published: bool,
     /// Plugins the DSL uses that the workspace lacks.
     pub missing_plugins: Vec<String>,
+    /// What Dify warned about (an older DSL version, say).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,6 +63,8 @@ pub struct ImportReport {
     pub pending: Vec<NotImported>,
     pub failed: Vec<NotImported>,
     pub conflicts: Vec<Conflict>,
+    /// What else happened (files mapped to the apps created from them).
+    pub notes: Vec<String>,
 }
 
 impl ImportReport {
@@ -74,6 +84,9 @@ impl ImportReport {
             }
             if app.status != "completed" {
                 notes.push(app.status.clone());
+            }
+            if !app.warnings.is_empty() {
+                notes.push(format!("Dify warns: {}", app.warnings.join("; ")));
             }
             if !app.missing_plugins.is_empty() {
                 notes.push(format!(
@@ -99,6 +112,7 @@ impl ImportReport {
                 ));
             }
         }
+        lines.extend(self.notes.iter().cloned());
         for conflict in &self.conflicts {
             lines.push(format!(
                 "Conflict: {} changed in Dify and in Git since the last sync. Nothing was overwritten; Dify's version is on branch {}: merge it keeping what you want, then import again.\n{}",
@@ -131,6 +145,7 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             .collect(),
         false => ctx.select(&options.apps, &in_dify, &repository)?,
     };
+    let mut remaps = Vec::new();
     for app in &candidates {
         let Some((path, text, git_hash)) = git_side(&repository, app)? else {
             if !options.apps.is_empty() {
@@ -152,28 +167,44 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             path: path.clone(),
             reason: reason.to_string(),
         };
-        // Read Dify's side again right before writing over it.
-        let dify = match ctx
-            .dify_side_or_refusal(app, &in_dify, Version::Draft)
-            .await?
-        {
-            Ok(dify) => dify,
-            // Nothing to compare with, so nothing is overwritten.
-            Err(message) => {
-                report.failed.push(skip(&format!(
-                    "Dify cannot export it to compare before importing: {message}"
-                )));
+        // A version already imported as a new app is not imported as another one; its file
+        // now belongs to that app (mapping it may have failed after the import).
+        if let Some(created) = state.created.get(&path).filter(|c| c.git_hash == git_hash) {
+            if in_dify.iter().any(|a| a.id == created.app_id) && created.app_id != app.id {
+                remaps.push(Remap::of(app, &path, &created.app_id, &text, &git_hash));
                 continue;
             }
+        }
+        // An entry of the index this target never synced (a new file, or one naming an app
+        // that was never exported here) is only in Git: Dify's app of that id is not read,
+        // compared or written, whatever the entry says.
+        let dify = match &base {
+            None => None,
+            // Read Dify's side again right before writing over it.
+            Some(_) => match ctx
+                .dify_side_or_refusal(app, &in_dify, Version::Draft)
+                .await?
+            {
+                Ok(dify) => dify,
+                // Nothing to compare with, so nothing is overwritten.
+                Err(message) => {
+                    report.failed.push(skip(&format!(
+                        "not imported, since Dify's version must be compared first. {message}"
+                    )));
+                    continue;
+                }
+            },
         };
-        let dify_hash = dify.as_ref().map(|d| d.0.clone());
-        let now = app_state(
-            &repository,
-            &state,
-            &app.id,
-            dify_hash.as_deref(),
-            Some(&git_hash),
-        );
+        let now = match &base {
+            None => AppState::OnlyInGit,
+            Some(_) => app_state(
+                &repository,
+                &state,
+                &app.id,
+                dify.as_ref().map(|d| d.hash.as_str()),
+                Some(&git_hash),
+            ),
+        };
         let target = match now {
             AppState::InSync => {
                 report.skipped.push(skip("Dify already has this version"));
@@ -186,13 +217,19 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
                 continue;
             }
             AppState::Conflict => {
-                let (dify_hash, dify_text) = dify.expect("a conflict has both sides");
-                let dify = DifyVersion {
-                    text: &dify_text,
-                    hash: &dify_hash,
+                let dify = dify.expect("a conflict has both sides");
+                if let Some(refusal) = ctx.refuses(app, &dify) {
+                    report.failed.push(skip(&format!(
+                        "it changed in Dify and in Git since the last sync, and Dify's version cannot go to a conflict branch: {refusal}"
+                    )));
+                    continue;
+                }
+                let dify_version = DifyVersion {
+                    text: &dify.text,
+                    hash: &dify.hash,
                 };
                 let conflict =
-                    push_conflict(&repository, &mut state, app, &path, Some(&text), dify)?;
+                    push_conflict(&repository, &mut state, app, &path, Some(&text), dify_version)?;
                 report.conflicts.push(conflict);
                 continue;
             }
@@ -200,15 +237,6 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             AppState::OnlyInGit => None,
         };
         let overwritable = OVERWRITABLE.contains(&app.mode.as_str());
-        // A version already imported as a new app is not imported as another one.
-        let created = state.created.get(&path).filter(|c| c.git_hash == git_hash);
-        if let Some(created) = created.filter(|_| target.is_none() || !overwritable) {
-            report.skipped.push(skip(&format!(
-                "this version was imported already, as the new app {}",
-                created.app_id
-            )));
-            continue;
-        }
         let target = match target {
             Some(_) if !overwritable && !options.create_new => {
                 report.skipped.push(skip(&format!(
@@ -220,6 +248,12 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             Some(id) if overwritable => Some(id),
             Some(_) => None,
             None if options.create_new => None,
+            None if base.is_none() && in_dify.iter().any(|a| a.id == app.id) => {
+                report.skipped.push(skip(
+                    "the index names an app of this workspace that was never synced with this repository here, so it is left alone; export it first to sync it, or import the file as a new app with create_new",
+                ));
+                continue;
+            }
             None => {
                 report.skipped.push(skip(
                     "this workspace has no such app; import it as a new app with create_new",
@@ -227,10 +261,19 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
                 continue;
             }
         };
-        let yaml = match &target {
+        // The secrets of placeholders come from this same app as Dify has it now.
+        let current = dify
+            .as_ref()
+            .map(|d| secrets::values(&d.secrets))
+            .unwrap_or_default();
+        let yaml = match dsl::for_import(&app.name, &text, &current, target.is_some()) {
+            Ok(yaml) => yaml,
             // A file that is not YAML goes as it is: Dify's refusal names what is wrong.
-            Some(_) => dsl::keep_secrets(&app.name, &text).unwrap_or_else(|_| text.clone()),
-            None => text.clone(),
+            Err(DslError::NotYaml { .. }) => text.clone(),
+            Err(error) => {
+                report.failed.push(skip(&error.to_string()));
+                continue;
+            }
         };
         let mut outcome = ctx.console.import_dsl(&yaml, target.as_deref()).await?;
         if outcome.status == "pending" {
@@ -266,32 +309,8 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             }
             false => false,
         };
-        let imported_app = AppSummary {
-            id: outcome.app_id.clone(),
-            ..app.clone()
-        };
-        let fresh = ctx
-            .console
-            .export_dsl(&imported_app.id, Version::Draft)
-            .await
-            .map_err(SyncError::from)
-            .and_then(|text| Ok(dsl::content_hash(&dsl::parse(&app.name, &text)?)));
-        match fresh {
-            Ok(dify_hash) => {
-                state.conflicts.remove(&outcome.app_id);
-                state.apps.insert(
-                    outcome.app_id.clone(),
-                    AppBase {
-                        commit: head.clone(),
-                        path: path.clone(),
-                        dify_hash,
-                        git_hash: git_hash.clone(),
-                    },
-                );
-            }
-            Err(error) => tracing::warn!("{}: imported, but not read back: {error}", app.name),
-        }
-        if outcome.app_id != app.id {
+        let created = outcome.app_id != app.id;
+        if created {
             state.created.insert(
                 path.clone(),
                 CreatedApp {
@@ -299,17 +318,163 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
                     git_hash: git_hash.clone(),
                 },
             );
+            remaps.push(Remap::of(app, &path, &outcome.app_id, &text, &git_hash));
+        } else {
+            record_base(ctx, &mut state, app, &outcome.app_id, &path, &head, &git_hash).await;
         }
         report.imported.push(Imported {
             app: app.name.clone(),
             app_id: outcome.app_id.clone(),
             path: path.clone(),
             status: outcome.status.clone(),
-            created: outcome.app_id != app.id,
+            created,
             published,
             missing_plugins,
+            warnings: outcome.warnings.clone(),
         });
+    }
+    if !remaps.is_empty() {
+        map_files_to_new_apps(ctx, &repository, &mut state, &remaps, &mut report).await;
     }
     ctx.save(state, &repository).await?;
     Ok(report)
+}
+
+/// An app file imported as a new app: the file moves to the new app's name and the index
+/// maps it to that app, so status, export and import all see one app with one file.
+struct Remap {
+    app: AppSummary,
+    old_path: String,
+    new_id: String,
+    text: String,
+    git_hash: String,
+}
+
+impl Remap {
+    fn of(app: &AppSummary, path: &str, new_id: &str, text: &str, git_hash: &str) -> Remap {
+        Remap {
+            app: app.clone(),
+            old_path: path.to_string(),
+            new_id: new_id.to_string(),
+            text: text.to_string(),
+            git_hash: git_hash.to_string(),
+        }
+    }
+}
+
+/// Records the base of an app just imported: Dify's version as it reads back now.
+async fn record_base(
+    ctx: &SyncContext,
+    state: &mut SyncState,
+    app: &AppSummary,
+    app_id: &str,
+    path: &str,
+    commit: &str,
+    git_hash: &str,
+) {
+    let fresh = ctx
+        .console
+        .export_dsl(app_id, Version::Draft)
+        .await
+        .map_err(SyncError::from)
+        .and_then(|text| Ok(Exported::from_dify(&app.name, &text)?.hash));
+    match fresh {
+        Ok(dify_hash) => {
+            state.conflicts.remove(app_id);
+            state.apps.insert(
+                app_id.to_string(),
+                AppBase {
+                    commit: commit.to_string(),
+                    path: path.to_string(),
+                    dify_hash,
+                    git_hash: git_hash.to_string(),
+                },
+            );
+        }
+        Err(error) => tracing::warn!("{}: imported, but not read back: {error}", app.name),
+    }
+}
+
+/// One commit that gives each new app its file (renamed for its id) and index entry. The
+/// app the file belonged to is no longer tracked: it stays in Dify and, unless deleted
+/// there, a later export adds it as an app of its own. A refused push is noted; the next
+/// import maps the files again (from `state.created`), never creating a second app.
+async fn map_files_to_new_apps(
+    ctx: &SyncContext,
+    repository: &AppRepository,
+    state: &mut SyncState,
+    remaps: &[Remap],
+    report: &mut ImportReport,
+) {
+    let mut index = repository.index().clone();
+    let mut changes = Vec::new();
+    let mut moved = Vec::new();
+    for remap in remaps {
+        let new_path = dsl::app_path(repository.directory(), &remap.app.name, &remap.new_id);
+        index.remove(&remap.old_path);
+        index.insert(
+            new_path.clone(),
+            IndexEntry {
+                app_id: remap.new_id.clone(),
+                mode: remap.app.mode.clone(),
+                name: remap.app.name.clone(),
+            },
+        );
+        if new_path != remap.old_path {
+            changes.push(FileChange {
+                path: remap.old_path.clone(),
+                content: None,
+            });
+        }
+        changes.push(FileChange {
+            path: new_path.clone(),
+            content: Some(remap.text.clone().into_bytes()),
+        });
+        moved.push(format!("{} → {new_path}", remap.old_path));
+    }
+    changes.push(FileChange {
+        path: repository.index_path(),
+        content: Some(serde_json::to_vec_pretty(&index).expect("the index serializes")),
+    });
+    let message = format!(
+        "Map app files to the apps Dify created from them\n\n{}\n",
+        moved
+            .iter()
+            .map(|m| format!("- {m}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let pushed =
+        tokio::task::block_in_place(|| repository.commit_and_push(&changes, &message, &author()));
+    let commit = match pushed {
+        Ok(commit) => commit.or_else(|| repository.head()).unwrap_or_default(),
+        Err(error) => {
+            report.notes.push(format!(
+                "The new apps were created, but their files could not be mapped to them in Git ({error}); the next import maps them."
+            ));
+            return;
+        }
+    };
+    for remap in remaps {
+        let new_path = dsl::app_path(repository.directory(), &remap.app.name, &remap.new_id);
+        state.created.remove(&remap.old_path);
+        if state.apps.get(&remap.app.id).is_some_and(|b| b.path == remap.old_path) {
+            state.apps.remove(&remap.app.id);
+            state.conflicts.remove(&remap.app.id);
+        }
+        record_base(ctx, state, &remap.app, &remap.new_id, &new_path, &commit, &remap.git_hash)
+            .await;
+        report.notes.push(format!(
+            "{} now belongs to the new app {} ({new_path}).{}",
+            remap.old_path,
+            remap.new_id,
+            match remap.app.id == remap.new_id {
+                true => String::new(),
+                false => format!(
+                    " The app it came from ({}) stays in Dify: delete it there, or the next export adds it as an app of its own.",
+                    remap.app.id
+                ),
+            }
+        ));
+    }
 }

@@ -23,7 +23,10 @@ impl DiffReport {
         match (&self.path, self.diff.is_empty()) {
             (None, _) => format!("{} has no file in Git yet.", self.app),
             (Some(path), true) => format!("{} in Dify is the same as {path} in Git.", self.app),
-            (Some(_), false) => self.diff.clone(),
+            (Some(path), false) => format!(
+                "From Git ({path}, lines marked -) to Dify's draft of {} (lines marked +):\n{}",
+                self.app, self.diff
+            ),
         }
     }
 }
@@ -114,18 +117,18 @@ pub async fn diff(ctx: &SyncContext, app: &str, commit: &str) -> Result<DiffRepo
     let dify_text = ctx
         .dify_side(&app, &in_dify, Version::Draft)
         .await?
-        .map(|(_, text)| text)
+        .map(|exported| exported.text)
         .unwrap_or_default();
     let diff = match &git_text {
         None => String::new(),
         Some(git_text) => normalized_diff(
             &format!(
-                "git:{}@{}",
+                "git:{}@{} (Git)",
                 path.as_deref().unwrap_or_default(),
                 commit.as_deref().unwrap_or_default()
             ),
             git_text,
-            &format!("dify:{}", app.name),
+            &format!("dify:{} (Dify's draft)", app.name),
             &dify_text,
         ),
     };

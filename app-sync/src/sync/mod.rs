@@ -17,9 +17,9 @@ use serde_json::Value;
 
 use crate::console::apps::AppSummary;
 use crate::console::{Console, ConsoleError};
-use crate::dsl::{self, DslError};
+use crate::dsl::{self, DslError, Exported};
 use crate::repository::AppRepository;
-use crate::settings::Settings;
+use crate::settings::{SecretsInGit, Settings};
 use crate::state::{ConflictBranch, StateError, StateStore, SyncState};
 use classify::{classify, AppState};
 
@@ -131,38 +131,68 @@ impl SyncContext {
         Ok(chosen)
     }
 
-    /// [`Self::dify_side`], except that Dify refusing to export this one app (400 or 404: a
-    /// workflow without a draft, an app just deleted) is its message, not the run's error.
+    /// [`Self::dify_side`], except that Dify refusing to export this one app (400 or 404; a
+    /// workflow without a draft: 400 before 1.16, 500 from 1.16; an app just deleted) is its
+    /// message, not the run's error.
     pub async fn dify_side_or_refusal(
         &self,
         app: &AppSummary,
         in_dify: &[AppSummary],
         version: crate::console::apps::Version,
-    ) -> Result<Result<Option<(String, String)>, String>, SyncError> {
+    ) -> Result<Result<Option<Exported>, String>, SyncError> {
         match self.dify_side(app, in_dify, version).await {
             Ok(side) => Ok(Ok(side)),
             Err(SyncError::Console(ConsoleError::Refused {
-                status: 400 | 404,
+                status: status @ (400 | 404 | 500),
                 message,
                 ..
-            })) => Ok(Err(message)),
+            })) => Ok(Err(export_refusal(status, &message))),
             Err(error) => Err(error),
         }
     }
 
-    /// Dify's export of `app` (with its hash), `None` when Dify no longer has the app.
+    /// Dify's export of `app` as Git keeps it (secrets replaced, [`Exported`]), `None` when
+    /// Dify no longer has the app.
     pub async fn dify_side(
         &self,
         app: &AppSummary,
         in_dify: &[AppSummary],
         version: crate::console::apps::Version,
-    ) -> Result<Option<(String, String)>, SyncError> {
+    ) -> Result<Option<Exported>, SyncError> {
         if !in_dify.iter().any(|a| a.id == app.id) {
             return Ok(None);
         }
         let text = self.console.export_dsl(&app.id, version).await?;
-        let parsed = dsl::parse(&app.name, &text)?;
-        Ok(Some((dsl::content_hash(&parsed), text)))
+        Ok(Some(Exported::from_dify(&app.name, &text)?))
+    }
+
+    /// Why an app with secrets may not go to Git (`secrets_in_git: refuse`); `None` when it
+    /// may.
+    pub fn refuses(&self, app: &AppSummary, exported: &Exported) -> Option<String> {
+        let refused = self.settings.secrets_in_git == SecretsInGit::Refuse
+            && !exported.secrets.is_empty();
+        refused.then(|| {
+            DslError::SecretsRefused {
+                app: app.name.clone(),
+                places: exported.places(),
+            }
+            .to_string()
+        })
+    }
+}
+
+/// What to tell a user whose app Dify would not export: a workflow nobody has opened has no
+/// draft (Dify says "Missing draft workflow configuration", or answers 500 from 1.16).
+fn export_refusal(status: u16, message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    match (status, lower.contains("draft")) {
+        (_, true) => format!(
+            "Dify cannot export it: it has no draft yet ({message}). Open it once in Dify's editor, which saves a draft, and run again"
+        ),
+        (500, false) => format!(
+            "Dify cannot export it: it answered 500 ({message}), as Dify 1.16 does for a workflow without a draft. If nobody has opened it yet, open it once in Dify's editor, which saves a draft, and run again"
+        ),
+        _ => format!("Dify cannot export it: {message}"),
     }
 }
 

@@ -84,7 +84,7 @@ pub async fn status(ctx: &SyncContext, apps: &[String]) -> Result<StatusReport, 
             &repository,
             &synced,
             &app.id,
-            dify.as_ref().map(|d| d.0.as_str()),
+            dify.as_ref().map(|d| d.hash.as_str()),
             git.as_ref().map(|g| g.2.as_str()),
         );
         report.apps.push(AppStatus {

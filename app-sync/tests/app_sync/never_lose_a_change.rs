@@ -46,6 +46,7 @@ fn context(dir: &std::path::Path, console: &FakeConsole, repo: &TestRepo) -> Syn
         repository_url: repo.bare.to_str().unwrap().to_string(),
         branch: "main".into(),
         directory: String::new(),
+        secrets_in_git: Default::default(),
         git: GitCredentials::default(),
     };
     let git = GitClient::new(

@@ -10,7 +10,7 @@ use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 use sha2::{Digest, Sha256};
 use ssh_key::known_hosts::{Entry, HostPatterns};
 
-use super::url::{RepoUrl, Transport};
+use super::url::{mask_url, origin_of, RepoUrl, Transport};
 use super::GitError;
 use crate::credentials::{check_kdf_rounds, normalize_private_key, GitCredentials};
 use crate::EnvVars;
@@ -64,7 +64,10 @@ impl<'a> Authenticator<'a> {
     pub fn callbacks(&'a self) -> RemoteCallbacks<'a> {
         let mut callbacks = RemoteCallbacks::new();
         callbacks
-            .credentials(move |_url, username, allowed| self.credentials_for(username, allowed));
+            .credentials(move |url, username, allowed| {
+                self.check_origin(url)?;
+                self.credentials_for(username, allowed)
+            });
         callbacks.certificate_check(move |cert, host| self.check_certificate(cert, host));
         callbacks
     }
@@ -73,6 +76,24 @@ impl<'a> Authenticator<'a> {
         let message = error.to_string();
         self.outcome.borrow_mut().error = Some(error);
         git2::Error::from_str(&message)
+    }
+
+    /// Credentials go only to the origin (scheme, host and port) of the configured URL: a
+    /// server that redirected libgit2 elsewhere gets nothing, and the error names both.
+    fn check_origin(&self, asking: &str) -> Result<(), git2::Error> {
+        let Some(configured) = self.url.origin() else {
+            return Ok(());
+        };
+        let asking = origin_of(asking).unwrap_or_else(|| mask_url(asking));
+        if asking == configured {
+            return Ok(());
+        }
+        Err(self.fail(GitError::NotAllowed(format!(
+            "{} redirected to another origin, {asking}, which asks for credentials; they are sent only to \
+             {configured}, the origin of the configured URL, so nothing was sent. If the repository \
+             really moved there, configure its new URL",
+            self.url.masked()
+        ))))
     }
 
     fn token(&self) -> Option<(String, String)> {

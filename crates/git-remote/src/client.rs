@@ -330,6 +330,8 @@ impl GitClient {
         }
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
+        // Same-host redirects only: libgit2 refuses another host and names it.
+        options.follow_redirects(git2::RemoteRedirect::None);
         options.download_tags(AutotagOption::None);
         options.update_fetchhead(false);
         if self.settings.depth > 0 && url.transport != Transport::Local {

@@ -74,6 +74,14 @@ impl GitError {
         let lower = message.to_ascii_lowercase();
         let with = |text: &str| format!("{url} ({text})");
         use git2::{ErrorClass as C, ErrorCode as E};
+        // libgit2 follows no redirect to another host (`RemoteRedirect::None`) and says so.
+        if lower.contains("cannot redirect from") {
+            return GitError::NotAllowed(with(&format!(
+                "the server redirected to another origin, refused: {message}; requests and \
+                 credentials go only to the origin of the configured URL. If the repository \
+                 really moved, configure its new URL"
+            )));
+        }
         if error.code() == E::Auth
             || lower.contains("authenticat")
             || lower.contains("private key")

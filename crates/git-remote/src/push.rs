@@ -142,7 +142,29 @@ impl GitClient {
             env: self.settings().env,
             outcome: Default::default(),
         };
+        // What the server said on its side band ("remote: pushes are frozen today"), capped.
+        let said = std::cell::RefCell::new(String::new());
+        let moved = std::cell::RefCell::new(None::<GitError>);
         let mut callbacks = auth.callbacks();
+        callbacks.sideband_progress(|data| {
+            let mut said = said.borrow_mut();
+            if said.len() < MAX_SERVER_MESSAGE {
+                said.push_str(&String::from_utf8_lossy(data));
+            }
+            true
+        });
+        // A compare-and-swap: the ref must still be where this run read it (or absent for a
+        // new branch). A branch rewound by a force-push is not fast-forwarded back.
+        callbacks.push_negotiation(|updates| {
+            for update in updates {
+                let now = Some(update.src()).filter(|oid| !oid.is_zero());
+                if now != expected {
+                    *moved.borrow_mut() = Some(branch_moved(&repo, branch, to, expected, now));
+                    return Err(git2::Error::from_str("the branch moved"));
+                }
+            }
+            Ok(())
+        });
         callbacks.push_update_reference(|_, status| {
             if let Some(status) = status {
                 *refused.borrow_mut() = Some(status.to_string());
@@ -154,11 +176,16 @@ impl GitClient {
         })?;
         let mut options = PushOptions::new();
         options.remote_callbacks(callbacks);
+        options.follow_redirects(git2::RemoteRedirect::None);
         let pushed = remote.push(&[format!("{commit}:{target}")], Some(&mut options));
         drop(options);
+        let said = server_said(&said.into_inner());
         if let Err(error) = pushed {
             if let Some(recorded) = auth.outcome.borrow_mut().error.take() {
                 return Err(recorded);
+            }
+            if let Some(moved) = moved.into_inner() {
+                return Err(moved);
             }
             let rejected = matches!(
                 error.code(),
@@ -167,7 +194,7 @@ impl GitClient {
                 || error.message().contains("fastforward");
             return Err(match rejected {
                 true => GitError::Rejected(format!(
-                    "{to} of {} has commits this run has not seen; run again",
+                    "{to} of {} has commits this run has not seen; run again{said}",
                     branch.url.masked()
                 )),
                 false => GitError::from_remote(&error, &branch.url.masked()),
@@ -175,12 +202,71 @@ impl GitClient {
         }
         match refused.into_inner() {
             Some(status) => Err(GitError::Rejected(format!(
-                "{} refused {to}: {status}",
+                "{} refused {to}: {status}{said}",
                 branch.url.masked()
             ))),
             None => Ok(()),
         }
     }
+}
+
+/// At most this much of what a server says while refusing a push is repeated.
+const MAX_SERVER_MESSAGE: usize = 2048;
+
+/// The server's own words (its `remote:` lines), as a suffix: ` (the server said: …)`.
+fn server_said(text: &str) -> String {
+    let lines: Vec<String> = text
+        .lines()
+        .flat_map(|line| line.split('\r'))
+        .map(|line| line.trim_start_matches("remote:").trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| line.chars().filter(|c| !c.is_control()).collect())
+        .collect();
+    match lines.is_empty() {
+        true => String::new(),
+        false => {
+            let joined: String = lines.join(" / ").chars().take(400).collect();
+            format!(" (the server said: {joined})")
+        }
+    }
+}
+
+/// Why a push stopped before sending anything: `to` is no longer where this run read it.
+fn branch_moved(
+    repo: &Repository,
+    branch: &Branch,
+    to: &str,
+    expected: Option<Oid>,
+    now: Option<Oid>,
+) -> GitError {
+    let short = |oid: Option<Oid>| match oid {
+        Some(oid) => oid.to_string()[..12].to_string(),
+        None => "nothing".to_string(),
+    };
+    let rewound = match (expected, now) {
+        (Some(expected), Some(now)) => {
+            repo.find_commit(now).is_ok()
+                && repo.graph_descendant_of(expected, now).unwrap_or(false)
+        }
+        _ => false,
+    };
+    let what = match (expected, rewound) {
+        (None, _) => format!("{to} exists now on {}", branch.url.masked()),
+        (Some(_), true) => format!(
+            "{to} on {} was rewound (force-pushed) to {}, an older commit, and no longer contains {}, the commit this run started from",
+            branch.url.masked(),
+            short(now),
+            short(expected)
+        ),
+        (Some(_), false) => format!(
+            "{to} on {} is at {} now, not at {}, the commit this run started from: it moved on, or \
+             was rewritten (force-pushed), and a push now could bring back what that dropped",
+            branch.url.masked(),
+            short(now),
+            short(expected)
+        ),
+    };
+    GitError::Rejected(format!("{what}; nothing was pushed. Run again to start from the branch as it is now"))
 }
 
 /// A commit of `changes` on top of `parent` (or a first commit); `None` when the changes

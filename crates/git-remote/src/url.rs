@@ -218,6 +218,21 @@ impl RepoUrl {
             .map(|(u, p)| (u.as_str(), p.as_str()))
     }
 
+    /// `scheme://host:port` of an HTTP(S) URL, the port always written: what a credential
+    /// is bound to. `None` for SSH and local repositories.
+    pub fn origin(&self) -> Option<String> {
+        let (scheme, default) = match self.transport {
+            Transport::Https => ("https", 443),
+            Transport::Http => ("http", 80),
+            Transport::Ssh | Transport::Local => return None,
+        };
+        Some(format!(
+            "{scheme}://{}:{}",
+            self.host,
+            self.port.unwrap_or(default)
+        ))
+    }
+
     /// The known_hosts name of the SSH host: `host` or `[host]:port`.
     pub fn known_hosts_name(&self) -> String {
         match self.port {
@@ -269,6 +284,22 @@ fn normalize(transport: &Transport, host: &str, port: Option<u16>, path: &str) -
     let path = path.trim_end_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     format!("{scheme}://{host}{port}{path}")
+}
+
+/// `scheme://host:port` of an HTTP(S) URL as libgit2 reports it (user info dropped, the port
+/// always written), for comparing with [`RepoUrl::origin`].
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit('@').next()?;
+    let (host, port) = split_host_port(hostport)?;
+    Some(format!("{scheme}://{host}:{}", port.unwrap_or(default)))
 }
 
 /// `%XX` decoding over bytes: never splits a character, never panics.
