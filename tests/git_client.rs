@@ -1237,7 +1237,10 @@ fn a_redirect_to_another_origin_never_receives_the_token() {
     }
     let seen = server.recorded_authorizations();
     assert!(seen.iter().all(|line| line.trim() == "-"), "{seen:?}");
-    assert!(!seen.is_empty(), "the redirects were followed to the recorder");
+    assert!(
+        !seen.is_empty(),
+        "the redirects were followed to the recorder"
+    );
     // Within the origin, a redirect is followed and the token works.
     let client = client(&dir.path().join("cache-same"), settings());
     let url = server.same_origin_redirect_url("moved");

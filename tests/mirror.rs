@@ -790,3 +790,29 @@ fn an_endless_list_from_a_hostile_server_is_bounded() {
         "{shown}"
     );
 }
+
+/// The Knowledge API client follows no redirect to another origin (301, 302, 307, 308): the
+/// key never reaches the recording server there, and the error names both origins.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_another_origin_never_receives_the_key() {
+    use support::loopback_http::{redirecting, Recorder};
+    for code in [301, 302, 307, 308] {
+        let recorder = Recorder::start();
+        let unused = std::sync::Arc::new(|_: &_, _: &_| unreachable!("everything is redirected"));
+        let server = redirecting(code, "/nothing", recorder.origin(), unused);
+        let api = KnowledgeApi::new(
+            &format!("http://127.0.0.1:{}/v1", server.port),
+            "dataset-k3y-never-elsewhere",
+        )
+        .unwrap();
+        let error = api.list("d1", 1, 100).await.unwrap_err().to_string();
+        assert!(
+            error.contains(&recorder.origin())
+                && error.contains(&format!("http://127.0.0.1:{}", server.port))
+                && error.contains("another origin"),
+            "{code}: {error}"
+        );
+        assert!(recorder.seen().is_empty(), "{code}: {:?}", recorder.seen());
+        assert!(!error.contains("k3y"));
+    }
+}

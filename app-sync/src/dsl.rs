@@ -236,6 +236,29 @@ fn keep_hidden(yaml: &mut serde_yaml::Value) -> bool {
     changed
 }
 
+/// [`app_path`], unless `index` gives that path to another app (two ids that start alike):
+/// then the whole id names the file.
+pub fn free_app_path(
+    index: &BTreeMap<String, crate::repository::IndexEntry>,
+    directory: &str,
+    name: &str,
+    app_id: &str,
+) -> String {
+    let path = app_path(directory, name, app_id);
+    match index.get(&path) {
+        Some(entry) if entry.app_id != app_id => {
+            let whole = app_path(directory, name, "");
+            let id: String = app_id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .take(40)
+                .collect();
+            whole.replace("--.yml", &format!("--{id}.yml"))
+        }
+        _ => path,
+    }
+}
+
 /// `apps/<slug>--<id8>.yml` under `directory`: readable, and unique by the id's start.
 pub fn app_path(directory: &str, name: &str, app_id: &str) -> String {
     let mut slug = String::new();
@@ -328,7 +351,10 @@ mod tests {
         assert_eq!(variables[0]["value"], HIDDEN_VALUE);
         assert_eq!(variables[1]["value"], "");
         let plain = "kind: app\n";
-        assert_eq!(for_import("a", plain, &BTreeMap::new(), true).unwrap(), plain);
+        assert_eq!(
+            for_import("a", plain, &BTreeMap::new(), true).unwrap(),
+            plain
+        );
     }
 
     #[test]

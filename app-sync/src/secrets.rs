@@ -367,8 +367,7 @@ impl Redactor {
                         (Some(_), "value") if is_secret_variable => false,
                         (Some(_), "value") => true,
                         _ => {
-                            is_secret_key(&key)
-                                || (parameters && self.secret_params.contains(&key))
+                            is_secret_key(&key) || (parameters && self.secret_params.contains(&key))
                         }
                     };
                     match child {
@@ -671,7 +670,10 @@ workflow:
             "serper-xyz-1",
         ] {
             assert!(!text.contains(secret), "{secret} left in:\n{text}");
-            assert!(found.iter().any(|f| f.value == secret), "{secret} not found");
+            assert!(
+                found.iter().any(|f| f.value == secret),
+                "{secret} not found"
+            );
         }
         // Not secrets: references, ordinary values, prose mentioning "token" and "key".
         for kept in [

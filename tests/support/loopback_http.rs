@@ -76,3 +76,57 @@ impl Drop for LoopbackServer {
         }
     }
 }
+
+/// Another origin that records every request it gets (method, path, headers and body as one
+/// line) and answers `{}`.
+pub struct Recorder {
+    pub server: LoopbackServer,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    pub fn start() -> Recorder {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let server = LoopbackServer::start(Arc::new(move |parts: &Parts, body: &Bytes| {
+            log.lock().unwrap().push(format!(
+                "{} {} {:?} {}",
+                parts.method,
+                parts.uri,
+                parts.headers,
+                String::from_utf8_lossy(body)
+            ));
+            Response::new(Full::new(Bytes::from_static(b"{}")))
+        }));
+        Recorder { server, seen }
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.port)
+    }
+
+    /// Every request it got.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A server that answers every request with `code` and a `Location` of the same path and
+/// query at `to`, but requests whose path ends with `answered`, which `other` answers.
+pub fn redirecting(
+    code: u16,
+    answered: &'static str,
+    to: String,
+    other: Handler,
+) -> LoopbackServer {
+    LoopbackServer::start(Arc::new(move |parts: &Parts, body: &Bytes| {
+        if parts.uri.path().ends_with(answered) {
+            return other(parts, body);
+        }
+        Response::builder()
+            .status(code)
+            .header("Location", format!("{to}{}", parts.uri))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }))
+}

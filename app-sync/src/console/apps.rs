@@ -115,7 +115,10 @@ impl ImportOutcome {
                 .take(20)
                 .map(|w| match (w["path"].as_str(), w["message"].as_str()) {
                     (Some(path), Some(message)) => format!("{path}: {message}"),
-                    _ => w.as_str().map(str::to_owned).unwrap_or_else(|| w.to_string()),
+                    _ => w
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| w.to_string()),
                 })
                 .collect(),
         }

@@ -79,7 +79,8 @@ fn unreadable_head(error: &reqwest::Error) -> bool {
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(current) = source {
         let text = current.to_string().to_ascii_lowercase();
-        if text.contains("too large") || text.contains("too many headers") || text.contains("parse") {
+        if text.contains("too large") || text.contains("too many headers") || text.contains("parse")
+        {
             return true;
         }
         source = current.source();
@@ -584,6 +585,9 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(refused.contains("console_url") && !refused.contains("pw-secret"), "{refused}");
+        assert!(
+            refused.contains("console_url") && !refused.contains("pw-secret"),
+            "{refused}"
+        );
     }
 }

@@ -109,13 +109,17 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
         };
         // Nothing secret goes to Git, not even to a conflict branch.
         let checked = dsl::check_secrets(&app.name, &dsl::parse(&app.name, &exported.text)?);
-        if let Some(refusal) = checked.err().map(|e| e.to_string()).or_else(|| ctx.refuses(app, &exported)) {
+        if let Some(refusal) = checked
+            .err()
+            .map(|e| e.to_string())
+            .or_else(|| ctx.refuses(app, &exported))
+        {
             report.skipped.push(refusal);
             continue;
         }
         let (dify_hash, text) = (exported.hash, exported.text);
         let git = git_side(&repository, app)?;
-        let path = dsl::app_path(repository.directory(), &app.name, &app.id);
+        let path = dsl::free_app_path(&index, repository.directory(), &app.name, &app.id);
         let entry = IndexEntry {
             app_id: app.id.clone(),
             mode: app.mode.clone(),

@@ -228,8 +228,14 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
                     text: &dify.text,
                     hash: &dify.hash,
                 };
-                let conflict =
-                    push_conflict(&repository, &mut state, app, &path, Some(&text), dify_version)?;
+                let conflict = push_conflict(
+                    &repository,
+                    &mut state,
+                    app,
+                    &path,
+                    Some(&text),
+                    dify_version,
+                )?;
                 report.conflicts.push(conflict);
                 continue;
             }
@@ -320,7 +326,16 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             );
             remaps.push(Remap::of(app, &path, &outcome.app_id, &text, &git_hash));
         } else {
-            record_base(ctx, &mut state, app, &outcome.app_id, &path, &head, &git_hash).await;
+            record_base(
+                ctx,
+                &mut state,
+                app,
+                &outcome.app_id,
+                &path,
+                &head,
+                &git_hash,
+            )
+            .await;
         }
         report.imported.push(Imported {
             app: app.name.clone(),
@@ -409,9 +424,16 @@ async fn map_files_to_new_apps(
     let mut index = repository.index().clone();
     let mut changes = Vec::new();
     let mut moved = Vec::new();
+    let mut paths = Vec::new();
     for remap in remaps {
-        let new_path = dsl::app_path(repository.directory(), &remap.app.name, &remap.new_id);
         index.remove(&remap.old_path);
+        let new_path = dsl::free_app_path(
+            &index,
+            repository.directory(),
+            &remap.app.name,
+            &remap.new_id,
+        );
+        paths.push(new_path.clone());
         index.insert(
             new_path.clone(),
             IndexEntry {
@@ -455,15 +477,26 @@ async fn map_files_to_new_apps(
             return;
         }
     };
-    for remap in remaps {
-        let new_path = dsl::app_path(repository.directory(), &remap.app.name, &remap.new_id);
+    for (remap, new_path) in remaps.iter().zip(paths) {
         state.created.remove(&remap.old_path);
-        if state.apps.get(&remap.app.id).is_some_and(|b| b.path == remap.old_path) {
+        if state
+            .apps
+            .get(&remap.app.id)
+            .is_some_and(|b| b.path == remap.old_path)
+        {
             state.apps.remove(&remap.app.id);
             state.conflicts.remove(&remap.app.id);
         }
-        record_base(ctx, state, &remap.app, &remap.new_id, &new_path, &commit, &remap.git_hash)
-            .await;
+        record_base(
+            ctx,
+            state,
+            &remap.app,
+            &remap.new_id,
+            &new_path,
+            &commit,
+            &remap.git_hash,
+        )
+        .await;
         report.notes.push(format!(
             "{} now belongs to the new app {} ({new_path}).{}",
             remap.old_path,

@@ -169,8 +169,8 @@ impl SyncContext {
     /// Why an app with secrets may not go to Git (`secrets_in_git: refuse`); `None` when it
     /// may.
     pub fn refuses(&self, app: &AppSummary, exported: &Exported) -> Option<String> {
-        let refused = self.settings.secrets_in_git == SecretsInGit::Refuse
-            && !exported.secrets.is_empty();
+        let refused =
+            self.settings.secrets_in_git == SecretsInGit::Refuse && !exported.secrets.is_empty();
         refused.then(|| {
             DslError::SecretsRefused {
                 app: app.name.clone(),

@@ -9,5 +9,6 @@ mod console_sign_in;
 mod never_lose_a_change;
 mod package;
 mod push_remote;
+mod secrets_in_git;
 mod support;
 mod tools_daemon;

@@ -39,7 +39,10 @@ fn exports_push_over_https_with_a_token() {
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let error = failure(&s.tool_with("export_apps", json!({}), credentials.clone()));
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains("refused"), "{message}");
+    assert!(
+        message.contains("refused") && message.contains("pushes are frozen"),
+        "{message}"
+    );
     assert!(!message.contains(TOKEN) && !s.daemon.stderr_text().contains(TOKEN));
     assert_eq!(git(&repo.bare, &["rev-parse", "main"]), commit);
     let (_, status) = outputs(&s.tool_with(

@@ -1,7 +1,7 @@
 //! The five tools through the fake daemon, against the fake console and a real repository:
 //! round trips, conflicts, refusals, and what a failure leaves behind.
 
-use crate::support::app_scenario::{failure, outputs, AppScenario, SECRET};
+use crate::support::app_scenario::{failure, objects_containing, outputs, AppScenario, SECRET};
 use crate::support::git_servers::{files_containing, git};
 use serde_json::json;
 
@@ -151,7 +151,7 @@ fn a_change_on_both_sides_overwrites_neither() {
 }
 
 #[test]
-fn apps_dify_cannot_overwrite_are_created_only_when_asked() {
+fn apps_dify_cannot_overwrite_are_created_only_when_asked_and_then_own_their_file() {
     let s = AppScenario::start();
     s.run("export_apps", json!({}));
     let id = s.console.state().app("Simple Chat").id.clone();
@@ -162,13 +162,29 @@ fn apps_dify_cannot_overwrite_are_created_only_when_asked() {
     let (text, report) = s.run("import_apps", json!({"create_new": true}));
     let created = &report["imported"][0];
     assert_eq!(created["created"], true, "{text}");
-    assert_ne!(created["app_id"], id.as_str());
+    let new_id = created["app_id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, id);
     assert_eq!(s.console.state().apps.len(), 4);
-    // Importing again makes no second copy of the same version.
+    assert!(text.contains("now belongs to the new app"), "{text}");
+    // The file moved to the new app: its own name and index entry; the old app has none.
+    let path = s.file_of(&new_id);
+    assert!(path.contains(&new_id[..8]), "{path}");
+    let (text, status) = s.run("sync_status", json!({}));
+    for app in status["apps"].as_array().unwrap() {
+        let expected = match app["app_id"].as_str().unwrap() {
+            old if old == id => "only_in_dify",
+            _ => "in_sync",
+        };
+        assert_eq!(app["state"], expected, "{text}");
+    }
+    // Importing again makes no second copy; export brings the old app in as its own file.
     let (text, report) = s.run("import_apps", json!({"create_new": true}));
     assert!(report["imported"].as_array().unwrap().is_empty(), "{text}");
-    assert!(text.contains("imported already"), "{text}");
     assert_eq!(s.console.state().apps.len(), 4);
+    let (text, report) = s.run("export_apps", json!({}));
+    assert_eq!(report["exported"].as_array().unwrap().len(), 1, "{text}");
+    assert!(!text.contains("Changed in Git"), "{text}");
+    assert!(s.all_in_sync());
 }
 
 #[test]
@@ -200,19 +216,19 @@ fn a_newer_dsl_is_imported_only_when_confirmed_and_published_when_asked() {
 }
 
 #[test]
-fn a_secret_in_an_export_stops_it_before_anything_is_committed() {
+fn a_credential_id_in_an_export_keeps_that_app_out_of_git_and_the_others_go() {
     let s = AppScenario::start();
-    let before = git(s.bare(), &["rev-parse", "main"]);
     s.console.state().app_mut("Report Workflow").graph["nodes"][0]["data"]["credential_id"] =
         json!("cred-leftover-123");
-    let error = failure(&s.tool("export_apps", json!({})));
-    let message = error["message"].as_str().unwrap();
+    let (text, report) = s.run("export_apps", json!({}));
     assert!(
-        message.contains("Report Workflow") && message.contains("credential_id"),
-        "{message}"
+        text.contains("Not exported: the export of Report Workflow holds a credential id in workflow.graph.nodes[0].data.credential_id"),
+        "{text}"
     );
-    assert!(!message.contains("cred-leftover-123"), "{message}");
-    assert_eq!(git(s.bare(), &["rev-parse", "main"]), before);
+    assert!(!text.contains("cred-leftover-123"), "{text}");
+    assert_eq!(report["exported"].as_array().unwrap().len(), 2, "{text}");
+    assert!(!text.contains("Nothing to commit"), "{text}");
+    assert!(objects_containing(s.bare(), &["cred-leftover-123"]).is_empty());
 }
 
 #[test]
@@ -357,10 +373,10 @@ fn an_app_dify_cannot_export_is_named_and_the_others_still_sync() {
     let (text, report) = s.run("export_apps", json!({}));
     assert_eq!(report["exported"].as_array().unwrap().len(), 1, "{text}");
     assert!(
-        text.contains("Not exported: Report Workflow: Draft workflow not found"),
+        text.contains("Not exported: Report Workflow: Dify cannot export it: it has no draft yet (Draft workflow not found). Open it once in Dify's editor"),
         "{text}"
     );
     let (text, report) = s.run("import_apps", json!({}));
     assert!(report["imported"].as_array().unwrap().is_empty(), "{text}");
-    assert!(text.contains("cannot export it to compare"), "{text}");
+    assert!(text.contains("must be compared first"), "{text}");
 }

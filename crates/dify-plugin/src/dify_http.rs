@@ -118,8 +118,8 @@ mod tests {
 
     #[test]
     fn user_info_is_refused_without_echoing_it() {
-        let refused = refuse_user_info("https://me:s3cret@dify.example.com/v1", "dify_api_url")
-            .unwrap_err();
+        let refused =
+            refuse_user_info("https://me:s3cret@dify.example.com/v1", "dify_api_url").unwrap_err();
         assert!(refused.contains("dify_api_url") && !refused.contains("s3cret"));
         assert!(refuse_user_info("https://dify.example.com/v1", "dify_api_url").is_ok());
     }

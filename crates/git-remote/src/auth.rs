@@ -63,11 +63,10 @@ pub struct Authenticator<'a> {
 impl<'a> Authenticator<'a> {
     pub fn callbacks(&'a self) -> RemoteCallbacks<'a> {
         let mut callbacks = RemoteCallbacks::new();
-        callbacks
-            .credentials(move |url, username, allowed| {
-                self.check_origin(url)?;
-                self.credentials_for(username, allowed)
-            });
+        callbacks.credentials(move |url, username, allowed| {
+            self.check_origin(url)?;
+            self.credentials_for(username, allowed)
+        });
         callbacks.certificate_check(move |cert, host| self.check_certificate(cert, host));
         callbacks
     }

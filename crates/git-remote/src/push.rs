@@ -266,7 +266,9 @@ fn branch_moved(
             short(expected)
         ),
     };
-    GitError::Rejected(format!("{what}; nothing was pushed. Run again to start from the branch as it is now"))
+    GitError::Rejected(format!(
+        "{what}; nothing was pushed. Run again to start from the branch as it is now"
+    ))
 }
 
 /// A commit of `changes` on top of `parent` (or a first commit); `None` when the changes

@@ -166,3 +166,18 @@ pub fn failure(messages: &[Value]) -> Value {
     assert_eq!(last["type"], "error", "{messages:#?}");
     last["data"].clone()
 }
+
+/// The objects of a repository (every commit, tree and blob reachable from any ref) whose
+/// content holds one of `secrets`.
+pub fn objects_containing(bare: &Path, secrets: &[&str]) -> Vec<String> {
+    let listed = git(bare, &["rev-list", "--all", "--objects"]);
+    listed
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|object| {
+            let content = git(bare, &["cat-file", "-p", object]);
+            secrets.iter().any(|secret| content.contains(secret))
+        })
+        .map(str::to_owned)
+        .collect()
+}
