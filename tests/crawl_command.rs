@@ -197,4 +197,29 @@ fn mirroring_from_the_terminal_cleans_up_a_knowledge_base() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--dify-api-key"));
+
+    // The key from a file, out of the process list; a file that cannot be read is named.
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    for (file, works) in [(key_file.clone(), true), (dir.path().join("absent"), false)] {
+        let output = Command::new(BINARY)
+            .args(["crawl", &url, "--state-dir"])
+            .arg(&state)
+            .args([
+                "--knowledge-base",
+                &kb.dataset,
+                "--dify-api-url",
+                &kb.base_url,
+            ])
+            .arg("--dify-api-key-file")
+            .arg(&file)
+            .env("GIT_DATASOURCE_CACHE_DIR", &cache)
+            .env_remove("GIT_DATASOURCE_DIFY_API_KEY")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.success(), works, "{stderr}");
+        assert!(works || stderr.contains("absent"), "{stderr}");
+        assert!(!stderr.contains(KEY), "{stderr}");
+    }
 }

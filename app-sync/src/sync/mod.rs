@@ -421,6 +421,22 @@ mod tests {
     }
 
     #[test]
+    fn a_workflow_without_a_draft_is_named_with_the_fix_on_every_version() {
+        // 1.13: 400 "Missing draft workflow configuration"; 1.16: 500.
+        for (status, message) in [
+            (400, "Missing draft workflow configuration"),
+            (500, "Internal Server Error"),
+        ] {
+            let text = export_refusal(status, message);
+            assert!(text.contains("it once in Dify's editor"), "{text}");
+        }
+        assert_eq!(
+            export_refusal(404, "App not found."),
+            "Dify cannot export it: App not found."
+        );
+    }
+
+    #[test]
     fn app_lists_split_on_commas_and_lines() {
         assert_eq!(app_list(" a, b\nc ,, "), ["a", "b", "c"]);
     }

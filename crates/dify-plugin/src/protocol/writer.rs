@@ -150,8 +150,8 @@ fn oversize_error(session_id: &str, refused: &WriteError) -> Value {
     let payload = ErrorPayload::new(
         "ResponseTooLargeError",
         format!(
-            "{refused}; narrow the run (subdir, extensions, include/exclude) or ask the operator \
-             to raise PLUGIN_RUNTIME_MAX_BUFFER_SIZE on the plugin daemon"
+            "{refused}; ask for less in one call (fewer apps or files) or ask the operator to \
+             raise PLUGIN_RUNTIME_MAX_BUFFER_SIZE on the plugin daemon"
         ),
     );
     session_message(session_id, "error", payload.to_json())
