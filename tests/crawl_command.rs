@@ -140,8 +140,10 @@ fn mirroring_from_the_terminal_cleans_up_a_knowledge_base() {
     let (state, cache) = (dir.path().join("state"), dir.path().join("cache"));
     let url = repo.bare.display().to_string();
     let kb = FakeKnowledgeApi::start();
-    let mirror = |extra: &[&str]| {
-        let output = Command::new(BINARY)
+    // A mirroring crawl of this repository into the fake knowledge base.
+    let command = |extra: &[&str]| {
+        let mut command = Command::new(BINARY);
+        command
             .args(["crawl", &url, "--state-dir"])
             .arg(&state)
             .args([
@@ -151,7 +153,11 @@ fn mirroring_from_the_terminal_cleans_up_a_knowledge_base() {
                 &kb.base_url,
             ])
             .args(extra)
-            .env("GIT_DATASOURCE_CACHE_DIR", &cache)
+            .env("GIT_DATASOURCE_CACHE_DIR", &cache);
+        command
+    };
+    let mirror = |extra: &[&str]| {
+        let output = command(extra)
             .env("GIT_DATASOURCE_DIFY_API_KEY", KEY)
             .output()
             .unwrap();
@@ -202,18 +208,7 @@ fn mirroring_from_the_terminal_cleans_up_a_knowledge_base() {
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
     for (file, works) in [(key_file.clone(), true), (dir.path().join("absent"), false)] {
-        let output = Command::new(BINARY)
-            .args(["crawl", &url, "--state-dir"])
-            .arg(&state)
-            .args([
-                "--knowledge-base",
-                &kb.dataset,
-                "--dify-api-url",
-                &kb.base_url,
-            ])
-            .arg("--dify-api-key-file")
-            .arg(&file)
-            .env("GIT_DATASOURCE_CACHE_DIR", &cache)
+        let output = command(&["--dify-api-key-file", file.to_str().unwrap()])
             .env_remove("GIT_DATASOURCE_DIFY_API_KEY")
             .output()
             .unwrap();

@@ -1085,6 +1085,25 @@ fn a_fetched_commit_is_reopened_until_its_entry_is_evicted() {
     );
 }
 
+/// A commit of ours (`c.txt`) on the fetched branch's head.
+fn our_commit(branch: &git_remote::Branch) -> git2::Oid {
+    git_remote::write_commit(
+        &branch.open().unwrap(),
+        branch.head,
+        &[git_remote::FileChange {
+            path: "c.txt".into(),
+            content: Some(b"ours".to_vec()),
+        }],
+        "ours",
+        &git_remote::Author {
+            name: "Test".into(),
+            email: "test@example.com".into(),
+        },
+    )
+    .unwrap()
+    .unwrap()
+}
+
 /// A push never overwrites what someone else pushed after our fetch: refused over HTTPS (the
 /// server's advertised head is not ours) and in a local repository (a compare-and-swap).
 #[test]
@@ -1124,21 +1143,7 @@ fn a_push_never_overwrites_a_commit_it_has_not_seen() {
         };
         let branch = client.fetch_branch(&request).unwrap();
         let theirs = repo.commit(&[("b.txt", b"someone else")], &[], "meanwhile");
-        let ours = git_remote::write_commit(
-            &branch.open().unwrap(),
-            branch.head,
-            &[git_remote::FileChange {
-                path: "c.txt".into(),
-                content: Some(b"ours".to_vec()),
-            }],
-            "ours",
-            &git_remote::Author {
-                name: "Test".into(),
-                email: "test@example.com".into(),
-            },
-        )
-        .unwrap()
-        .unwrap();
+        let ours = our_commit(&branch);
         let refused = client.push(&branch, ours, "main", &request).unwrap_err();
         assert_eq!(refused.kind(), "push_rejected", "{url}: {refused}");
         assert!(!refused.to_string().contains(TOKEN));
@@ -1176,21 +1181,7 @@ fn a_push_after_the_branch_was_rewound_stops_and_says_so() {
     assert_eq!(branch.head.unwrap().to_string(), dropped);
     // Someone force-pushes the branch back to its first commit.
     git(&remote.bare, &["update-ref", "refs/heads/main", &first]);
-    let ours = git_remote::write_commit(
-        &branch.open().unwrap(),
-        branch.head,
-        &[git_remote::FileChange {
-            path: "c.txt".into(),
-            content: Some(b"ours".to_vec()),
-        }],
-        "ours",
-        &git_remote::Author {
-            name: "Test".into(),
-            email: "test@example.com".into(),
-        },
-    )
-    .unwrap()
-    .unwrap();
+    let ours = our_commit(&branch);
     let refused = client.push(&branch, ours, "main", &request).unwrap_err();
     assert_eq!(refused.kind(), "push_rejected", "{refused}");
     assert!(

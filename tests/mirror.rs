@@ -771,7 +771,7 @@ fn an_endless_list_from_a_hostile_server_is_bounded() {
         }
     });
     let api = KnowledgeApi::new(
-        &format!("http://u:UrlSecret@127.0.0.1:{port}/v1"),
+        &format!("http://127.0.0.1:{port}/v1"),
         "dataset-KeySecret",
     )
     .unwrap();
@@ -785,10 +785,7 @@ fn an_endless_list_from_a_hostile_server_is_bounded() {
         .unwrap_err();
     assert!(error.message.contains("more than 2000 pages"), "{error}");
     let shown = format!("{error} {error:?} {:?}", mirror.api);
-    assert!(
-        !shown.contains("UrlSecret") && !shown.contains("KeySecret"),
-        "{shown}"
-    );
+    assert!(!shown.contains("KeySecret"), "{shown}");
 }
 
 /// The Knowledge API client follows no redirect to another origin (301, 302, 307, 308): the

@@ -1,4 +1,5 @@
-//! Mirroring against the real Dify API 1.13.2 (`../shared/dify`, started by this test on
+//! Mirroring against the real Dify API (1.16.1 by default, `DIFY_VERSION=1.13.2` for the older
+//! one; `../shared/dify`, started by this test on
 //! loopback with PostgreSQL, Redis and its worker): the same histories as the fake-based
 //! test, through the fake daemon and the plugin binary, with imports made exactly as a
 //! user's *Save & Process* makes them (the knowledge base's published pipeline, through

@@ -447,11 +447,13 @@ mod tests {
     }
 
     #[test]
-    fn shown_urls_carry_no_user_info() {
-        let api =
-            KnowledgeApi::new("https://user:s3cret@dify.example.com/v1", "dataset-x").unwrap();
+    fn user_info_is_refused_and_the_key_never_shown() {
+        // Sent as `Authorization: Basic` before the Bearer key, Dify would read the wrong one.
+        let refused =
+            KnowledgeApi::new("https://user:s3cret@dify.example.com/v1", "dataset-x").unwrap_err();
+        assert!(refused.contains("user name or password") && !refused.contains("s3cret"));
+        let api = KnowledgeApi::new("https://dify.example.com/v1", "dataset-x").unwrap();
         assert_eq!(api.shown_base(), "https://dify.example.com/v1");
-        assert!(!format!("{api:?}").contains("s3cret"));
         assert!(!format!("{api:?}").contains("dataset-x"));
     }
 }

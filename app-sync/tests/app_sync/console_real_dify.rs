@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::support::app_scenario::objects_containing;
 use crate::support::git_servers::{git, TestRepo};
 use crate::support::plugin_under_test::BINARY;
 use crate::support::real_dify::RealDifyProcess;
@@ -18,6 +19,8 @@ use app_git_sync::console::Console;
 
 const PORT: &str = "5302";
 const SECRET: &str = "s3cr3t-real-value";
+/// An HTTP Request node's API-key auth and a key header: Dify exports them verbatim.
+const HTTP_KEYS: [&str; 2] = ["real-http-key-4242", "real-header-key-0123456789abcdef"];
 
 const WORKFLOW_DSL: &str = r#"app:
   description: ''
@@ -41,14 +44,38 @@ workflow:
   features: {}
   graph:
     edges:
-    - data: {sourceType: start, targetType: end}
-      id: 1750000000100-source-1750000000200-target
+    - data: {sourceType: start, targetType: http-request}
+      id: 1750000000100-source-1750000000300-target
       source: '1750000000100'
+      sourceHandle: source
+      target: '1750000000300'
+      targetHandle: target
+      type: custom
+    - data: {sourceType: http-request, targetType: end}
+      id: 1750000000300-source-1750000000200-target
+      source: '1750000000300'
       sourceHandle: source
       target: '1750000000200'
       targetHandle: target
       type: custom
     nodes:
+    - data:
+        authorization:
+          config: {api_key: real-http-key-4242, header: '', type: bearer}
+          type: api-key
+        body: {data: [], type: none}
+        desc: ''
+        headers: 'X-Api-Key: real-header-key-0123456789abcdef'
+        method: get
+        params: ''
+        timeout: {max_connect_timeout: 0, max_read_timeout: 0, max_write_timeout: 0}
+        title: Call API
+        type: http-request
+        url: https://api.example.com/items
+        variables: []
+      id: '1750000000300'
+      position: {x: 230, y: 280}
+      type: custom
     - data: {desc: '', title: Start, type: start, variables: []}
       id: '1750000000100'
       position: {x: 80, y: 280}
@@ -203,6 +230,16 @@ fn the_console_client_against_the_real_dify() {
         .to_string();
     let text = std::fs::read_to_string(repo.work.join(&flow_file)).unwrap();
     assert!(!text.contains(SECRET), "the secret reached Git:\n{text}");
+    // The HTTP node's own keys, which Dify exports verbatim, are in no object of the
+    // repository: placeholders stand in their place.
+    assert!(
+        objects_containing(&repo.bare, &HTTP_KEYS).is_empty(),
+        "an HTTP node key reached Git"
+    );
+    assert!(
+        text.contains("[__SECRET__:1750000000300/authorization.config.api_key]"),
+        "{text}"
+    );
     repo.commit(
         &[(
             flow_file.as_str(),
@@ -239,6 +276,9 @@ fn the_console_client_against_the_real_dify() {
         let dsl = with_secret["data"].as_str().unwrap();
         assert!(dsl.contains("title: Answer"), "{dsl}");
         assert!(dsl.contains(SECRET), "the import wiped the secret:\n{dsl}");
+        for key in HTTP_KEYS {
+            assert!(dsl.contains(key), "the import lost {key}:\n{dsl}");
+        }
         let versions = console.published_versions(&flow).await.unwrap();
         assert_eq!(versions.len(), 1, "{versions:?}");
         let published = console.export_dsl(&flow, Version::Published).await.unwrap();
