@@ -770,11 +770,8 @@ fn an_endless_list_from_a_hostile_server_is_bounded() {
             }
         }
     });
-    let api = KnowledgeApi::new(
-        &format!("http://127.0.0.1:{port}/v1"),
-        "dataset-KeySecret",
-    )
-    .unwrap();
+    let api =
+        KnowledgeApi::new(&format!("http://127.0.0.1:{port}/v1"), "dataset-KeySecret").unwrap();
     let mirror = Mirror {
         api,
         dataset: "3b7a52c1-5f1e-4c1a-9d7e-2f4e8c1d0a11".into(),

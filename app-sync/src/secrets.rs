@@ -137,6 +137,17 @@ pub fn describe_keys(keys: &[String], dsl: Option<&Value>) -> String {
     shown.join("; ")
 }
 
+/// `text` (an answer of Dify's that may quote what it was sent) with every one of `values`
+/// (four characters or more) replaced by its placeholder.
+pub fn hide_values(text: &str, values: &BTreeMap<String, String>) -> String {
+    values
+        .iter()
+        .filter(|(_, value)| value.chars().count() >= 4)
+        .fold(text.to_string(), |text, (key, value)| {
+            text.replace(value.as_str(), &placeholder(key))
+        })
+}
+
 /// The values of `found`, by key.
 pub fn values(found: &[Found]) -> BTreeMap<String, String> {
     found
@@ -749,6 +760,17 @@ workflow:
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].key, "t1/tool_configurations.appid.value");
         assert_eq!(found[0].value, "owm-1234");
+    }
+
+    #[test]
+    fn an_answer_quoting_a_restored_secret_shows_its_placeholder() {
+        let mut dsl = yaml(HTTP_APP);
+        let found = redact(&mut dsl);
+        let quoted = "invalid node: api_key=my-api-key-987 near line 12";
+        assert_eq!(
+            hide_values(quoted, &values(&found)),
+            "invalid node: api_key=[__SECRET__:1750000000300/authorization.config.api_key] near line 12"
+        );
     }
 
     #[test]

@@ -121,17 +121,42 @@ impl Settings {
     }
 
     /// From `APP_GIT_SYNC_<FIELD>` variables (the command line); a `…_FILE` variant reads
-    /// the value from a file (keys, certificates).
+    /// the value from a file (secrets stay out of the process list; keys, certificates). A
+    /// file that cannot be read is a problem of its own, named.
     pub fn from_env() -> Result<Settings, Vec<CredentialProblem>> {
-        Settings::from_values(|field| {
-            let name = format!("APP_GIT_SYNC_{}", field.to_ascii_uppercase());
-            std::env::var(&name)
-                .ok()
-                .or_else(|| {
-                    let file = std::env::var(format!("{name}_FILE")).ok()?;
-                    std::fs::read_to_string(file).ok()
+        let mut unreadable = Vec::new();
+        let values: Vec<String> = FIELDS
+            .iter()
+            .map(|field| {
+                let name = format!("APP_GIT_SYNC_{}", field.to_ascii_uppercase());
+                if let Ok(value) = std::env::var(&name) {
+                    return value;
+                }
+                let Some(file) = std::env::var_os(format!("{name}_FILE")) else {
+                    return String::new();
+                };
+                std::fs::read_to_string(&file).unwrap_or_else(|e| {
+                    unreadable.push(CredentialProblem {
+                        field,
+                        message: format!(
+                            "{name}_FILE names {}, which cannot be read ({})",
+                            std::path::Path::new(&file).display(),
+                            e.kind()
+                        ),
+                    });
+                    String::new()
                 })
-                .unwrap_or_default()
+            })
+            .collect();
+        if !unreadable.is_empty() {
+            return Err(unreadable);
+        }
+        Settings::from_values(|field| {
+            let i = FIELDS
+                .iter()
+                .position(|f| *f == field)
+                .expect("a declared field");
+            values[i].clone()
         })
     }
 

@@ -292,6 +292,11 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             }
             outcome = ctx.console.confirm_import(&outcome.import_id).await?;
         }
+        // Dify's answer may quote the DSL it got, secrets put back included.
+        outcome.error = secrets::hide_values(&outcome.error, &current);
+        for warning in &mut outcome.warnings {
+            *warning = secrets::hide_values(warning, &current);
+        }
         if !outcome.status.starts_with("completed") || outcome.app_id.is_empty() {
             report.failed.push(skip(&match outcome.error.is_empty() {
                 true => format!("Dify answered {}", outcome.status),

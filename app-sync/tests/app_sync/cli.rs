@@ -112,3 +112,24 @@ fn missing_settings_are_named_by_variable_and_exit_1() {
     );
     assert!(!shown.contains("pw-never-shown"), "{shown}");
 }
+
+/// A secret can come from a file (`…_FILE`), out of the process list; a file that cannot be
+/// read is named, not taken for an empty setting.
+#[test]
+fn a_setting_file_that_cannot_be_read_is_named() {
+    let cli = Cli::start();
+    let missing = cli.dir.path().join("no-such-password");
+    let output = Command::new(BINARY)
+        .args(["status"])
+        .env_clear()
+        .env("HOME", cli.dir.path())
+        .env("APP_GIT_SYNC_PASSWORD_FILE", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let shown = text(&output);
+    assert!(
+        shown.contains("APP_GIT_SYNC_PASSWORD_FILE names") && shown.contains("no-such-password"),
+        "{shown}"
+    );
+}

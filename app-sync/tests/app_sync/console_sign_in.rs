@@ -319,3 +319,27 @@ async fn a_redirect_to_another_origin_gets_no_credential() {
         }
     }
 }
+
+/// A server that answers with 2,000 `Set-Cookie` headers did answer: it is named as an answer
+/// that cannot be read, not as a console that cannot be reached.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_with_too_many_headers_is_not_called_unreachable() {
+    use crate::support::loopback_http::LoopbackServer;
+    let server = LoopbackServer::start(std::sync::Arc::new(|_: &_, _: &_| {
+        let mut response = hyper::Response::builder().header("X-Version", "1.13.2");
+        for i in 0..2000 {
+            response = response.header("Set-Cookie", format!("c{i}=v; Path=/"));
+        }
+        response
+            .body(http_body_util::Full::new(hyper::body::Bytes::from_static(
+                b"{}",
+            )))
+            .unwrap()
+    }));
+    let console = Console::new(&format!("http://127.0.0.1:{}", server.port), password()).unwrap();
+    let text = console.list_apps().await.unwrap_err().to_string();
+    assert!(
+        text.contains("headers that cannot be read") && !text.contains("cannot reach"),
+        "{text}"
+    );
+}
