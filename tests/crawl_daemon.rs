@@ -433,7 +433,8 @@ fn a_failing_storage_or_a_killed_process_records_nothing() {
     let messages = crawl(&daemon, json!({"repo_url": url}));
     let error = messages.last().unwrap();
     assert_eq!(error["type"], "error", "{messages:?}");
-    assert_eq!(error["data"]["error_type"], "PluginStorageError");
+    assert_eq!(error["data"]["error_type"], "InvokeServerUnavailableError");
+    assert_eq!(error["data"]["args"]["error"], "PluginStorageError");
     assert!(daemon
         .recorded()
         .storage
@@ -484,7 +485,8 @@ fn bad_parameters_and_urls_get_clear_errors() {
         json!({"repo_url": "{{#rag.shared.repo#}}", "sync_mode": "sometimes"}),
     );
     let error = &messages.last().unwrap()["data"];
-    assert_eq!(error["error_type"], "CrawlParameterError");
+    assert_eq!(error["error_type"], "InvokeBadRequestError");
+    assert_eq!(error["args"]["error"], "CrawlParameterError");
     assert!(
         error["message"]
             .as_str()
@@ -494,16 +496,16 @@ fn bad_parameters_and_urls_get_clear_errors() {
     );
     let messages = crawl(&daemon, json!({"repo_url": setup.url(), "branch": "nope"}));
     let error = &messages.last().unwrap()["data"];
-    assert_eq!(error["error_type"], "GitRefNotFoundError");
+    assert_eq!(error["error_type"], "InvokeBadRequestError");
+    assert_eq!(error["args"]["error"], "GitRefNotFoundError");
     assert!(error["message"]
         .as_str()
         .unwrap()
         .contains("its branches: main"));
     let messages = crawl(&daemon, json!({"repo_url": "https://127.0.0.1:1/r.git"}));
-    assert_eq!(
-        messages.last().unwrap()["data"]["error_type"],
-        "GitNetworkError"
-    );
+    let error = &messages.last().unwrap()["data"];
+    assert_eq!(error["error_type"], "InvokeConnectionError");
+    assert_eq!(error["args"]["error"], "GitNetworkError");
 }
 
 /// Malformed URLs with a token in them (one slash, none, `http//`, a `%` before a multi-byte
@@ -778,9 +780,10 @@ fn a_cached_commit_is_not_served_without_authorization() {
         let other = crawl_with(credentials, &repo.head());
         let last = other.last().unwrap();
         assert_eq!(
-            last["data"]["error_type"], "GitAuthenticationError",
+            last["data"]["error_type"], "InvokeAuthorizationError",
             "{other:?}"
         );
+        assert_eq!(last["data"]["args"]["error"], "GitAuthenticationError");
         assert!(!other.iter().any(|m| m.to_string().contains("secret.md")));
     }
 }
@@ -810,9 +813,7 @@ fn a_hostile_known_hosts_pattern_answers_at_once() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(
-        messages.last().unwrap()["data"]["error_type"],
-        "GitHostKeyError",
-        "{messages:?}"
-    );
+    let error = &messages.last().unwrap()["data"];
+    assert_eq!(error["error_type"], "InvokeBadRequestError", "{messages:?}");
+    assert_eq!(error["args"]["error"], "GitHostKeyError");
 }

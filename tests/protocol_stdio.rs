@@ -223,7 +223,9 @@ fn crawl_without_a_url_and_unknown_actions_get_a_clear_error() {
         json!({"provider": "git_datasource", "datasource": "git_datasource", "credentials": {}, "datasource_parameters": {}}),
     );
     let error = single_error(&daemon.finish(&crawl));
-    assert_eq!(error["error_type"], "CrawlParameterError");
+    // Dify shows the message of the error types it knows; ours is named in `args.error`.
+    assert_eq!(error["error_type"], "InvokeBadRequestError");
+    assert_eq!(error["args"]["error"], "CrawlParameterError");
     assert!(error["message"]
         .as_str()
         .unwrap()
@@ -337,7 +339,8 @@ fn a_line_that_would_reach_the_cap_fails_its_session_instead() {
         json!({"credentials": {"access_token": "a b", "username": "c d", "ca_certificate": "x", "ssh_known_hosts": "y", "ssh_private_key": "z"}}),
     );
     let error = single_error(&daemon.finish(&session));
-    assert_eq!(error["error_type"], "ResponseTooLargeError");
+    assert_eq!(error["error_type"], "InvokeBadRequestError");
+    assert_eq!(error["args"]["error"], "ResponseTooLargeError");
     assert!(error["message"].as_str().unwrap().contains("700"));
     let recorded = daemon.recorded();
     assert!(recorded

@@ -275,7 +275,11 @@ fn a_crashing_handler_still_ends_its_session_and_the_runtime_keeps_serving() {
     let crashed = daemon.request("crash", json!({}));
     let messages = daemon.finish(&crashed);
     assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0]["data"]["error_type"], "InternalError");
+    assert_eq!(
+        messages[0]["data"]["error_type"],
+        "InvokeServerUnavailableError"
+    );
+    assert_eq!(messages[0]["data"]["args"]["error"], "InternalError");
     assert!(!messages[0]["data"]["message"]
         .as_str()
         .unwrap()
@@ -294,5 +298,9 @@ fn an_oversize_line_becomes_the_sessions_only_error() {
     assert_eq!(messages, messages_later, "nothing after the error");
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(messages[0]["type"], "error");
-    assert_eq!(messages[0]["data"]["error_type"], "ResponseTooLargeError");
+    assert_eq!(messages[0]["data"]["error_type"], "InvokeBadRequestError");
+    assert_eq!(
+        messages[0]["data"]["args"]["error"],
+        "ResponseTooLargeError"
+    );
 }

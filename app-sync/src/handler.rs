@@ -3,16 +3,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use dify_plugin::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler, Session};
+use dify_plugin::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler, Session, Shown};
 use dify_plugin::tool::{self, ToolMessage, ToolRequest, INVOKE_TOOL, VALIDATE_TOOL_CREDENTIALS};
-use git_remote::{CredentialProblem, GitClient};
+use git_remote::{CredentialProblem, Fault, GitClient};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::console::apps::Version;
 use crate::console::sign_in::SignIn;
-use crate::console::Console;
+use crate::console::{Console, ConsoleError};
 use crate::settings::Settings;
 use crate::state::StateStore;
 use crate::sync::export::ExportOptions;
@@ -86,8 +86,9 @@ impl RequestHandler for AppSyncHandler {
             match (request.kind.as_str(), request.action.as_str()) {
                 ("tool", VALIDATE_TOOL_CREDENTIALS) => validate(call()?, &session).await,
                 ("tool", INVOKE_TOOL) => invoke(call()?, &session).await,
-                (kind, action) => Err(ErrorPayload::new(
-                    "InvokeBadRequestError",
+                (kind, action) => Err(ErrorPayload::shown(
+                    Shown::BadRequest,
+                    "UnsupportedAction",
                     format!(
                         "app_git_sync does not handle {kind}/{action}; it serves \
                          tool/{VALIDATE_TOOL_CREDENTIALS} and tool/{INVOKE_TOOL}"
@@ -102,7 +103,8 @@ impl RequestHandler for AppSyncHandler {
 
 fn credential_error(problems: &[CredentialProblem]) -> ErrorPayload {
     let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    let mut error = ErrorPayload::new(
+    let mut error = ErrorPayload::shown(
+        Shown::Credentials,
         "CredentialsValidateFailedError",
         format!("the authorization has problems: {}", listed.join("; ")),
     );
@@ -128,9 +130,13 @@ impl ToolCall {
         let tool = ToolRequest::from_request(request)?;
         let settings =
             Settings::from_credentials(&tool.credentials).map_err(|p| credential_error(&p))?;
-        let console = consoles
-            .get(&settings)
-            .map_err(|message| ErrorPayload::new("CredentialsValidateFailedError", message))?;
+        let console = consoles.get(&settings).map_err(|message| {
+            ErrorPayload::shown(
+                Shown::Credentials,
+                "CredentialsValidateFailedError",
+                message,
+            )
+        })?;
         let ctx = SyncContext {
             settings,
             console,
@@ -231,16 +237,40 @@ async fn invoke(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
 }
 
 fn bad_parameter(message: &str) -> ErrorPayload {
-    ErrorPayload::new("ToolParameterValidationError", message)
+    ErrorPayload::shown(Shown::BadRequest, "ToolParameterValidationError", message)
 }
 
+/// A failed run as Dify shows it: one of the error types it turns into text ([`Shown`]),
+/// what failed in `args.kind`.
 fn failed(error: SyncError) -> ErrorPayload {
-    let kind = match &error {
-        SyncError::Console(_) => "console",
-        SyncError::Git(_) => "git",
-        SyncError::Dsl(_) => "dsl",
-        SyncError::State(_) => "state",
-        SyncError::Input(_) => "input",
+    let (shown, kind) = match &error {
+        SyncError::Console(console) => (
+            match console {
+                ConsoleError::Unreachable { .. } => Shown::Connection,
+                ConsoleError::SignIn(_) => Shown::Authorization,
+                ConsoleError::Refused {
+                    status: 401 | 403, ..
+                } => Shown::Authorization,
+                ConsoleError::Refused { status: 429, .. } => Shown::RateLimit,
+                ConsoleError::Refused { status: 500.., .. } | ConsoleError::Malformed { .. } => {
+                    Shown::ServerUnavailable
+                }
+                ConsoleError::Refused { .. } | ConsoleError::Redirected(_) => Shown::BadRequest,
+            },
+            "console",
+        ),
+        SyncError::Git(git) => (
+            match git.fault() {
+                Fault::Input => Shown::BadRequest,
+                Fault::Credentials => Shown::Authorization,
+                Fault::Network => Shown::Connection,
+                Fault::Server => Shown::ServerUnavailable,
+            },
+            "git",
+        ),
+        SyncError::Dsl(_) => (Shown::BadRequest, "dsl"),
+        SyncError::State(_) => (Shown::ServerUnavailable, "state"),
+        SyncError::Input(_) => (Shown::BadRequest, "input"),
     };
-    ErrorPayload::new("ToolInvokeError", error.to_string()).with_arg("kind", kind)
+    ErrorPayload::shown(shown, "ToolInvokeError", error.to_string()).with_arg("kind", kind)
 }

@@ -8,13 +8,13 @@ use crate::crawl::state::{StateError, StateStore};
 use crate::crawl::{result_budget, Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
 use crate::credentials::Credentials;
 use crate::handlers::MirrorProcess;
-use crate::mirror::api::KnowledgeApi;
+use crate::mirror::api::{ApiErrorKind, KnowledgeApi};
 use crate::mirror::watcher::Watch;
 use crate::mirror::{Mirror, WatchSettings};
 use dify_plugin::protocol::stdio::DEFAULT_LINE_CAP;
 use dify_plugin::protocol::storage::Storage;
-use dify_plugin::protocol::{ErrorPayload, Request, Session};
-use git_remote::GitClient;
+use dify_plugin::protocol::{ErrorPayload, Request, Session, Shown};
+use git_remote::{Fault, GitClient};
 
 pub async fn handle(
     request: &Request,
@@ -24,7 +24,8 @@ pub async fn handle(
 ) -> Result<(), ErrorPayload> {
     let params = CrawlParams::from_json(request.fields.get("datasource_parameters")).map_err(
         |problems| {
-            ErrorPayload::new(
+            ErrorPayload::shown(
+                Shown::BadRequest,
                 "CrawlParameterError",
                 format!(
                     "the datasource parameters have problems: {}",
@@ -36,7 +37,11 @@ pub async fn handle(
     let credentials =
         Credentials::from_request(request.fields.get("credentials")).map_err(|problems| {
             let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            ErrorPayload::new("CredentialsValidateFailedError", listed.join("; "))
+            ErrorPayload::shown(
+                Shown::Credentials,
+                "CredentialsValidateFailedError",
+                listed.join("; "),
+            )
         })?;
     let mirror = mirror_target(&params, &credentials, mirrors)?;
     if params.push_rest && mirror.is_none() {
@@ -135,7 +140,13 @@ fn mirror_target(
         );
         return Ok(None);
     }
-    let invalid = |problem| ErrorPayload::new("CredentialsValidateFailedError", problem);
+    let invalid = |problem: String| {
+        ErrorPayload::shown(
+            Shown::Credentials,
+            "CredentialsValidateFailedError",
+            problem,
+        )
+    };
     let http = mirrors
         .http
         .get_or_init(|| dify_plugin::dify_http::client().unwrap_or_default())
@@ -194,28 +205,51 @@ fn watch(
     }
 }
 
+/// The error as Dify shows it: one of the types it turns into text ([`Shown`]), our own name
+/// in `args.error`.
 fn error_payload(error: &CrawlError) -> ErrorPayload {
-    let error_type = match error {
-        CrawlError::Params(_) => "CrawlParameterError",
-        CrawlError::Git(git) => match git.kind() {
-            "auth_failed" => "GitAuthenticationError",
-            "repo_not_found" => "GitRepositoryNotFoundError",
-            "ref_not_found" => "GitRefNotFoundError",
-            "host_key_mismatch" | "host_key_unknown" => "GitHostKeyError",
-            "tls" => "GitTlsError",
-            "network" | "timeout" => "GitNetworkError",
-            "invalid_url" | "not_allowed" => "GitUrlError",
-            _ => "GitError",
-        },
-        CrawlError::State(_) => "PluginStorageError",
-        CrawlError::Output(_) => "InternalError",
-        CrawlError::Mirror(_) => "DifyApiError",
+    let (shown, name) = match error {
+        CrawlError::Params(_) => (Shown::BadRequest, "CrawlParameterError"),
+        CrawlError::Git(git) => (
+            shown_for(git.fault()),
+            match git.kind() {
+                "auth_failed" => "GitAuthenticationError",
+                "repo_not_found" => "GitRepositoryNotFoundError",
+                "ref_not_found" => "GitRefNotFoundError",
+                "host_key_mismatch" | "host_key_unknown" => "GitHostKeyError",
+                "tls" => "GitTlsError",
+                "network" | "timeout" => "GitNetworkError",
+                "invalid_url" | "not_allowed" => "GitUrlError",
+                _ => "GitError",
+            },
+        ),
+        CrawlError::State(_) => (Shown::ServerUnavailable, "PluginStorageError"),
+        CrawlError::Output(_) => (Shown::ServerUnavailable, "InternalError"),
+        CrawlError::Mirror(api) => (
+            match api.kind {
+                ApiErrorKind::Unauthorized => Shown::Authorization,
+                ApiErrorKind::Unreachable => Shown::Connection,
+                ApiErrorKind::Other => Shown::ServerUnavailable,
+                _ => Shown::BadRequest,
+            },
+            "DifyApiError",
+        ),
     };
-    let mut payload = ErrorPayload::new(error_type, error.to_string());
+    let mut payload = ErrorPayload::shown(shown, name, error.to_string());
     if let CrawlError::Git(git) = error {
         payload = payload.with_arg("kind", git.kind());
     }
     payload
+}
+
+/// How Dify shows a Git error: bad input, refused credentials, no connection, or a failure.
+fn shown_for(fault: Fault) -> Shown {
+    match fault {
+        Fault::Input => Shown::BadRequest,
+        Fault::Credentials => Shown::Authorization,
+        Fault::Network => Shown::Connection,
+        Fault::Server => Shown::ServerUnavailable,
+    }
 }
 
 /// Plugin storage for one crawl. A silent daemon must not hold the run past the daemon's own

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::mirror::record::RecordMemory;
 use crate::mirror::watcher::Watchers;
-use dify_plugin::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler, Session};
+use dify_plugin::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler, Session, Shown};
 use git_remote::GitClient;
 
 pub const VALIDATE_CREDENTIALS: &str = "validate_datasource_credentials";
@@ -46,8 +46,9 @@ impl RequestHandler for PluginHandler {
                     validate_credentials::handle(&request, &session).await
                 }
                 ("datasource", GET_CRAWL) => crawl::handle(&request, &session, git, &mirrors).await,
-                (kind, action) => Err(ErrorPayload::new(
-                    "InvokeBadRequestError",
+                (kind, action) => Err(ErrorPayload::shown(
+                    Shown::BadRequest,
+                    "UnsupportedAction",
                     format!(
                         "git_datasource does not handle {kind}/{action}; it serves \
                          datasource/{VALIDATE_CREDENTIALS} and datasource/{GET_CRAWL}"

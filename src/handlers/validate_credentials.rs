@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::credentials::{CredentialProblem, Credentials};
 use crate::mirror::api::{ApiErrorKind, KnowledgeApi};
-use dify_plugin::protocol::{ErrorPayload, Request, Session};
+use dify_plugin::protocol::{ErrorPayload, Request, Session, Shown};
 
 pub async fn handle(request: &Request, session: &Session) -> Result<(), ErrorPayload> {
     let problems = match Credentials::from_request(request.fields.get("credentials")) {
@@ -17,14 +17,14 @@ pub async fn handle(request: &Request, session: &Session) -> Result<(), ErrorPay
         Err(problems) => problems,
     };
     if problems.is_empty() {
-        session
-            .stream(json!({"result": true}))
-            .await
-            .map_err(|e| ErrorPayload::new("InternalError", e.to_string()))?;
+        session.stream(json!({"result": true})).await.map_err(|e| {
+            ErrorPayload::shown(Shown::ServerUnavailable, "InternalError", e.to_string())
+        })?;
         return Ok(());
     }
     let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    let mut error = ErrorPayload::new(
+    let mut error = ErrorPayload::shown(
+        Shown::Credentials,
         "CredentialsValidateFailedError",
         format!("the authorization has problems: {}", listed.join("; ")),
     );

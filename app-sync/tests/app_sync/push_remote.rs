@@ -43,6 +43,9 @@ fn exports_push_over_https_with_a_token() {
         message.contains("refused") && message.contains("pushes are frozen"),
         "{message}"
     );
+    // A type Dify shows as text (not as the raw JSON of an error it does not know).
+    assert_eq!(error["error_type"], "InvokeBadRequestError");
+    assert_eq!(error["args"]["kind"], "git");
     assert!(!message.contains(TOKEN) && !s.daemon.stderr_text().contains(TOKEN));
     assert_eq!(git(&repo.bare, &["rev-parse", "main"]), commit);
     let (_, status) = outputs(&s.tool_with(
@@ -62,6 +65,7 @@ fn exports_push_over_https_with_a_token() {
         error["message"].as_str().unwrap().contains("access_token"),
         "{error}"
     );
+    assert_eq!(error["error_type"], "InvokeAuthorizationError");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::protocol::{ErrorPayload, Request, Session};
+use crate::protocol::{ErrorPayload, Request, Session, Shown};
 
 pub const VALIDATE_TOOL_CREDENTIALS: &str = "validate_tool_credentials";
 pub const INVOKE_TOOL: &str = "invoke_tool";
@@ -71,7 +71,7 @@ impl ToolRequest {
 }
 
 fn bad_request(message: String) -> ErrorPayload {
-    ErrorPayload::new("InvokeBadRequestError", message)
+    ErrorPayload::shown(Shown::BadRequest, "ToolRequestError", message)
 }
 
 /// One message of a tool's answer.
@@ -104,10 +104,9 @@ impl ToolMessage {
 
     /// Streams this message on the session.
     pub async fn send(&self, session: &Session) -> Result<(), ErrorPayload> {
-        session
-            .stream(self.to_json())
-            .await
-            .map_err(|e| ErrorPayload::new("InternalError", e.to_string()))
+        session.stream(self.to_json()).await.map_err(|e| {
+            ErrorPayload::shown(Shown::ServerUnavailable, "InternalError", e.to_string())
+        })
     }
 }
 
@@ -116,7 +115,7 @@ pub async fn credentials_valid(session: &Session) -> Result<(), ErrorPayload> {
     session
         .stream(json!({"result": true}))
         .await
-        .map_err(|e| ErrorPayload::new("InternalError", e.to_string()))
+        .map_err(|e| ErrorPayload::shown(Shown::ServerUnavailable, "InternalError", e.to_string()))
 }
 
 #[cfg(test)]

@@ -42,7 +42,36 @@ impl std::fmt::Debug for GitError {
     }
 }
 
+/// Whose fix an error needs, for callers that sort errors into kinds of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The URL, the reference, a host key, a setting, a branch that moved: the user's to fix.
+    Input,
+    /// The server refused the credentials.
+    Credentials,
+    /// The server could not be reached, TLS failed, or time ran out.
+    Network,
+    /// The server or the local cache failed.
+    Server,
+}
+
 impl GitError {
+    /// Whose fix this error needs.
+    pub fn fault(&self) -> Fault {
+        match self {
+            GitError::InvalidUrl(_)
+            | GitError::NotAllowed(_)
+            | GitError::RepoNotFound(_)
+            | GitError::RefNotFound(_)
+            | GitError::HostKeyMismatch(_)
+            | GitError::HostKeyUnknown(_)
+            | GitError::Rejected(_) => Fault::Input,
+            GitError::AuthFailed(_) => Fault::Credentials,
+            GitError::Tls(_) | GitError::Network(_) | GitError::Timeout(_) => Fault::Network,
+            GitError::Cache(_) | GitError::Read(_) | GitError::Write(_) => Fault::Server,
+        }
+    }
+
     /// Worth another try: the network hiccuped.
     pub fn is_transient(&self) -> bool {
         matches!(self, GitError::Network(_) | GitError::Timeout(_))

@@ -19,7 +19,7 @@ pub use cache::RepoCache;
 pub use client::{FetchRequest, FetchSettings, Fetched, GitClient, RefKind, RepoPlace};
 pub use credentials::{CredentialProblem, GitCredentials};
 pub use env::EnvVars;
-pub use error::GitError;
+pub use error::{Fault, GitError};
 pub use filters::PathFilter;
 pub use push::{read_file, write_commit, Author, Branch, FileChange};
 pub use tree::{

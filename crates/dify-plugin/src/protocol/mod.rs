@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use router::{HandlerFuture, RequestHandler};
 pub use session::Session;
-pub use wire::{ErrorPayload, Request};
+pub use wire::{ErrorPayload, Request, Shown};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

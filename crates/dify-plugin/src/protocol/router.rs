@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::session::{Backwards, Session};
-use super::wire::{BackwardsEvent, ErrorPayload, IncomingLine, Request};
+use super::wire::{BackwardsEvent, ErrorPayload, IncomingLine, Request, Shown};
 use super::writer::Writer;
 
 /// Lines longer than this are skipped (storage replies are the largest legitimate lines, and
@@ -149,7 +149,7 @@ impl Context<'_> {
                 tokio::spawn(run_session(session, work));
             }
             Err(problem) => {
-                let error = ErrorPayload::new("InvokeBadRequestError", problem);
+                let error = ErrorPayload::shown(Shown::BadRequest, "MalformedRequest", problem);
                 tokio::spawn(async move { session.fail(&error).await });
             }
         }
@@ -173,7 +173,7 @@ impl Context<'_> {
         match session_id {
             Some(session_id) => {
                 let session = self.session(session_id);
-                let error = ErrorPayload::new("InvokeBadRequestError", problem);
+                let error = ErrorPayload::shown(Shown::BadRequest, "UnservableLine", problem);
                 tokio::spawn(async move { session.fail(&error).await });
             }
             None => tracing::warn!("skipped an incoming line: {problem}"),
@@ -220,7 +220,8 @@ async fn run_session(session: Session, work: HandlerFuture) {
                 false => "was cancelled",
             };
             tracing::error!(session = session.id(), "the request handler {what}");
-            Err(ErrorPayload::new(
+            Err(ErrorPayload::shown(
+                Shown::ServerUnavailable,
                 "InternalError",
                 "the plugin failed while handling this request; the plugin log has the details",
             ))

@@ -75,6 +75,40 @@ pub fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// The kinds of error Dify shows a user as text. Dify unwraps only the error types it knows
+/// (`core/plugin/impl/base.py`, `_handle_plugin_daemon_error`: `InvokeBadRequestError`, …,
+/// `CredentialsValidateFailedError`) and shows the raw JSON of any other, so every error a
+/// plugin sends is one of these, with its own precise name in `args.error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// Bad parameters, a missing repository or branch, a refused input, a setting to fix.
+    BadRequest,
+    /// A server refused the credentials.
+    Authorization,
+    /// A server cannot be reached.
+    Connection,
+    /// A server (or the plugin's own storage) failed or is busy.
+    ServerUnavailable,
+    /// A server asks to slow down.
+    RateLimit,
+    /// The fields of an authorization are wrong (checked before any server is asked).
+    Credentials,
+}
+
+impl Shown {
+    /// Dify's name of the error type.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            Shown::BadRequest => "InvokeBadRequestError",
+            Shown::Authorization => "InvokeAuthorizationError",
+            Shown::Connection => "InvokeConnectionError",
+            Shown::ServerUnavailable => "InvokeServerUnavailableError",
+            Shown::RateLimit => "InvokeRateLimitError",
+            Shown::Credentials => "CredentialsValidateFailedError",
+        }
+    }
+}
+
 /// A session `error` payload: `{error_type, message, args}` with at most ten `args`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorPayload {
@@ -90,6 +124,12 @@ impl ErrorPayload {
             message: message.into(),
             args: Map::new(),
         }
+    }
+
+    /// An error Dify shows as `message`: of the Dify type `kind` picks, with the plugin's own
+    /// name of the error (`GitRepositoryNotFoundError`) in `args.error`.
+    pub fn shown(kind: Shown, name: &str, message: impl Into<String>) -> Self {
+        ErrorPayload::new(kind.error_type(), message).with_arg("error", name)
     }
 
     /// Adds one `args` entry; entries past the daemon's limit of ten are dropped.

@@ -6,7 +6,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::wire::{session_message, ErrorPayload};
+use super::wire::{session_message, ErrorPayload, Shown};
 
 /// What a line is, which decides what happens when it is too long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +147,8 @@ async fn write_line<W: AsyncWrite + Unpin>(out: &mut W, line: &[u8]) -> std::io:
 }
 
 fn oversize_error(session_id: &str, refused: &WriteError) -> Value {
-    let payload = ErrorPayload::new(
+    let payload = ErrorPayload::shown(
+        Shown::BadRequest,
         "ResponseTooLargeError",
         format!(
             "{refused}; ask for less in one call (fewer apps or files) or ask the operator to \
