@@ -242,7 +242,8 @@ fn each_kind_of_change_behaves_as_specified() {
     let docs = documents(&crawl(&daemon, json!({"repo_url": url})));
     assert_eq!(titles(&docs), ["edit.md", "moved.md", "new.md"]);
     assert_eq!(docs["edit.md"]["content"], "after");
-    let stderr = daemon.stderr_text();
+    // The run's log line may follow its last message by a moment.
+    let stderr = daemon.stderr_once(&["deleted=1", "renamed=1"], Duration::from_secs(10));
     assert!(
         stderr.contains("deleted=1") && stderr.contains("renamed=1"),
         "{stderr}"

@@ -19,6 +19,17 @@ impl RealDifyProcess {
     /// Starts the Dify of `script_dir` on `port`; `None`, after saying SKIPPED and what
     /// `still_ran` instead, when that folder is absent.
     pub fn start(script_dir: &Path, port: &str, still_ran: &str) -> Option<RealDifyProcess> {
+        RealDifyProcess::start_with(script_dir, port, &[], still_ran)
+    }
+
+    /// [`Self::start`] with `env` for `start` (`DIFY_DAEMON=relay`, `DIFY_RELAY_PLUGINS`, and
+    /// the plugins' own settings, which they inherit).
+    pub fn start_with(
+        script_dir: &Path,
+        port: &str,
+        env: &[(&str, &str)],
+        still_ran: &str,
+    ) -> Option<RealDifyProcess> {
         if !script_dir.join("start").exists() {
             eprintln!(
                 "SKIPPED: {} is absent, so the real Dify API cannot be started; {still_ran}",
@@ -28,6 +39,7 @@ impl RealDifyProcess {
         }
         let started = Command::new(script_dir.join("start"))
             .env("DIFY_PORT", port)
+            .envs(env.iter().copied())
             .output()
             .expect("../shared/dify/start runs");
         assert!(

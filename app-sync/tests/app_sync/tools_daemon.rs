@@ -380,3 +380,29 @@ fn an_app_dify_cannot_export_is_named_and_the_others_still_sync() {
     assert!(report["imported"].as_array().unwrap().is_empty(), "{text}");
     assert!(text.contains("must be compared first"), "{text}");
 }
+
+/// Dify 1.16: a workflow without a draft answers 500 to its export (named, with the fix, and
+/// the others still sync), and a file of an older DSL imports with Dify's warnings shown.
+#[test]
+fn on_dify_1_16_a_missing_draft_and_import_warnings_are_named() {
+    let s = AppScenario::on("1.16.1");
+    s.console.state().app_mut("Report Workflow").no_draft = true;
+    let (text, report) = s.run("export_apps", json!({}));
+    assert_eq!(report["exported"].as_array().unwrap().len(), 2, "{text}");
+    assert!(
+        text.contains("Not exported: Report Workflow: Dify cannot export it: it answered 500")
+            && text.contains("open it once in Dify's editor"),
+        "{text}"
+    );
+    let id = s.console.state().app("Support Flow").id.clone();
+    s.edit_in_git(&id, "version: 0.7.0", "version: 0.6.0");
+    let (text, report) = s.run("import_apps", json!({}));
+    assert_eq!(
+        report["imported"][0]["status"], "completed-with-warnings",
+        "{text}"
+    );
+    assert!(
+        text.contains("Dify warns: version: DSL 0.6.0 is older than 0.7.0"),
+        "{text}"
+    );
+}

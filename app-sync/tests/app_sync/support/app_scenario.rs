@@ -21,8 +21,13 @@ pub struct AppScenario {
 
 impl AppScenario {
     pub fn start() -> AppScenario {
+        AppScenario::on("1.13.2")
+    }
+
+    /// The same setup on a console of Dify `version`.
+    pub fn on(version: &str) -> AppScenario {
         let dir = tempfile::tempdir().unwrap();
-        let console = FakeConsole::start("1.13.2");
+        let console = FakeConsole::start(version);
         console.add_app(
             "Support Flow",
             "advanced-chat",

@@ -141,7 +141,12 @@ impl FakeConsole {
         let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
         let state = Arc::new(Mutex::new(ConsoleState {
             version: (parts[0], parts[1], parts[2]),
-            dsl_version: "0.5.0".into(),
+            // 1.16 writes DSL 0.7.0 (`app_dsl_service.py` CURRENT_DSL_VERSION).
+            dsl_version: match (parts[0], parts[1]) >= (1, 16) {
+                true => "0.7.0",
+                false => "0.5.0",
+            }
+            .into(),
             host_prefix: false,
             admin_key_enabled: true,
             apps: BTreeMap::new(),
@@ -536,7 +541,11 @@ fn export(state: &ConsoleState, id: &str, parts: &Parts) -> Response<Full<Bytes>
         return error(404, "app_not_found", "App not found.");
     };
     if app.no_draft && query(parts, "workflow_id").is_none() {
-        return error(400, "draft_workflow_not_exist", "Draft workflow not found");
+        // 1.16 lets the missing draft surface as a server error.
+        return match state.at_least((1, 16, 0)) {
+            true => error(500, "internal_server_error", "Internal Server Error"),
+            false => error(400, "draft_workflow_not_exist", "Draft workflow not found"),
+        };
     }
     let workflow = match query(parts, "workflow_id") {
         None => None,
@@ -604,10 +613,18 @@ fn import(state: &mut ConsoleState, body: &Value) -> Response<Full<Bytes>> {
         false => "completed",
     };
     let id = apply(state, &yaml, app_id);
-    respond(
-        200,
-        json!({"id": import_id, "status": status, "app_id": id, "current_dsl_version": state.dsl_version, "imported_dsl_version": yaml["version"], "error": ""}),
-    )
+    let mut answer = json!({"id": import_id, "status": status, "app_id": id, "current_dsl_version": state.dsl_version, "imported_dsl_version": yaml["version"], "error": ""});
+    // 1.16 answers with `permission_keys` and `warnings` ({code, path, message}).
+    if state.at_least((1, 16, 0)) {
+        answer["permission_keys"] = json!([]);
+        answer["warnings"] = match status {
+            "completed-with-warnings" => json!([{"code": "dsl_version_older", "path": "version",
+                "message": format!("DSL {} is older than {}", yaml["version"].as_str().unwrap_or("?"), state.dsl_version),
+                "details": {}}]),
+            _ => json!([]),
+        };
+    }
+    respond(200, answer)
 }
 
 /// Writes an imported DSL: over the app in place, or as a new app.

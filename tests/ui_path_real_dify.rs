@@ -1,0 +1,378 @@
+//! What a user of the web app does, through the real Dify API (1.16.1 by default,
+//! `DIFY_VERSION=1.13.2` for the older one) with our real package behind it: `../shared/dify`
+//! started with `DIFY_DAEMON=relay`, the `.difypkg` unpacked as the daemon unpacks it and
+//! started through its launcher. Every step is a console route the browser calls: the data
+//! source node set up and published, an authorization added (Dify asks our binary to validate
+//! it; a wrong key is refused with our message), *Run* (the SSE stream of the data source
+//! node), *Save & Process* exactly as the browser sends it (`{...item, credential_id}`,
+//! `response_mode: "blocking"`), a change of the branch, again; after each import the
+//! knowledge base holds exactly the branch (mirroring on). A crawl error reaches the browser as
+//! our message, not as the JSON of an error Dify does not know. Skipped, saying so, where
+//! `../shared/dify` is absent.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::git_servers::TestRepo;
+use support::installed_package::{package, unpack};
+use support::real_dify::RealDifyProcess;
+
+const PORT: &str = "5303";
+const PLUGIN: &str = "dify-community/git_datasource/git_datasource";
+
+struct Browser {
+    process: RealDifyProcess,
+    pipeline: String,
+    dataset: String,
+    node: String,
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl Browser {
+    /// A console call as the web app makes it (cookies and `X-CSRF-Token`): status and body.
+    fn call(&self, method: reqwest::Method, route: &str, body: Option<Value>) -> (u16, String) {
+        let boot = &self.process.boot;
+        let cookies: Vec<String> = boot["cookies"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+            .collect();
+        let url = format!("{}/console/api{route}", self.process.url);
+        self.runtime.block_on(async {
+            let mut request = self
+                .http
+                .request(method, &url)
+                .header("Cookie", cookies.join("; "))
+                .header("X-CSRF-Token", boot["csrf_token"].as_str().unwrap());
+            if let Some(body) = body {
+                request = request
+                    .header("Content-Type", "application/json")
+                    .body(body.to_string());
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        })
+    }
+
+    fn json(&self, method: reqwest::Method, route: &str, body: Option<Value>) -> Value {
+        let (status, text) = self.call(method, route, body);
+        assert!((200..300).contains(&status), "{route}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// The data source node's parameters in the draft (and, with `publish`, published).
+    fn set_parameters(&self, parameters: Value, publish: bool) {
+        let route = format!("/rag/pipelines/{}/workflows/draft", self.pipeline);
+        let draft = self.json(reqwest::Method::GET, &route, None);
+        let mut graph = draft["graph"].clone();
+        for node in graph["nodes"].as_array_mut().unwrap() {
+            if node["id"] == self.node.as_str() {
+                let as_constants: serde_json::Map<String, Value> = parameters
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!({"type": "constant", "value": v})))
+                    .collect();
+                node["data"]["datasource_parameters"] = Value::Object(as_constants);
+            }
+        }
+        self.json(
+            reqwest::Method::POST,
+            &route,
+            Some(
+                json!({"graph": graph, "hash": draft["hash"], "features": {},
+                        "environment_variables": [], "conversation_variables": [],
+                        "rag_pipeline_variables": []}),
+            ),
+        );
+        if publish {
+            self.json(
+                reqwest::Method::POST,
+                &format!("/rag/pipelines/{}/workflows/publish", self.pipeline),
+                Some(json!({})),
+            );
+        }
+    }
+
+    /// *Run*: the data source node's SSE stream; the items of its `datasource_completed`
+    /// event, or the text of its `datasource_error`.
+    fn run(&self, credential_id: &str) -> Result<Vec<Value>, String> {
+        let (status, text) = self.call(
+            reqwest::Method::POST,
+            &format!(
+                "/rag/pipelines/{}/workflows/published/datasource/nodes/{}/run",
+                self.pipeline, self.node
+            ),
+            Some(json!({"inputs": {}, "datasource_type": "website_crawl",
+                        "credential_id": credential_id})),
+        );
+        assert_eq!(status, 200, "{text}");
+        for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+            let event: Value = serde_json::from_str(line).unwrap();
+            match event["event"].as_str() {
+                Some("datasource_completed") => {
+                    return Ok(event["data"].as_array().unwrap().clone())
+                }
+                Some("datasource_error") => {
+                    return Err(event["error"].as_str().unwrap().to_string())
+                }
+                _ => {}
+            }
+        }
+        panic!("the stream ended without a result: {text}");
+    }
+
+    /// *Save & Process* as the browser sends it.
+    fn save_and_process(&self, items: &[Value], credential_id: &str) {
+        let list: Vec<Value> = items
+            .iter()
+            .map(|item| {
+                let mut item = item.clone();
+                item["credential_id"] = json!(credential_id);
+                item
+            })
+            .collect();
+        let answer = self.json(
+            reqwest::Method::POST,
+            &format!("/rag/pipelines/{}/workflows/published/run", self.pipeline),
+            Some(json!({"inputs": {}, "datasource_type": "website_crawl",
+                        "datasource_info_list": list, "start_node_id": self.node,
+                        "is_preview": false, "response_mode": "blocking"})),
+        );
+        assert!(answer["documents"].as_array().is_some(), "{answer}");
+    }
+
+    /// Every document of the knowledge base (through the Knowledge API): (source_url,
+    /// indexing status, content).
+    fn documents(&self) -> Vec<(String, String, String)> {
+        let boot = &self.process.boot;
+        let mut all = Vec::new();
+        for page in 1..100 {
+            let url = format!(
+                "{}/datasets/{}/documents?page={page}&limit=100",
+                boot["service_api_url"].as_str().unwrap(),
+                self.dataset
+            );
+            let answer: Value = self.runtime.block_on(async {
+                let response = self
+                    .http
+                    .get(&url)
+                    .bearer_auth(boot["dataset_api_key"].as_str().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success(), "{url}: {response:?}");
+                serde_json::from_str(&response.text().await.unwrap()).unwrap()
+            });
+            for d in answer["data"].as_array().unwrap() {
+                let info = &d["data_source_info"];
+                all.push((
+                    info["source_url"].as_str().unwrap_or_default().to_string(),
+                    d["indexing_status"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    info["content"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+            if answer["has_more"] != json!(true) {
+                break;
+            }
+        }
+        all
+    }
+
+    /// Waits until the knowledge base holds exactly `files` (path, content) of the branch,
+    /// each once, indexed: no stale, missing or duplicate document.
+    fn holds_exactly(&self, prefix: &str, files: &[(String, String)]) {
+        let mut want: Vec<(String, String, String)> = files
+            .iter()
+            .map(|(p, c)| (format!("{prefix}{p}"), "completed".into(), c.clone()))
+            .collect();
+        want.sort();
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let mut have = self.documents();
+            have.sort();
+            if have == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the knowledge base is not the branch after 180 s:\nhave {have:#?}\nwant {want:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn start(dir: &Path) -> Option<Browser> {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/dify");
+    if !scripts.join("start").exists() {
+        eprintln!("SKIPPED: ../shared/dify is absent; the fake daemon tests still ran");
+        return None;
+    }
+    let built = package(dir, &["--no-aarch64"]);
+    assert!(built.status.success(), "{built:?}");
+    let plugin = unpack(dir);
+    // The daemon runs `python -m main` in the plugin's folder; the launcher replaces itself
+    // with the binary.
+    let launcher = dir.join("launch");
+    std::fs::write(
+        &launcher,
+        format!("#!/bin/sh\nexec python3 {}/main.py\n", plugin.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &launcher,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let plugins = format!("{}:{}", plugin.display(), launcher.display());
+    let cache = dir.join("cache");
+    let process = RealDifyProcess::start_with(
+        &scripts,
+        PORT,
+        &[
+            ("DIFY_DAEMON", "relay"),
+            ("DIFY_RELAY_PLUGINS", &plugins),
+            ("GIT_DATASOURCE_ALLOW_LOCAL", "1"),
+            ("GIT_DATASOURCE_CACHE_DIR", cache.to_str().unwrap()),
+            ("GIT_DATASOURCE_MIRROR_POLL_SECS", "2"),
+        ],
+        "the fake daemon tests still ran",
+    )?;
+    let boot = process.boot.clone();
+    let mut browser = Browser {
+        process,
+        pipeline: String::new(),
+        dataset: boot["pipeline_dataset_id"].as_str().unwrap().to_string(),
+        node: boot["start_node_id"].as_str().unwrap().to_string(),
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+        // No pooled connections: gunicorn closes idle ones after 2 s.
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap(),
+    };
+    let dataset = browser.json(
+        reqwest::Method::GET,
+        &format!("/datasets/{}", browser.dataset),
+        None,
+    );
+    browser.pipeline = dataset["pipeline_id"].as_str().unwrap().to_string();
+    Some(browser)
+}
+
+#[test]
+fn the_user_path_through_the_real_dify_keeps_the_knowledge_base_the_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(browser) = start(dir.path()) else {
+        return;
+    };
+    let boot = browser.process.boot.clone();
+    let mut files: Vec<(String, String)> = (0..8)
+        .map(|n| {
+            (
+                format!("docs/{n:02}.md"),
+                format!("# Page {n}\n\nText {n}.\n"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_bytes()))
+        .chain([("logo.png", b"\x89PNG\r\n\x1a\n\0\0" as &[u8])])
+        .collect();
+    let repo = TestRepo::create(dir.path(), "docs", &refs);
+    let url = repo.bare.display().to_string();
+    let prefix = format!(
+        "git:{}:",
+        git_datasource::crawl::identity::config_hash(&support::crawl_harness::params(
+            &url,
+            json!({})
+        ))
+    );
+    browser.set_parameters(
+        json!({"repo_url": url, "knowledge_base_id": browser.dataset}),
+        true,
+    );
+
+    // The authorization: Dify asks our binary; a wrong key is refused with our message.
+    let route = format!("/auth/plugin/datasource/{PLUGIN}");
+    let service_api = boot["service_api_url"].as_str().unwrap();
+    let (status, text) = browser.call(
+        reqwest::Method::POST,
+        &route,
+        Some(
+            json!({"name": "wrong", "credentials": {"dify_api_url": service_api,
+                                                    "dify_api_key": "dataset-not-a-real-key"}}),
+        ),
+    );
+    assert!(status >= 400, "{status} {text}");
+    assert!(
+        text.contains("dify_api_key") && !text.contains("error_type"),
+        "{text}"
+    );
+    browser.json(
+        reqwest::Method::POST,
+        &route,
+        Some(
+            json!({"name": "mirror", "credentials": {"dify_api_url": service_api,
+                                                     "dify_api_key": boot["dataset_api_key"]}}),
+        ),
+    );
+    let listed = browser.json(reqwest::Method::GET, &route, None);
+    let credential = listed["result"][0]["id"].as_str().unwrap().to_string();
+
+    // Run, Save & Process: every text file, once.
+    let items = browser.run(&credential).unwrap();
+    assert_eq!(items.len(), files.len(), "{items:?}");
+    browser.save_and_process(&items, &credential);
+    browser.holds_exactly(&prefix, &files);
+
+    // Modify one, delete one, rename one, add one: Run offers exactly the three new
+    // versions, and the knowledge base ends as the branch.
+    files[1].1 = "# Page 1\n\nRewritten.\n".into();
+    let renamed = ("docs/renamed.md".to_string(), files[2].1.clone());
+    let added = ("docs/new.md".to_string(), "# New\n\nAdded.\n".to_string());
+    repo.commit(
+        &[
+            (files[1].0.as_str(), files[1].1.as_bytes()),
+            (renamed.0.as_str(), renamed.1.as_bytes()),
+            (added.0.as_str(), added.1.as_bytes()),
+        ],
+        &[files[2].0.as_str(), files[3].0.as_str()],
+        "change",
+    );
+    files.remove(3);
+    files.remove(2);
+    files.push(renamed);
+    files.push(added);
+    let items = browser.run(&credential).unwrap();
+    let mut offered: Vec<&str> = items.iter().map(|i| i["title"].as_str().unwrap()).collect();
+    offered.sort();
+    assert_eq!(offered, ["docs/01.md", "docs/new.md", "docs/renamed.md"]);
+    browser.save_and_process(&items, &credential);
+    browser.holds_exactly(&prefix, &files);
+
+    // A crawl error reaches the browser as our message, not as JSON.
+    browser.set_parameters(
+        json!({"repo_url": dir.path().join("no-such-repo").display().to_string()}),
+        false,
+    );
+    let error = browser.run(&credential).unwrap_err();
+    assert!(
+        error.contains("no-such-repo") && !error.contains("error_type"),
+        "{error}"
+    );
+}
