@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::git_servers::TestRepo;
 use support::installed_package::{package, unpack};
+use support::package_files::launcher_command;
 use support::real_dify::RealDifyProcess;
 
 const PORT: &str = "5303";
@@ -221,19 +222,7 @@ fn start(dir: &Path) -> Option<Browser> {
     let built = package(dir, &["--no-aarch64"]);
     assert!(built.status.success(), "{built:?}");
     let plugin = unpack(dir);
-    // The daemon runs `python -m main` in the plugin's folder; the launcher replaces itself
-    // with the binary.
-    let launcher = dir.join("launch");
-    std::fs::write(
-        &launcher,
-        format!("#!/bin/sh\nexec python3 {}/main.py\n", plugin.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &launcher,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let launcher = launcher_command(&plugin, &dir.join("launch"));
     let plugins = format!("{}:{}", plugin.display(), launcher.display());
     let cache = dir.join("cache");
     let process = RealDifyProcess::start_with(

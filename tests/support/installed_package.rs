@@ -1,7 +1,6 @@
 //! The package as the daemon installs it: built by `git-datasource package`, unpacked with
 //! every file 0644, started, and asked to validate and crawl through the fake daemon.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -10,7 +9,7 @@ use serde_json::json;
 
 use super::fake_daemon::{FakeDaemon, BINARY, REPO_DIR};
 use super::git_servers::TestRepo;
-use super::package_files::{slim_binary, zip_entries};
+use super::package_files::{slim_binary, unpack_package};
 
 /// `git-datasource package` into `dir/git_datasource.difypkg`, with `extra` arguments.
 pub fn package(dir: &Path, extra: &[&str]) -> std::process::Output {
@@ -29,12 +28,7 @@ pub fn package(dir: &Path, extra: &[&str]) -> std::process::Output {
 /// `ExtractTo` leaves them; returns the plugin's directory.
 pub fn unpack(dir: &Path) -> PathBuf {
     let plugin = dir.join("cwd/dify-community/git_datasource-0.1.0");
-    for (name, _, bytes) in zip_entries(&dir.join("git_datasource.difypkg")) {
-        let target = plugin.join(&name);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::write(&target, bytes).unwrap();
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
+    unpack_package(&dir.join("git_datasource.difypkg"), &plugin);
     plugin
 }
 

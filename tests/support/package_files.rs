@@ -1,4 +1,5 @@
-//! A plugin's package files in tests: its binary without debug info, and a zip's entries.
+//! A plugin's package files in tests: its binary without debug info, a zip's entries, the
+//! package unpacked as the daemon unpacks it, and a command that starts it as the daemon does.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -31,4 +32,29 @@ pub fn zip_entries(path: &Path) -> Vec<(String, bool, Vec<u8>)> {
             (entry.name().to_string(), entry.is_dir(), bytes)
         })
         .collect()
+}
+
+/// Unpacks the package `difypkg` into `plugin` as the daemon's `ExtractTo` does: every file
+/// 0644 (the launcher makes its binary executable).
+pub fn unpack_package(difypkg: &Path, plugin: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for (name, _, bytes) in zip_entries(difypkg) {
+        let target = plugin.join(&name);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, bytes).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+}
+
+/// An executable at `at` that starts the unpacked `plugin` as the daemon does: its Python
+/// launcher, which replaces itself with the binary (for the relay, which runs one program).
+pub fn launcher_command(plugin: &Path, at: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(
+        at,
+        format!("#!/bin/sh\nexec python3 {}/main.py\n", plugin.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o755)).unwrap();
+    at.to_path_buf()
 }

@@ -1,17 +1,21 @@
-//! The console client and the command line against the real Dify API (1.16.1 by default,
-//! `DIFY_VERSION=1.13.2` for the older one)
-//! (`../shared/dify`, started by this test on loopback): cookie + CSRF sign-in with a base64
-//! password and with a pasted session, apps created by import, exported, edited in Git,
-//! imported over in place with their secret kept, published, a pending import above the
-//! server's DSL version confirmed, and the refusal to overwrite a chat app. Skipped, saying
-//! so, where `../shared/dify` is absent; the fake console covers the other versions.
+//! The console client, the command line and the tool inside a real workflow, against the real
+//! Dify API (1.16.1 by default, `DIFY_VERSION=1.13.2` for the older one; `../shared/dify`,
+//! started by this test on loopback with our package behind its relay): cookie + CSRF sign-in
+//! with a base64 password and with a pasted session, apps created by import, exported (an HTTP
+//! node's keys as placeholders), edited in Git, imported over in place with their secrets
+//! kept, published, a pending import above the server's DSL version confirmed, the refusal to
+//! overwrite a chat app; then the tool provider authorized through the console and a published
+//! workflow whose tool node exports the apps, run through the app's API, and its failure read
+//! as text. Skipped, saying so, where `../shared/dify` is absent; the fake console covers the
+//! other versions.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::support::app_scenario::objects_containing;
 use crate::support::git_servers::{git, TestRepo};
-use crate::support::plugin_under_test::BINARY;
+use crate::support::package_files::{launcher_command, slim_binary, unpack_package};
+use crate::support::plugin_under_test::{BINARY, REPO_DIR};
 use crate::support::real_dify::RealDifyProcess;
 use app_git_sync::console::apps::Version;
 use app_git_sync::console::sign_in::{DifyVersion, SignIn};
@@ -106,16 +110,50 @@ struct RealDify {
     process: RealDifyProcess,
     email: String,
     password: String,
+    /// The package the relay runs, and the plugin's cache.
+    dir: tempfile::TempDir,
 }
 
 impl RealDify {
+    /// The real Dify with our package behind it, unpacked as the daemon unpacks it and started
+    /// through its launcher by the relay (`DIFY_DAEMON=relay`).
     fn start() -> Option<RealDify> {
         let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/dify");
-        let process = RealDifyProcess::start(&scripts, PORT, "the fake console tests still ran")?;
+        if !scripts.join("start").exists() {
+            eprintln!("SKIPPED: ../shared/dify is absent; the fake console tests still ran");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let package = dir.path().join("app_git_sync.difypkg");
+        let built = Command::new(BINARY)
+            .args(["package", "--dir", REPO_DIR, "--no-aarch64", "--binary"])
+            .arg(slim_binary(dir.path()))
+            .arg("--out")
+            .arg(&package)
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{}", shown(&built));
+        let plugin = dir.path().join("plugin");
+        unpack_package(&package, &plugin);
+        let launcher = launcher_command(&plugin, &dir.path().join("launch"));
+        let plugins = format!("{}:{}", plugin.display(), launcher.display());
+        let cache = dir.path().join("cache");
+        let process = RealDifyProcess::start_with(
+            &scripts,
+            PORT,
+            &[
+                ("DIFY_DAEMON", "relay"),
+                ("DIFY_RELAY_PLUGINS", &plugins),
+                ("APP_GIT_SYNC_ALLOW_LOCAL", "1"),
+                ("APP_GIT_SYNC_CACHE_DIR", cache.to_str().unwrap()),
+            ],
+            "the fake console tests still ran",
+        )?;
         Some(RealDify {
             email: process.text("email"),
             password: process.text("password"),
             process,
+            dir,
         })
     }
 
@@ -152,6 +190,71 @@ fn shown(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// A workflow whose tool node exports the workspace's apps with our tool.
+const TOOL_FLOW_DSL: &str = r#"app:
+  description: ''
+  icon: "\U0001F916"
+  icon_background: '#FFEAD5'
+  mode: workflow
+  name: Nightly Export
+dependencies: []
+kind: app
+version: 0.6.0
+workflow:
+  conversation_variables: []
+  environment_variables: []
+  features: {}
+  graph:
+    edges:
+    - data: {sourceType: start, targetType: tool}
+      id: 1750000000500-source-1750000000600-target
+      source: '1750000000500'
+      sourceHandle: source
+      target: '1750000000600'
+      targetHandle: target
+      type: custom
+    - data: {sourceType: tool, targetType: end}
+      id: 1750000000600-source-1750000000700-target
+      source: '1750000000600'
+      sourceHandle: source
+      target: '1750000000700'
+      targetHandle: target
+      type: custom
+    nodes:
+    - data: {desc: '', title: Start, type: start, variables: []}
+      id: '1750000000500'
+      position: {x: 80, y: 280}
+      type: custom
+    - data:
+        desc: ''
+        provider_id: dify-community/app_git_sync/app_git_sync
+        provider_name: dify-community/app_git_sync/app_git_sync
+        provider_type: builtin
+        title: Export apps
+        tool_configurations: {}
+        tool_label: Export apps to Git
+        tool_name: export_apps
+        tool_parameters:
+          message: {type: mixed, value: Exported by a Dify workflow}
+        type: tool
+      id: '1750000000600'
+      position: {x: 380, y: 280}
+      type: custom
+    - data:
+        desc: ''
+        outputs:
+        - value_selector: ['1750000000600', text]
+          value_type: string
+          variable: result
+        title: End
+        type: end
+      id: '1750000000700'
+      position: {x: 680, y: 280}
+      type: custom
+    viewport: {x: 0, y: 0, zoom: 1}
+  rag_pipeline_variables: []
+"#;
 
 #[test]
 fn the_console_client_against_the_real_dify() {
@@ -288,5 +391,96 @@ fn the_console_client_against_the_real_dify() {
             .await
             .unwrap()
             .contains("Real Chat"));
+    });
+
+    tool_inside_a_real_workflow(&dify, &console, &runtime);
+}
+
+/// The tool provider authorized through the console (Dify asks our binary, behind the relay,
+/// to validate it), and a published workflow whose tool node calls `export_apps`, run through
+/// the app's API: the tool works inside a real Dify workflow, and a failure reads as text.
+fn tool_inside_a_real_workflow(
+    dify: &RealDify,
+    console: &Console,
+    runtime: &tokio::runtime::Runtime,
+) {
+    let repo = TestRepo::create(dify.dir.path(), "tool-apps", &[("README.md", b"# apps\n")]);
+    let provider =
+        "/workspaces/current/tool-provider/builtin/dify-community/app_git_sync/app_git_sync/add";
+    let credentials = |repository: &str| {
+        serde_json::json!({"console_url": dify.process.url, "sign_in": "password",
+                           "email": dify.email, "password": dify.password,
+                           "repository_url": repository, "branch": "main"})
+    };
+    runtime.block_on(async {
+        // A repository that does not exist: refused with our message.
+        let refused = console
+            .post(
+                provider,
+                &serde_json::json!({"credentials": credentials("/no/such/repository"),
+                                    "type": "api-key", "name": "broken"}),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("repository") && !refused.contains("error_type"),
+            "{refused}"
+        );
+        console
+            .post(
+                provider,
+                &serde_json::json!({"credentials": credentials(repo.bare.to_str().unwrap()),
+                                    "type": "api-key", "name": "git"}),
+            )
+            .await
+            .unwrap();
+        let flow = console.import_dsl(TOOL_FLOW_DSL, None).await.unwrap();
+        assert!(flow.status.starts_with("completed"), "{flow:?}");
+        console.publish(&flow.app_id, "nightly").await.unwrap();
+        let key = console
+            .post(
+                &format!("/apps/{}/api-keys", flow.app_id),
+                &serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        let token = key["token"].as_str().unwrap().to_string();
+        let run = || async {
+            let answer = reqwest::Client::new()
+                .post(format!("{}/v1/workflows/run", dify.process.url))
+                .bearer_auth(&token)
+                .header("Content-Type", "application/json")
+                .body(
+                    serde_json::json!({"inputs": {}, "response_mode": "blocking", "user": "ci"})
+                        .to_string(),
+                )
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(&answer).unwrap()
+        };
+        let answer = run().await;
+        let data = &answer["data"];
+        assert_eq!(data["status"], "succeeded", "{answer}");
+        let result = data["outputs"]["result"].as_str().unwrap();
+        assert!(
+            result.contains("Exported") && result.contains("apps/nightly-export--"),
+            "{result}"
+        );
+        let message = git(&repo.bare, &["log", "-1", "--format=%s", "main"]);
+        assert_eq!(message, "Exported by a Dify workflow");
+        // The repository gone: the run fails with our message as text, not an error's JSON.
+        std::fs::remove_dir_all(&repo.bare).unwrap();
+        let answer = run().await;
+        let error = answer["data"]["error"].as_str().unwrap_or_default();
+        assert_eq!(answer["data"]["status"], "failed", "{answer}");
+        assert!(
+            error.contains("tool-apps.git") && !error.contains("error_type"),
+            "{error}"
+        );
     });
 }

@@ -2,14 +2,13 @@
 //! unpacks it (every file 0644), started through its Python launcher and driven through the
 //! fake daemon.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
 use crate::support::app_scenario::{outputs, AppScenario};
 use crate::support::fake_daemon::FakeDaemon;
 use crate::support::git_servers::git;
-use crate::support::package_files::{slim_binary, zip_entries};
+use crate::support::package_files::{slim_binary, unpack_package, zip_entries};
 use crate::support::plugin_under_test::{BINARY, PLUGIN_FILES, REPO_DIR};
 use serde_json::json;
 
@@ -50,12 +49,7 @@ fn the_package_installs_and_its_launcher_serves_the_tools() {
 
     // Unpacked as the daemon does, started as `python -m main`.
     let plugin = dir.join("cwd/dify-community/app_git_sync-0.1.0");
-    for (name, _, bytes) in &files {
-        let target = plugin.join(name);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::write(&target, bytes).unwrap();
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
+    unpack_package(&out, &plugin);
     let mut command = Command::new("python3");
     command
         .args(["-m", "main"])
