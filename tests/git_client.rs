@@ -1085,6 +1085,22 @@ fn a_fetched_commit_is_reopened_until_its_entry_is_evicted() {
     );
 }
 
+/// A request for the `main` branch of `url`.
+fn main_branch<'a>(
+    url: &'a str,
+    credentials: &'a GitCredentials,
+    host_keys: &'a MemoryHostKeys,
+) -> FetchRequest<'a> {
+    FetchRequest {
+        url,
+        reference: "main",
+        credentials,
+        host_keys,
+        deadline: None,
+        progress: None,
+    }
+}
+
 /// A commit of ours (`c.txt`) on the fetched branch's head.
 fn our_commit(branch: &git_remote::Branch) -> git2::Oid {
     git_remote::write_commit(
@@ -1133,14 +1149,7 @@ fn a_push_never_overwrites_a_commit_it_has_not_seen() {
     for (url, credentials, repo, settings) in cases {
         let client = client(&dir.path().join(format!("cache-{}", repo.head())), settings);
         let host_keys = MemoryHostKeys::default();
-        let request = FetchRequest {
-            url: &url,
-            reference: "main",
-            credentials: &credentials,
-            host_keys: &host_keys,
-            deadline: None,
-            progress: None,
-        };
+        let request = main_branch(&url, &credentials, &host_keys);
         let branch = client.fetch_branch(&request).unwrap();
         let theirs = repo.commit(&[("b.txt", b"someone else")], &[], "meanwhile");
         let ours = our_commit(&branch);
@@ -1169,14 +1178,7 @@ fn a_push_after_the_branch_was_rewound_stops_and_says_so() {
     let credentials = token(&server.ca.ca_pem);
     let host_keys = MemoryHostKeys::default();
     let url = server.https_url("private", "rewind");
-    let request = FetchRequest {
-        url: &url,
-        reference: "main",
-        credentials: &credentials,
-        host_keys: &host_keys,
-        deadline: None,
-        progress: None,
-    };
+    let request = main_branch(&url, &credentials, &host_keys);
     let branch = client.fetch_branch(&request).unwrap();
     assert_eq!(branch.head.unwrap().to_string(), dropped);
     // Someone force-pushes the branch back to its first commit.

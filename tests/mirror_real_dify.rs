@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::mirror_scenario::{self, KnowledgeBase};
-use support::real_dify::RealDifyProcess;
+use support::real_dify::{self, RealDifyProcess};
 
 const PORT: &str = "5301";
 
@@ -45,15 +45,8 @@ impl RealDify {
             dataset: boot["pipeline_dataset_id"].as_str().unwrap().to_string(),
             classic_dataset: boot["dataset_id"].as_str().unwrap().to_string(),
             start_node: boot["start_node_id"].as_str().unwrap().to_string(),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            // No pooled connections: gunicorn closes idle ones after 2 s.
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
+            runtime: real_dify::runtime(),
+            http: real_dify::http_client(),
         })
     }
 

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use support::git_servers::TestRepo;
 use support::installed_package::{package, unpack};
 use support::package_files::launcher_command;
-use support::real_dify::RealDifyProcess;
+use support::real_dify::{self, RealDifyProcess};
 
 const PORT: &str = "5303";
 const PLUGIN: &str = "dify-community/git_datasource/git_datasource";
@@ -243,15 +243,8 @@ fn start(dir: &Path) -> Option<Browser> {
         pipeline: String::new(),
         dataset: boot["pipeline_dataset_id"].as_str().unwrap().to_string(),
         node: boot["start_node_id"].as_str().unwrap().to_string(),
-        runtime: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap(),
-        // No pooled connections: gunicorn closes idle ones after 2 s.
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap(),
+        runtime: real_dify::runtime(),
+        http: real_dify::http_client(),
     };
     let dataset = browser.json(
         reqwest::Method::GET,

@@ -111,13 +111,7 @@ impl Settings {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Settings::from_values(|field| {
-            let i = FIELDS
-                .iter()
-                .position(|f| *f == field)
-                .expect("a declared field");
-            values[i].clone()
-        })
+        Settings::from_list(&values)
     }
 
     /// From `APP_GIT_SYNC_<FIELD>` variables (the command line); a `…_FILE` variant reads
@@ -151,6 +145,11 @@ impl Settings {
         if !unreadable.is_empty() {
             return Err(unreadable);
         }
+        Settings::from_list(&values)
+    }
+
+    /// From one value per field of [`FIELDS`], in its order.
+    fn from_list(values: &[String]) -> Result<Settings, Vec<CredentialProblem>> {
         Settings::from_values(|field| {
             let i = FIELDS
                 .iter()

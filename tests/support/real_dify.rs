@@ -95,3 +95,19 @@ impl Drop for RealDifyProcess {
         let _ = Command::new(self.script_dir.join("stop")).status();
     }
 }
+
+/// A runtime for a test's blocking calls to the real Dify.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An HTTP client without pooled connections: Dify's gunicorn closes idle ones after 2 s.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
