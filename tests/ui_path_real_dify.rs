@@ -189,6 +189,29 @@ impl Browser {
         all
     }
 
+    /// The documents of one repository (`prefix` of their `source_url`), once indexed:
+    /// (path, content), sorted.
+    fn indexed(&self, prefix: &str) -> Vec<(String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ours: Vec<_> = self
+                .documents()
+                .into_iter()
+                .filter(|(url, _, _)| url.starts_with(prefix))
+                .collect();
+            if ours.iter().all(|(_, status, _)| status == "completed") {
+                let mut ours: Vec<(String, String)> = ours
+                    .into_iter()
+                    .map(|(url, _, content)| (url[prefix.len()..].to_string(), content))
+                    .collect();
+                ours.sort();
+                return ours;
+            }
+            assert!(Instant::now() < deadline, "still indexing after 120 s");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Waits until the knowledge base holds exactly `files` (path, content) of the branch,
     /// each once, indexed: no stale, missing or duplicate document.
     fn holds_exactly(&self, prefix: &str, files: &[(String, String)]) {
@@ -234,6 +257,8 @@ fn start(dir: &Path) -> Option<Browser> {
             ("GIT_DATASOURCE_ALLOW_LOCAL", "1"),
             ("GIT_DATASOURCE_CACHE_DIR", cache.to_str().unwrap()),
             ("GIT_DATASOURCE_MIRROR_POLL_SECS", "2"),
+            // One Run's result of at most 20 kB: a change set of 40 kB needs two.
+            ("GIT_DATASOURCE_MAX_RESULT_BYTES", "20000"),
         ],
         "the fake daemon tests still ran",
     )?;
@@ -346,6 +371,95 @@ fn the_user_path_through_the_real_dify_keeps_the_knowledge_base_the_branch() {
     assert_eq!(offered, ["docs/01.md", "docs/new.md", "docs/renamed.md"]);
     browser.save_and_process(&items, &credential);
     browser.holds_exactly(&prefix, &files);
+
+    // A change set larger than one Run's result, with `large_change_sets: push_after_import`:
+    // the import takes what the Run offered, and the plugin pushes the rest itself.
+    browser.set_parameters(
+        json!({"repo_url": url, "knowledge_base_id": browser.dataset,
+               "large_change_sets": "push_after_import"}),
+        true,
+    );
+    let many: Vec<(String, String)> = (0..40)
+        .map(|n| {
+            (
+                format!("bulk/{n:02}.md"),
+                format!("# Bulk {n}\n\n{}\n", "x".repeat(1000)),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = many
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_bytes()))
+        .collect();
+    repo.commit(&refs, &[], "many");
+    files.extend(many);
+    let items = browser.run(&credential).unwrap();
+    assert!(
+        !items.is_empty() && items.len() < 40,
+        "{} items in one Run",
+        items.len()
+    );
+    browser.save_and_process(&items, &credential);
+    browser.holds_exactly(&prefix, &files);
+
+    // Without mirroring (an empty authorization, no knowledge base id): Run offers exactly
+    // what changed since the last Run, and Dify keeps the documents of old versions.
+    let mut plain_files: Vec<(String, String)> = (0..5)
+        .map(|n| (format!("{n}.md"), format!("Plain {n}.\n")))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = plain_files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_bytes()))
+        .collect();
+    let plain_repo = TestRepo::create(dir.path(), "plain", &refs);
+    let plain_url = plain_repo.bare.display().to_string();
+    let plain_prefix = format!(
+        "git:{}:",
+        git_datasource::crawl::identity::config_hash(&support::crawl_harness::params(
+            &plain_url,
+            json!({})
+        ))
+    );
+    browser.json(
+        reqwest::Method::POST,
+        &route,
+        Some(json!({"name": "public", "credentials": {}})),
+    );
+    let listed = browser.json(reqwest::Method::GET, &route, None);
+    let empty = listed["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "public")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    browser.set_parameters(json!({"repo_url": plain_url}), true);
+    let items = browser.run(&empty).unwrap();
+    assert_eq!(items.len(), 5);
+    browser.save_and_process(&items, &empty);
+    assert_eq!(browser.indexed(&plain_prefix), plain_files);
+    plain_files[0].1 = "Plain 0, edited.\n".into();
+    plain_repo.commit(
+        &[(plain_files[0].0.as_str(), plain_files[0].1.as_bytes())],
+        &[plain_files[1].0.as_str()],
+        "edit one, delete one",
+    );
+    let old_first = ("0.md".to_string(), "Plain 0.\n".to_string());
+    let deleted = plain_files.remove(1);
+    let items = browser.run(&empty).unwrap();
+    let offered: Vec<&str> = items.iter().map(|i| i["title"].as_str().unwrap()).collect();
+    assert_eq!(offered, ["0.md"]);
+    browser.save_and_process(&items, &empty);
+    let mut expected = plain_files.clone();
+    expected.extend([old_first, deleted]);
+    expected.sort();
+    assert_eq!(
+        browser.indexed(&plain_prefix),
+        expected,
+        "without mirroring, the old version and the deleted file stay searchable"
+    );
 
     // A crawl error reaches the browser as our message, not as JSON.
     browser.set_parameters(

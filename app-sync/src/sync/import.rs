@@ -246,8 +246,8 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
         let target = match target {
             Some(_) if !overwritable && !options.create_new => {
                 report.skipped.push(skip(&format!(
-                    "Dify can overwrite only workflow and chatflow apps, and this is a {} app; import it as a new app with create_new",
-                    app.mode
+                    "Dify can overwrite only workflow and chatflow apps, and this is {} app; import it as a new app with create_new",
+                    with_article(&app.mode)
                 )));
                 continue;
             }
@@ -358,6 +358,14 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
     }
     ctx.save(state, &repository).await?;
     Ok(report)
+}
+
+/// `an agent`, `a chat`: the mode with its article.
+fn with_article(mode: &str) -> String {
+    match mode.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        true => format!("an {mode}"),
+        false => format!("a {mode}"),
+    }
 }
 
 /// An app file imported as a new app: the file moves to the new app's name and the index

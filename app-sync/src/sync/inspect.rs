@@ -149,9 +149,7 @@ pub async fn history(ctx: &SyncContext, app: &str) -> Result<HistoryReport, Sync
         None => Vec::new(),
     };
     let published = match in_dify.iter().any(|a| a.id == app.id)
-        && app.mode != "chat"
-        && app.mode != "agent-chat"
-        && app.mode != "completion"
+        && ["workflow", "advanced-chat"].contains(&app.mode.as_str())
     {
         true => ctx.console.published_versions(&app.id).await?,
         false => Vec::new(),

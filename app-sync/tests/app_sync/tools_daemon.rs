@@ -382,13 +382,16 @@ fn an_app_dify_cannot_export_is_named_and_the_others_still_sync() {
 }
 
 /// Dify 1.16: a workflow without a draft answers 500 to its export (named, with the fix, and
-/// the others still sync), and a file of an older DSL imports with Dify's warnings shown.
+/// the others still sync), a file of an older DSL imports with Dify's warnings shown, and an
+/// Agent app is exported but never overwritten in place.
 #[test]
 fn on_dify_1_16_a_missing_draft_and_import_warnings_are_named() {
     let s = AppScenario::on("1.16.1");
+    // 1.16's Agent app (`mode: agent`): exported, and never overwritten in place.
+    let agent = s.console.add_app("Helper Agent", "agent", Vec::new());
     s.console.state().app_mut("Report Workflow").no_draft = true;
     let (text, report) = s.run("export_apps", json!({}));
-    assert_eq!(report["exported"].as_array().unwrap().len(), 2, "{text}");
+    assert_eq!(report["exported"].as_array().unwrap().len(), 3, "{text}");
     assert!(
         text.contains("Not exported: Report Workflow: Dify cannot export it: it answered 500")
             && text.contains("open it once in Dify's editor"),
@@ -405,4 +408,12 @@ fn on_dify_1_16_a_missing_draft_and_import_warnings_are_named() {
         text.contains("Dify warns: version: DSL 0.6.0 is older than 0.7.0"),
         "{text}"
     );
+    s.edit_in_git(&agent, "You are helpful.", "You are brief.");
+    let (text, _) = s.run("import_apps", json!({"apps": "Helper Agent"}));
+    assert!(
+        text.contains("this is an agent app; import it as a new app with create_new"),
+        "{text}"
+    );
+    let (text, history) = s.run("app_history", json!({"app": "Helper Agent"}));
+    assert_eq!(history["published"].as_array().unwrap().len(), 0, "{text}");
 }
