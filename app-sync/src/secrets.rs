@@ -241,12 +241,19 @@ fn is_secret_key(key: &str) -> bool {
     !key.eq_ignore_ascii_case("key") && is_secret_name(key)
 }
 
-/// Whether `text` is a literal (not only variable references and blanks).
+/// Whether `text`, found under a credential's name, can be one: a literal (not only variable
+/// references and blanks) of four characters or more that is not a number or a boolean
+/// (`MAX_TOKEN: "4096"` holds no secret).
 fn is_literal(text: &str) -> bool {
     static REFERENCE: OnceLock<Regex> = OnceLock::new();
     let reference = REFERENCE.get_or_init(|| Regex::new(r"\{\{#?[^{}]*#?\}\}").unwrap());
     let rest = reference.replace_all(text, "");
-    !rest.trim().is_empty()
+    let rest = rest.trim();
+    rest.chars().count() >= 4
+        && !rest
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+        && !["true", "false", "none", "null"].contains(&rest.to_ascii_lowercase().as_str())
         && !text.contains(PLACEHOLDER_START)
         && text.trim() != crate::dsl::HIDDEN_VALUE
 }
@@ -817,7 +824,7 @@ workflow:
             assert!(redact(&mut dsl).is_empty(), "{text}");
         }
         let mut dsl = yaml(
-            "workflow: {environment_variables: [{name: API_KEY, value: '{{#sys.user_id#}}', value_type: string}]}",
+            "workflow: {environment_variables: [{name: API_KEY, value: '{{#sys.user_id#}}', value_type: string}, {name: MAX_TOKEN, value: '4096', value_type: string}, {name: USE_TOKEN, value: 'true', value_type: string}]}",
         );
         assert!(redact(&mut dsl).is_empty());
     }
