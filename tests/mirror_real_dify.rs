@@ -218,13 +218,7 @@ fn sync_through_the_pipeline_api(dify: &RealDify, dir: &Path) {
     let repo = TestRepo::create(dir, "synced", &refs);
     let state = dir.join("state");
     let bare = repo.bare.to_str().unwrap().to_string();
-    let prefix = format!(
-        "git:{}:",
-        git_datasource::crawl::identity::config_hash(&support::crawl_harness::params(
-            &bare,
-            json!({})
-        ))
-    );
+    let prefix = support::crawl_harness::source_url_prefix(&bare);
     let others_before = dify.documents().len() - dify.ours(&prefix).len();
     let mirrored = |expected: &[(String, String)]| {
         let mut ours = dify.ours(&prefix);

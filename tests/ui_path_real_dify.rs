@@ -302,13 +302,7 @@ fn the_user_path_through_the_real_dify_keeps_the_knowledge_base_the_branch() {
         .collect();
     let repo = TestRepo::create(dir.path(), "docs", &refs);
     let url = repo.bare.display().to_string();
-    let prefix = format!(
-        "git:{}:",
-        git_datasource::crawl::identity::config_hash(&support::crawl_harness::params(
-            &url,
-            json!({})
-        ))
-    );
+    let prefix = support::crawl_harness::source_url_prefix(&url);
     browser.set_parameters(
         json!({"repo_url": url, "knowledge_base_id": browser.dataset}),
         true,
@@ -413,13 +407,7 @@ fn the_user_path_through_the_real_dify_keeps_the_knowledge_base_the_branch() {
         .collect();
     let plain_repo = TestRepo::create(dir.path(), "plain", &refs);
     let plain_url = plain_repo.bare.display().to_string();
-    let plain_prefix = format!(
-        "git:{}:",
-        git_datasource::crawl::identity::config_hash(&support::crawl_harness::params(
-            &plain_url,
-            json!({})
-        ))
-    );
+    let plain_prefix = support::crawl_harness::source_url_prefix(&plain_url);
     browser.json(
         reqwest::Method::POST,
         &route,

@@ -65,10 +65,8 @@ impl Exported {
     /// The places of its secrets, for a message: `node "Call API" (17…), field url`, … .
     pub fn places(&self) -> String {
         let keys: Vec<String> = self.secrets.iter().map(|f| f.key.clone()).collect();
-        let titles = parse(".", &self.text)
-            .ok()
-            .and_then(|json| serde_yaml::to_value(json).ok());
-        secrets::describe_keys(&keys, titles.as_ref())
+        let dsl = serde_yaml::from_str(&self.text).ok();
+        secrets::describe_keys(&keys, dsl.as_ref())
     }
 }
 
@@ -88,10 +86,9 @@ pub fn for_import(
     if has_placeholder {
         let missing = secrets::restore(&mut yaml, current);
         if !missing.is_empty() {
-            let keys: Vec<String> = missing.iter().map(|m| m.key.clone()).collect();
             return Err(DslError::SecretMissing {
                 app: app.to_string(),
-                places: secrets::describe_keys(&keys, Some(&yaml)),
+                places: secrets::describe_keys(&missing, Some(&yaml)),
             });
         }
     }

@@ -48,24 +48,18 @@ fn placeholder(key: &str) -> String {
     format!("{PLACEHOLDER_START}{key}]")
 }
 
-/// A placeholder of the Git file that Dify's app has no value for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Missing {
-    pub key: String,
-    /// The node's title, when the key names a node of the file.
-    pub node_title: Option<String>,
-}
-
-impl Missing {
-    /// `node "HTTP Request" (1750000000300), field authorization.config.api_key`.
-    pub fn describe(&self) -> String {
-        let (node, field) = self.key.split_once('/').unwrap_or(("app", &self.key));
-        match (node, &self.node_title) {
-            ("env", _) => format!("environment variable {field}"),
-            ("app", _) => format!("field {field}"),
-            (id, Some(title)) => format!("node {title:?} ({id}), field {field}"),
-            (id, None) => format!("node {id}, field {field}"),
-        }
+/// One key as a person reads it: `node "HTTP Request" (1750000000300), field
+/// authorization.config.api_key`. Keys and titles come from a file anyone who can push may
+/// write: each is cut at 120 characters.
+fn describe_key(key: &str, titles: &BTreeMap<String, String>) -> String {
+    let cut = |text: &str| -> String { text.chars().take(120).collect() };
+    let (node, field) = key.split_once('/').unwrap_or(("app", key));
+    let field = cut(field);
+    match (node, titles.get(node)) {
+        ("env", _) => format!("environment variable {field}"),
+        ("app", _) => format!("field {field}"),
+        (id, Some(title)) => format!("node {:?} ({}), field {field}", cut(title), cut(id)),
+        (id, None) => format!("node {}, field {field}", cut(id)),
     }
 }
 
@@ -77,10 +71,9 @@ pub fn redact(dsl: &mut Value) -> Vec<Found> {
 }
 
 /// Puts `values` (key → secret, from Dify's current app) back where the placeholders stand.
-/// Returns the placeholders it could not fill.
-pub fn restore(dsl: &mut Value, values: &BTreeMap<String, String>) -> Vec<Missing> {
+/// Returns the keys of the placeholders it could not fill.
+pub fn restore(dsl: &mut Value, values: &BTreeMap<String, String>) -> Vec<String> {
     let mut missing = Vec::new();
-    let titles = node_titles(dsl);
     each_string(dsl, 0, &mut |text| {
         if !text.contains(PLACEHOLDER_START) {
             return;
@@ -100,11 +93,7 @@ pub fn restore(dsl: &mut Value, values: &BTreeMap<String, String>) -> Vec<Missin
                 Some(value) => out.push_str(value),
                 None => {
                     out.push_str(&rest[start..start + PLACEHOLDER_START.len() + end + 1]);
-                    let node = key.split('/').next().unwrap_or_default();
-                    missing.push(Missing {
-                        key: key.to_string(),
-                        node_title: titles.get(node).cloned(),
-                    });
+                    missing.push(key.to_string());
                 }
             }
             rest = &after[end + 1..];
@@ -122,14 +111,7 @@ pub fn describe_keys(keys: &[String], dsl: Option<&Value>) -> String {
     let mut shown: Vec<String> = keys
         .iter()
         .take(10)
-        .map(|key| {
-            let node = key.split('/').next().unwrap_or_default();
-            Missing {
-                key: key.clone(),
-                node_title: titles.get(node).cloned(),
-            }
-            .describe()
-        })
+        .map(|key| describe_key(key, &titles))
         .collect();
     if keys.len() > 10 {
         shown.push(format!("and {} more", keys.len() - 10));
@@ -732,7 +714,10 @@ workflow:
         let mut dsl = yaml(HTTP_APP);
         redact(&mut dsl);
         let missing = restore(&mut dsl, &BTreeMap::new());
-        let described: Vec<String> = missing.iter().map(Missing::describe).collect();
+        let described: Vec<String> = describe_keys(&missing, Some(&dsl))
+            .split("; ")
+            .map(str::to_owned)
+            .collect();
         assert!(
             described.contains(
                 &"node \"Call API\" (1750000000300), field authorization.config.api_key"
@@ -741,6 +726,18 @@ workflow:
             "{described:?}"
         );
         assert!(described.contains(&"environment variable OPENAI_API_KEY".to_string()));
+    }
+
+    #[test]
+    fn a_hostile_file_gets_bounded_messages_and_keeps_its_broken_placeholders() {
+        let long = "n".repeat(100_000);
+        let text = format!("[__SECRET__:{long}/f] [__SECRET__:unterminated");
+        let mut dsl = yaml("a: ''");
+        dsl["a"] = Value::String(text.clone());
+        let missing = restore(&mut dsl, &BTreeMap::new());
+        assert_eq!(dsl["a"], Value::String(text), "nothing is filled or lost");
+        let shown = describe_keys(&missing, Some(&dsl));
+        assert!(shown.len() < 300, "{} characters", shown.len());
     }
 
     #[test]

@@ -84,6 +84,15 @@ pub fn local_client(cache: &Path) -> Arc<GitClient> {
     ))
 }
 
+/// The start of the `source_url` of every document of `url`'s default configuration
+/// (`git:<config hash>:`).
+pub fn source_url_prefix(url: &str) -> String {
+    format!(
+        "git:{}:",
+        git_datasource::crawl::identity::config_hash(&params(url, serde_json::json!({})))
+    )
+}
+
 pub fn params(url: &str, extra: Value) -> CrawlParams {
     let mut value = serde_json::json!({"repo_url": url});
     value
