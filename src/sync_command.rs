@@ -16,7 +16,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::crawl::fetch::fetch_branch;
 use crate::crawl::identity;
-use crate::crawl::params::SyncMode;
 use crate::crawl::CrawlError;
 use crate::crawl_command::{git_client, git_credentials, DifyArgs, FileStore, RepoArgs};
 use crate::mirror::api::KnowledgeApi;
@@ -204,7 +203,7 @@ impl SyncCommand {
             (false, Some(most)) => DeleteGuard::AtMost(most),
             (false, None) => DeleteGuard::Default,
         };
-        let full = params.sync_mode == SyncMode::Full;
+        let full = params.sync_mode.ignores_state();
         let store = self.repo.store();
         let _lock = match self.dry_run {
             true => None,

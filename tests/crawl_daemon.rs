@@ -398,6 +398,56 @@ fn a_full_sync_that_needs_several_runs_completes_too() {
     assert_eq!(seen, expected, "every file once, in several full runs");
 }
 
+/// `sync_mode: snapshot`, for a caller that deletes whatever a run leaves out (an Agent
+/// knowledge base's source): every file in every run, or an error and no documents at all.
+#[test]
+fn a_snapshot_returns_the_whole_branch_every_run_or_nothing() {
+    let setup = Setup::new(&[("a.md", b"alpha"), ("b.md", b"beta"), ("c.md", b"gamma")]);
+    let daemon = setup.daemon(&[("GIT_DATASOURCE_MAX_RESULT_BYTES", "20000")]);
+    let url = setup.url();
+    let snapshot = json!({"repo_url": url, "sync_mode": "snapshot"});
+    for _ in 0..2 {
+        let docs = documents(&crawl(&daemon, snapshot.clone()));
+        assert_eq!(titles(&docs), ["a.md", "b.md", "c.md"]);
+    }
+    setup
+        .repo
+        .commit(&[("d.md", b"delta")], &["b.md"], "one in, one out");
+    let docs = documents(&crawl(&daemon, snapshot.clone()));
+    assert_eq!(titles(&docs), ["a.md", "c.md", "d.md"]);
+
+    // Larger than one result: an error Dify shows as text, and nothing delivered or recorded.
+    let files = numbered_files("s", 30, "q", 3000);
+    setup
+        .repo
+        .commit(&as_refs(&files), &[], "too much for one run");
+    let before = daemon.recorded().storage.clone();
+    let messages = crawl(&daemon, snapshot);
+    assert!(
+        messages
+            .iter()
+            .all(|m| m["data"]["result"]["status"] != "completed"
+                && m["data"]["result"]["web_info_list"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty)),
+        "no document in any message (an Agent knowledge base reads every one)"
+    );
+    let error = &messages.last().unwrap()["data"];
+    assert_eq!(error["error_type"], "InvokeBadRequestError");
+    assert_eq!(error["args"]["error"], "CrawlIncompleteError");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("returns the whole branch or nothing")
+            && message.contains("of its 33 files"),
+        "{message}"
+    );
+    assert_eq!(
+        daemon.recorded().storage,
+        before,
+        "a refused snapshot records nothing"
+    );
+}
+
 #[test]
 fn a_final_message_never_reaches_the_daemons_line_cap() {
     let big = "w".repeat(900_000);

@@ -52,6 +52,17 @@ impl ConsoleSessions {
                 refresh_token,
                 csrf_token,
             } => vec!["session", access_token, refresh_token, csrf_token],
+            SignIn::OpenApi {
+                token,
+                workspace_id,
+                fallback,
+            } => {
+                let mut parts = vec!["openapi", token.as_str(), workspace_id.as_str()];
+                if let Some(SignIn::Password { email, password }) = fallback.as_deref() {
+                    parts.extend([email.as_str(), password.as_str()]);
+                }
+                parts
+            }
         };
         let mut hasher = Sha256::new();
         for part in std::iter::once(settings.console_url.as_str()).chain(secret_parts) {
@@ -227,6 +238,11 @@ async fn invoke(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
             )))
         }
     };
+    let (mut text, mut json) = (text, json);
+    if let Some(through) = ctx.console.signed_in_through().await {
+        text.push_str(&format!("\nSigned in through {through}."));
+        json["signed_in_through"] = json!(through);
+    }
     ToolMessage::Text(text).send(session).await?;
     ToolMessage::Json(json).send(session).await?;
     for (name, value) in variables {
@@ -255,7 +271,9 @@ fn failed(error: SyncError) -> ErrorPayload {
                 ConsoleError::Refused { status: 500.., .. } | ConsoleError::Malformed { .. } => {
                     Shown::ServerUnavailable
                 }
-                ConsoleError::Refused { .. } | ConsoleError::Redirected(_) => Shown::BadRequest,
+                ConsoleError::Refused { .. }
+                | ConsoleError::Redirected(_)
+                | ConsoleError::Unsupported(_) => Shown::BadRequest,
             },
             "console",
         ),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use app_git_sync::console::apps::Version;
+use app_git_sync::console::sign_in::SignIn;
 use app_git_sync::console::Console;
 use app_git_sync::handler::AppSyncHandler;
 use app_git_sync::settings::Settings;
@@ -131,6 +132,13 @@ async fn run(command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let ctx = match sign_in_by_device(ctx).await {
+        Ok(ctx) => ctx,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let apps = app_list(&common.apps);
     let outcome = match command {
         Command::Export(args) => {
@@ -169,6 +177,9 @@ async fn run(command: Command) -> ExitCode {
             .map(|r| (r.describe(), sync::to_json(&r), false)),
         _ => unreachable!("handled in main"),
     };
+    if let Some(through) = ctx.console.signed_in_through().await {
+        eprintln!("signed in through {through}");
+    }
     match outcome {
         Ok((text, json, troubled)) => {
             match common.json {
@@ -185,6 +196,52 @@ async fn run(command: Command) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// With the OpenAPI sign-in and no token: Dify's device flow. The code and URL go to stderr
+/// for the person at the terminal; the token lives in this process only. Where the server has
+/// no OpenAPI and e-mail and password were given, the console API is used instead.
+async fn sign_in_by_device(mut ctx: SyncContext) -> Result<SyncContext, String> {
+    let SignIn::OpenApi {
+        token,
+        workspace_id,
+        fallback,
+    } = &ctx.settings.sign_in
+    else {
+        return Ok(ctx);
+    };
+    if !token.is_empty()
+        || (fallback.is_some()
+            && !ctx
+                .console
+                .has_open_api()
+                .await
+                .map_err(|e| e.to_string())?)
+    {
+        return Ok(ctx);
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let label = format!("app-git-sync on {}", host.trim());
+    let token = ctx
+        .console
+        .device_login(&label, |prompt| {
+            eprintln!(
+                "To sign in to Dify, open {} and enter the code {} (valid for {} minutes). Waiting for approval…",
+                prompt.verification_uri,
+                prompt.user_code,
+                prompt.expires_in.as_secs().div_ceil(60)
+            )
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let sign_in = SignIn::OpenApi {
+        token,
+        workspace_id: workspace_id.clone(),
+        fallback: fallback.clone(),
+    };
+    ctx.console = Arc::new(Console::new(&ctx.settings.console_url, sign_in.clone())?);
+    ctx.settings.sign_in = sign_in;
+    Ok(ctx)
 }
 
 /// The settings from the environment, the console, a Git client caching clones under the

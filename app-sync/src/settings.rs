@@ -46,9 +46,10 @@ impl fmt::Debug for Settings {
 }
 
 /// The credential names, as `provider/app_git_sync.yaml` declares them.
-pub const FIELDS: [&str; 19] = [
+pub const FIELDS: [&str; 20] = [
     "console_url",
     "sign_in",
+    "openapi_token",
     "admin_api_key",
     "workspace_id",
     "email",
@@ -69,9 +70,10 @@ pub const FIELDS: [&str; 19] = [
 ];
 
 /// Fields whose value is trimmed (the others are keys and certificates, kept as pasted).
-const TRIMMED: [&str; 13] = [
+const TRIMMED: [&str; 14] = [
     "console_url",
     "sign_in",
+    "openapi_token",
     "admin_api_key",
     "workspace_id",
     "email",
@@ -111,12 +113,13 @@ impl Settings {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Settings::from_list(&values)
+        Settings::from_list(&values, false)
     }
 
     /// From `APP_GIT_SYNC_<FIELD>` variables (the command line); a `…_FILE` variant reads
     /// the value from a file (secrets stay out of the process list; keys, certificates). A
-    /// file that cannot be read is a problem of its own, named.
+    /// file that cannot be read is a problem of its own, named. With `sign_in=openapi_token`
+    /// and no token, the command line signs in by the device flow (an empty token here).
     pub fn from_env() -> Result<Settings, Vec<CredentialProblem>> {
         let mut unreadable = Vec::new();
         let values: Vec<String> = FIELDS
@@ -145,21 +148,28 @@ impl Settings {
         if !unreadable.is_empty() {
             return Err(unreadable);
         }
-        Settings::from_list(&values)
+        Settings::from_list(&values, true)
     }
 
-    /// From one value per field of [`FIELDS`], in its order.
-    fn from_list(values: &[String]) -> Result<Settings, Vec<CredentialProblem>> {
-        Settings::from_values(|field| {
-            let i = FIELDS
-                .iter()
-                .position(|f| *f == field)
-                .expect("a declared field");
-            values[i].clone()
-        })
+    /// From one value per field of [`FIELDS`], in its order; `device_flow` lets an OpenAPI
+    /// sign-in come without a token.
+    fn from_list(values: &[String], device_flow: bool) -> Result<Settings, Vec<CredentialProblem>> {
+        Settings::from_values(
+            |field| {
+                let i = FIELDS
+                    .iter()
+                    .position(|f| *f == field)
+                    .expect("a declared field");
+                values[i].clone()
+            },
+            device_flow,
+        )
     }
 
-    fn from_values(value: impl Fn(&str) -> String) -> Result<Settings, Vec<CredentialProblem>> {
+    fn from_values(
+        value: impl Fn(&str) -> String,
+        device_flow: bool,
+    ) -> Result<Settings, Vec<CredentialProblem>> {
         let get = |field: &str| match TRIMMED.contains(&field) {
             true => value(field).trim().to_string(),
             false => value(field),
@@ -197,6 +207,24 @@ impl Settings {
                 email: required("email", "is required to sign in with e-mail and password"),
                 password: required("password", "is required to sign in with e-mail and password"),
             },
+            "openapi_token" => SignIn::OpenApi {
+                token: match device_flow {
+                    true => get("openapi_token"),
+                    false => required(
+                        "openapi_token",
+                        "is required to sign in with Dify's OpenAPI: a dfoa_ token from its device \
+                         flow (difyctl auth login; the command line runs the flow itself)",
+                    ),
+                },
+                workspace_id: get("workspace_id"),
+                // E-mail and password given too: the console API where the OpenAPI is off.
+                fallback: match (get("email"), value("password")) {
+                    (email, password) if !email.is_empty() && !password.is_empty() => {
+                        Some(Box::new(SignIn::Password { email, password }))
+                    }
+                    _ => None,
+                },
+            },
             "session" => SignIn::Session {
                 access_token: required(
                     "session_access_token",
@@ -209,7 +237,9 @@ impl Settings {
                 let shown: String = other.chars().take(40).collect();
                 problem(
                     "sign_in",
-                    &format!("{shown:?} is not one of admin_api_key, password, session"),
+                    &format!(
+                        "{shown:?} is not one of admin_api_key, password, session, openapi_token"
+                    ),
                 );
                 SignIn::Password {
                     email: String::new(),

@@ -98,6 +98,35 @@ pub enum CrawlError {
     Output(String),
     #[error("mirroring into the knowledge base: {0}")]
     Mirror(ApiError),
+    /// `sync_mode: snapshot` could not return the whole branch: nothing was returned.
+    #[error("{0}")]
+    NotWhole(String),
+}
+
+/// A snapshot run that cannot return every file returns none: its caller deletes what a run
+/// leaves out, so part of the branch would delete the rest.
+fn not_whole(summary: &RunSummary, failed: &[String], budget: usize) -> Result<(), CrawlError> {
+    let why = if !failed.is_empty() {
+        format!(
+            "{} files could not be read ({})",
+            failed.len(),
+            shorten(&failed.iter().map(String::as_str).collect::<Vec<_>>())
+        )
+    } else if summary.complete {
+        return Ok(());
+    } else {
+        format!(
+            "the branch does not fit in one run: {} of its {} files fit in the result's {budget} \
+             bytes (Dify's limit per message) or in the run's time",
+            summary.delivered, summary.total
+        )
+    };
+    Err(CrawlError::NotWhole(format!(
+        "sync_mode snapshot returns the whole branch or nothing, and {why}. Nothing was returned, \
+         so the knowledge base keeps what it has. Narrow the source with subdir, extensions, \
+         include or exclude (or split it into several sources), or use a knowledge pipeline with \
+         sync_mode incremental"
+    )))
 }
 
 /// What a run did, for logs and the command line.
@@ -181,7 +210,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         summary.commit = commit.clone();
         summary.fetch_time = started.elapsed();
 
-        let full = self.params.sync_mode == SyncMode::Full;
+        let full = self.params.sync_mode.ignores_state();
         let mut mirror = self.list_knowledge_base(&hash, legacy.as_deref()).await?;
         let settled = match &mirror {
             Some(mirror) => mirror.unchanged && mirror.record.settled.as_ref() == Some(&commit),
@@ -342,6 +371,9 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         summary.complete = !stopped;
         summary.bytes = delivery.bytes();
         summary.read_time = read_started.elapsed();
+        if self.params.sync_mode == SyncMode::Snapshot {
+            not_whole(&summary, &failed_now, self.sink.data_budget())?;
+        }
 
         self.sink
             .finish(delivery.into_final_message(summary.total, summary.attempted))

@@ -11,6 +11,17 @@ pub enum SyncMode {
     Incremental,
     /// Ignore stored state, deliver everything, then record it.
     Full,
+    /// Every file of the branch in every run, or an error: for a caller that deletes what a
+    /// run does not return (an Agent knowledge base's `web` source, Dify 1.18+), where a
+    /// partial or incremental result would delete the rest.
+    Snapshot,
+}
+
+impl SyncMode {
+    /// Whether a run ignores what earlier runs delivered.
+    pub fn ignores_state(self) -> bool {
+        self != SyncMode::Incremental
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,9 +84,10 @@ impl CrawlParams {
         let sync_mode = match mode.to_ascii_lowercase().as_str() {
             "" | "incremental" => SyncMode::Incremental,
             "full" => SyncMode::Full,
+            "snapshot" => SyncMode::Snapshot,
             other => {
                 problems.push(format!(
-                    "sync_mode must be incremental or full, not {:?}",
+                    "sync_mode must be incremental, full or snapshot, not {:?}",
                     shown(other)
                 ));
                 SyncMode::Incremental
@@ -108,6 +120,14 @@ impl CrawlParams {
                 .map_err(|problem| problems.push(problem))
                 .ok(),
         };
+        if sync_mode == SyncMode::Snapshot && knowledge_base_id.is_some() {
+            problems.push(
+                "sync_mode snapshot (the whole branch every run, for an Agent knowledge base's \
+                 source) and knowledge_base_id (mirroring a pipeline knowledge base) do not go \
+                 together: clear knowledge_base_id, or use incremental with mirroring"
+                    .into(),
+            );
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -173,6 +193,28 @@ mod tests {
         assert_eq!(params.branch, "2024");
         assert_eq!(params.subdir, "");
         assert_eq!(params.sync_mode, SyncMode::Full);
+    }
+
+    #[test]
+    fn snapshot_is_a_mode_of_its_own_and_never_mirrors() {
+        let params = CrawlParams::from_json(Some(&json!({
+            "repo_url": "https://example.com/r.git", "sync_mode": "Snapshot"
+        })))
+        .unwrap();
+        assert_eq!(params.sync_mode, SyncMode::Snapshot);
+        assert!(params.sync_mode.ignores_state());
+        assert!(!SyncMode::Incremental.ignores_state());
+        let problems = CrawlParams::from_json(Some(&json!({
+            "repo_url": "https://example.com/r.git", "sync_mode": "snapshot",
+            "knowledge_base_id": "0b7e7a3c-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
+        })))
+        .unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("snapshot") && p.contains("knowledge_base_id")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn watch(
             crate::crawl::shorten(&paths)
         );
     }
-    let full = params.sync_mode == crate::crawl::params::SyncMode::Full;
+    let full = params.sync_mode.ignores_state();
     let settings = WatchSettings::from_env();
     let (hash, commit) = (&summary.config_hash, &summary.commit);
     if let Some(watch) = Watch::after_crawl(mirror, hash, commit, outcome, full, settings, client) {
@@ -225,6 +225,7 @@ fn error_payload(error: &CrawlError) -> ErrorPayload {
         ),
         CrawlError::State(_) => (Shown::ServerUnavailable, "PluginStorageError"),
         CrawlError::Output(_) => (Shown::ServerUnavailable, "InternalError"),
+        CrawlError::NotWhole(_) => (Shown::BadRequest, "CrawlIncompleteError"),
         CrawlError::Mirror(api) => (
             match api.kind {
                 ApiErrorKind::Unauthorized => Shown::Authorization,

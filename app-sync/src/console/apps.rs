@@ -1,8 +1,9 @@
-//! The app routes of the console API: list, export DSL (draft or published).
+//! The app routes, on the console API or the OpenAPI alike: list, export DSL (draft or
+//! published), import, confirm, check dependencies, publish, published versions.
 
 use serde_json::Value;
 
-use super::{Console, ConsoleError};
+use super::{Console, ConsoleError, Surface};
 
 /// At most this many pages of 100 apps are read (a hostile server cannot keep us paging).
 const MAX_PAGES: u32 = 200;
@@ -26,9 +27,13 @@ pub enum Version {
 impl Console {
     /// Every app of the workspace, paging by 100.
     pub async fn list_apps(&self) -> Result<Vec<AppSummary>, ConsoleError> {
+        let workspace = match self.surface().await? {
+            Surface::OpenApi { workspace_id, .. } => format!("workspace_id={workspace_id}&"),
+            Surface::Console { .. } => String::new(),
+        };
         let mut apps = Vec::new();
         for page in 1..=MAX_PAGES {
-            let route = format!("/apps?page={page}&limit=100");
+            let route = format!("/apps?{workspace}page={page}&limit=100");
             let body = self.get(&route).await?;
             let Some(items) = body["data"].as_array() else {
                 return Err(ConsoleError::Malformed {
@@ -57,7 +62,19 @@ impl Console {
     /// The app's DSL as Dify exports it, secrets left out (`include_secret=false`).
     pub async fn export_dsl(&self, app_id: &str, version: Version) -> Result<String, ConsoleError> {
         let app_id = path_segment(app_id)?;
-        let mut route = format!("/apps/{app_id}/export?include_secret=false");
+        let open_api = matches!(self.surface().await?, Surface::OpenApi { .. });
+        let mut route = match open_api {
+            true => format!("/apps/{app_id}/dsl?include_secret=false"),
+            false => format!("/apps/{app_id}/export?include_secret=false"),
+        };
+        if version == Version::Published && open_api {
+            return Err(ConsoleError::Unsupported(
+                "Dify's OpenAPI cannot tell which version of an app is published, so it cannot \
+                 export the published version: export the draft, or sign in to the console API \
+                 (e-mail and password, key or session)"
+                    .into(),
+            ));
+        }
         if version == Version::Published {
             let published = self
                 .get(&format!("/apps/{app_id}/workflows/publish"))
@@ -77,7 +94,7 @@ impl Console {
         match body["data"].as_str() {
             Some(dsl) => Ok(dsl.to_string()),
             None => Err(ConsoleError::Malformed {
-                route: format!("/apps/{app_id}/export"),
+                route: super::route_name(&route),
                 why: "no `data` string".into(),
             }),
         }
@@ -146,7 +163,13 @@ impl Console {
         if let Some(app_id) = app_id {
             body["app_id"] = Value::String(path_segment(app_id)?.to_string());
         }
-        match self.post("/apps/imports", &body).await {
+        let route = match self.surface().await? {
+            Surface::OpenApi { workspace_id, .. } => {
+                format!("/workspaces/{}/apps/imports", path_segment(&workspace_id)?)
+            }
+            Surface::Console { .. } => "/apps/imports".to_string(),
+        };
+        match self.post(&route, &body).await {
             Ok(answer) => Ok(ImportOutcome::from_json(&answer)),
             Err(ConsoleError::Refused {
                 status: 400,
@@ -163,14 +186,25 @@ impl Console {
 
     /// Confirms a pending import (Dify keeps it for 10 minutes).
     pub async fn confirm_import(&self, import_id: &str) -> Result<ImportOutcome, ConsoleError> {
-        let route = format!("/apps/imports/{}/confirm", path_segment(import_id)?);
+        let import_id = path_segment(import_id)?;
+        let route = match self.surface().await? {
+            Surface::OpenApi { workspace_id, .. } => format!(
+                "/workspaces/{}/apps/imports/{import_id}:confirm",
+                path_segment(&workspace_id)?
+            ),
+            Surface::Console { .. } => format!("/apps/imports/{import_id}/confirm"),
+        };
         let answer = self.post(&route, &serde_json::json!({})).await?;
         Ok(ImportOutcome::from_json(&answer))
     }
 
     /// The plugins the app's DSL depends on that this workspace lacks.
     pub async fn missing_dependencies(&self, app_id: &str) -> Result<Vec<String>, ConsoleError> {
-        let route = format!("/apps/imports/{}/check-dependencies", path_segment(app_id)?);
+        let app_id = path_segment(app_id)?;
+        let route = match self.surface().await? {
+            Surface::OpenApi { .. } => format!("/apps/{app_id}/dependencies:check"),
+            Surface::Console { .. } => format!("/apps/imports/{app_id}/check-dependencies"),
+        };
         let body = self.get(&route).await?;
         let leaked = body["leaked_dependencies"]
             .as_array()
@@ -181,29 +215,49 @@ impl Console {
 
     /// Publishes the app's draft.
     pub async fn publish(&self, app_id: &str, name: &str) -> Result<(), ConsoleError> {
+        self.can_publish().await?;
         let route = format!("/apps/{}/workflows/publish", path_segment(app_id)?);
         let body = serde_json::json!({"marked_name": name, "marked_comment": "Published by Dify App Git Sync"});
         self.post(&route, &body).await.map(drop)
     }
 
-    /// The app's published versions, newest first (the draft left out).
+    /// Whether this sign-in can publish: the OpenAPI has no publish route.
+    pub async fn can_publish(&self) -> Result<(), ConsoleError> {
+        match self.surface().await? {
+            Surface::OpenApi { .. } => Err(ConsoleError::Unsupported(
+                "Dify's OpenAPI has no route to publish an app, so nothing was imported: import \
+                 without publish and publish in Dify, or sign in to the console API (e-mail and \
+                 password, key or session) to publish from here"
+                    .into(),
+            )),
+            Surface::Console { .. } => Ok(()),
+        }
+    }
+
+    /// The app's published versions, newest first (the draft left out); `None` where the
+    /// API cannot list them (the OpenAPI).
     pub async fn published_versions(
         &self,
         app_id: &str,
-    ) -> Result<Vec<PublishedVersion>, ConsoleError> {
+    ) -> Result<Option<Vec<PublishedVersion>>, ConsoleError> {
+        if let Surface::OpenApi { .. } = self.surface().await? {
+            return Ok(None);
+        }
         let route = format!("/apps/{}/workflows?page=1&limit=20", path_segment(app_id)?);
         let body = self.get(&route).await?;
         let items = body["items"].as_array().cloned().unwrap_or_default();
-        Ok(items
-            .iter()
-            .filter(|w| w["version"] != "draft")
-            .map(|w| PublishedVersion {
-                workflow_id: w["id"].as_str().unwrap_or_default().to_string(),
-                version: w["version"].as_str().unwrap_or_default().to_string(),
-                marked_name: w["marked_name"].as_str().unwrap_or_default().to_string(),
-                created_at: w["created_at"].as_i64().unwrap_or_default(),
-            })
-            .collect())
+        Ok(Some(
+            items
+                .iter()
+                .filter(|w| w["version"] != "draft")
+                .map(|w| PublishedVersion {
+                    workflow_id: w["id"].as_str().unwrap_or_default().to_string(),
+                    version: w["version"].as_str().unwrap_or_default().to_string(),
+                    marked_name: w["marked_name"].as_str().unwrap_or_default().to_string(),
+                    created_at: w["created_at"].as_i64().unwrap_or_default(),
+                })
+                .collect(),
+        ))
     }
 }
 

@@ -1,9 +1,10 @@
-//! A client of Dify's console API (`/console/api`), the only API that exports and imports app
-//! DSL. It signs in on first use, renews an expired session once per call (refresh token, or a
-//! new login with a password) and never shows a secret: errors name the route and Dify's
-//! own message.
+//! A client of the Dify API that exports and imports app DSL: the console API (`/console/api`),
+//! or Dify's OpenAPI (`/openapi/v1`, 1.15+) when signed in with its token. It signs in on first
+//! use, renews an expired session once per call (refresh token, or a new login with a password)
+//! and never shows a secret: errors name the route and Dify's own message.
 
 pub mod apps;
+pub mod openapi;
 pub mod sign_in;
 
 use dify_plugin::dify_http;
@@ -16,6 +17,10 @@ use sign_in::{login_password, CookieSet, Credential, DifyVersion, SignIn};
 
 /// The most one answer may hold (a DSL is at most 10 MB).
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+/// How often one call waits out a 429 (the OpenAPI allows 60 calls a minute per token), and
+/// the longest wait it accepts.
+const RATE_LIMIT_RETRIES: u32 = 3;
+const LONGEST_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 /// Dify's API as the plugin daemon's container reaches it in Dify's docker compose.
 pub const DEFAULT_CONSOLE_URL: &str = "http://api:5001";
 
@@ -36,6 +41,9 @@ pub enum ConsoleError {
     Malformed { route: String, why: String },
     #[error("{0}")]
     Redirected(String),
+    /// Something this sign-in's API cannot do (the OpenAPI has no publish route, say).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl ConsoleError {
@@ -69,6 +77,7 @@ impl ConsoleError {
                 why: hide(why),
             },
             ConsoleError::Redirected(message) => ConsoleError::Redirected(hide(message)),
+            ConsoleError::Unsupported(message) => ConsoleError::Unsupported(hide(message)),
         }
     }
 }
@@ -99,6 +108,31 @@ fn code_note(code: &str) -> String {
 struct Signed {
     credential: Credential,
     version: Option<DifyVersion>,
+    surface: Surface,
+}
+
+/// Which of Dify's APIs a signed-in client speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Surface {
+    /// `/console/api`, as the web app.
+    Console {
+        /// Whether a token's OpenAPI was tried first and is off on this server.
+        openapi_off: bool,
+    },
+    /// `/openapi/v1`, for one workspace.
+    OpenApi {
+        workspace_id: String,
+        workspace_name: String,
+    },
+}
+
+impl Surface {
+    fn prefix(&self) -> &'static str {
+        match self {
+            Surface::Console { .. } => "/console/api",
+            Surface::OpenApi { .. } => "/openapi/v1",
+        }
+    }
 }
 
 /// The console API of one Dify, signed in one way. Sessions live in memory only.
@@ -161,8 +195,46 @@ impl Console {
 
     /// Signs in (if not yet) and proves the session by listing one app.
     pub async fn check(&self) -> Result<Option<DifyVersion>, ConsoleError> {
-        self.get("/apps?page=1&limit=1").await?;
+        let route = match self.surface().await? {
+            Surface::Console { .. } => "/apps?page=1&limit=1".to_string(),
+            Surface::OpenApi { workspace_id, .. } => {
+                format!("/apps?workspace_id={workspace_id}&page=1&limit=1")
+            }
+        };
+        self.get(&route).await?;
         Ok(self.version().await)
+    }
+
+    /// The API this client speaks, signing in first if it has not.
+    pub async fn surface(&self) -> Result<Surface, ConsoleError> {
+        let mut signed = self.signed.lock().await;
+        if signed.is_none() {
+            let outcome = self.sign_in().await;
+            *signed = Some(outcome.map_err(|e| e.hiding(&self.sign_in.secrets()))?);
+        }
+        Ok(signed.as_ref().expect("signed in above").surface.clone())
+    }
+
+    /// Which API and sign-in a run used, for its report: never a secret.
+    pub async fn signed_in_through(&self) -> Option<String> {
+        let signed = self.signed.lock().await;
+        let signed = signed.as_ref()?;
+        let version = signed
+            .version
+            .map(|v| format!("Dify {v}"))
+            .unwrap_or_else(|| "Dify".into());
+        Some(match (&signed.surface, &self.sign_in) {
+            (Surface::OpenApi { workspace_name, .. }, _) => format!(
+                "{version}'s OpenAPI (/openapi/v1) with an OpenAPI token, workspace {workspace_name:?}"
+            ),
+            (Surface::Console { openapi_off: true }, SignIn::OpenApi { fallback: Some(f), .. }) => format!(
+                "{version}'s console API with {}: this Dify's OpenAPI is off (OPENAPI_ENABLED)",
+                f.describe()
+            ),
+            (Surface::Console { .. }, sign_in) => {
+                format!("{version}'s console API with {}", sign_in.describe())
+            }
+        })
     }
 
     pub async fn get(&self, route: &str) -> Result<Value, ConsoleError> {
@@ -199,11 +271,25 @@ impl Console {
             *signed = Some(self.sign_in().await?);
         }
         let mut renewed = false;
+        let mut waited = 0;
         loop {
             let current = signed.as_ref().expect("signed in above");
             let headers = auth_headers(&current.credential);
-            let (status, response_headers, value) =
-                self.send(method.clone(), route, headers, body).await?;
+            let path = format!("{}{route}", current.surface.prefix());
+            let (status, response_headers, value) = self
+                .send(method.clone(), &path, route, headers, body)
+                .await?;
+            if status == StatusCode::TOO_MANY_REQUESTS && waited < RATE_LIMIT_RETRIES {
+                if let Some(wait) = retry_after(&response_headers) {
+                    waited += 1;
+                    tracing::info!(
+                        "Dify limits calls: waiting {wait:?} before {}",
+                        route_name(route)
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
             if status == StatusCode::UNAUTHORIZED && !renewed {
                 renewed = true;
                 let why = dify_message(&value);
@@ -223,15 +309,17 @@ impl Console {
         }
     }
 
-    /// One HTTP exchange under `/console/api`.
+    /// One HTTP exchange with `path` (`/console/api/…`, `/openapi/v1/…`); `route` names it in
+    /// messages.
     async fn send(
         &self,
         method: Method,
+        path: &str,
         route: &str,
         headers: HeaderMap,
         body: Option<&Value>,
     ) -> Result<(StatusCode, HeaderMap, Value), ConsoleError> {
-        let url = format!("{}/console/api{route}", self.base);
+        let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).headers(headers);
         if let Some(body) = body {
             request = request
@@ -272,21 +360,7 @@ impl Console {
 
     /// Every credential this console holds or was given, as it could appear in text.
     fn secrets(&self, signed: Option<&Signed>) -> Vec<String> {
-        let mut secrets: Vec<String> = match &self.sign_in {
-            SignIn::AdminKey { key, .. } => vec![key.clone()],
-            SignIn::Password { password, .. } => {
-                vec![password.clone(), login_password(password, None)]
-            }
-            SignIn::Session {
-                access_token,
-                refresh_token,
-                csrf_token,
-            } => vec![
-                access_token.clone(),
-                refresh_token.clone(),
-                csrf_token.clone(),
-            ],
-        };
+        let mut secrets = self.sign_in.secrets();
         match signed.map(|s| &s.credential) {
             Some(Credential::Bearer {
                 token,
@@ -328,14 +402,60 @@ impl Console {
     /// The server's version without signing in: `X-Version` of `/system-features`.
     async fn probe_version(&self) -> Result<Option<DifyVersion>, ConsoleError> {
         let (_, headers, _) = self
-            .send(Method::GET, "/system-features", HeaderMap::new(), None)
+            .send(
+                Method::GET,
+                "/console/api/system-features",
+                "/system-features",
+                HeaderMap::new(),
+                None,
+            )
             .await?;
         Ok(header_version(&headers))
     }
 
+    /// Signs in: through the OpenAPI with a token (or, where it is off, the console API with
+    /// the fallback), else through the console API.
     async fn sign_in(&self) -> Result<Signed, ConsoleError> {
+        let SignIn::OpenApi {
+            token,
+            workspace_id,
+            fallback,
+        } = &self.sign_in
+        else {
+            return self.console_sign_in(&self.sign_in, false).await;
+        };
+        if let Some(signed) = self.open_api_sign_in(token, workspace_id).await? {
+            return Ok(signed);
+        }
+        match fallback {
+            Some(fallback) => self.console_sign_in(fallback, true).await,
+            None => Err(ConsoleError::SignIn(format!(
+                "{} has no OpenAPI (/openapi/v1): it needs Dify 1.15 or later with OPENAPI_ENABLED=true; \
+                 enable it, or sign in to the console API with e-mail and password (given with the \
+                 token, they are used where the OpenAPI is off)",
+                self.shown
+            ))),
+        }
+    }
+
+    /// The sign-in the console API uses: the given one, or a token's fallback.
+    fn console_method(&self) -> &SignIn {
+        match &self.sign_in {
+            SignIn::OpenApi {
+                fallback: Some(fallback),
+                ..
+            } => fallback,
+            sign_in => sign_in,
+        }
+    }
+
+    async fn console_sign_in(
+        &self,
+        sign_in: &SignIn,
+        openapi_off: bool,
+    ) -> Result<Signed, ConsoleError> {
         let version = self.probe_version().await?;
-        let credential = match &self.sign_in {
+        let credential = match sign_in {
             SignIn::AdminKey { key, workspace_id } => {
                 if let Some(v) = version.filter(|v| *v < DifyVersion::ADMIN_KEY) {
                     return Err(ConsoleError::SignIn(format!(
@@ -363,10 +483,16 @@ impl Console {
                     Credential::Cookies(CookieSet::pasted(access_token, refresh_token, csrf_token))
                 }
             },
+            SignIn::OpenApi { .. } => {
+                return Err(ConsoleError::SignIn(
+                    "an OpenAPI token cannot sign in to the console API".into(),
+                ))
+            }
         };
         Ok(Signed {
             credential,
             version,
+            surface: Surface::Console { openapi_off },
         })
     }
 
@@ -382,7 +508,13 @@ impl Console {
             "remember_me": true,
         });
         let (status, headers, value) = self
-            .send(Method::POST, "/login", HeaderMap::new(), Some(&body))
+            .send(
+                Method::POST,
+                "/console/api/login",
+                "/login",
+                HeaderMap::new(),
+                Some(&body),
+            )
             .await?;
         if status.as_u16() >= 400 || value["result"] != "success" {
             let message = dify_message(&value);
@@ -420,14 +552,24 @@ impl Console {
     /// After a 401: the refresh token when there is one, else (or when it fails) a new login
     /// with the password; a key or a session without a refresh token cannot be renewed.
     async fn renew(&self, previous: Signed, why: &str) -> Result<Signed, ConsoleError> {
+        if let Surface::OpenApi { .. } = previous.surface {
+            return Err(ConsoleError::SignIn(format!(
+                "Dify refused the OpenAPI token ({why}): it has expired or was revoked; sign in \
+                 again by the device flow (the command line with no token) or paste a new token"
+            )));
+        }
         if let Some(credential) = self.refresh(&previous.credential).await? {
             return Ok(Signed {
                 credential,
                 version: previous.version,
+                surface: previous.surface,
             });
         }
-        match &self.sign_in {
-            SignIn::Password { .. } => self.sign_in().await,
+        match self.console_method() {
+            sign_in @ SignIn::Password { .. } => {
+                let openapi_off = previous.surface == Surface::Console { openapi_off: true };
+                self.console_sign_in(sign_in, openapi_off).await
+            }
             SignIn::AdminKey { .. } => Err(ConsoleError::SignIn(
                 "the admin API key was refused: check that ADMIN_API_KEY_ENABLE=true and ADMIN_API_KEY on the server match the key, and that the workspace id exists".into(),
             )),
@@ -437,6 +579,9 @@ impl Console {
             SignIn::Session { .. } => Err(ConsoleError::SignIn(
                 "the pasted session has expired and could not be renewed; sign in to the console in a browser and paste its access_token, refresh_token and csrf_token cookies again".into(),
             )),
+            SignIn::OpenApi { .. } => Err(ConsoleError::SignIn(format!(
+                "Dify refused the sign-in: {why}"
+            ))),
         }
     }
 
@@ -451,7 +596,13 @@ impl Console {
                     headers.insert(COOKIE, value);
                 }
                 let (status, answer_headers, _) = self
-                    .send(Method::POST, "/refresh-token", headers, Some(&json!({})))
+                    .send(
+                        Method::POST,
+                        "/console/api/refresh-token",
+                        "/refresh-token",
+                        headers,
+                        Some(&json!({})),
+                    )
                     .await?;
                 let renewed = CookieSet::from_set_cookie(
                     answer_headers
@@ -474,6 +625,7 @@ impl Console {
                 let (status, _, value) = self
                     .send(
                         Method::POST,
+                        "/console/api/refresh-token",
                         "/refresh-token",
                         HeaderMap::new(),
                         Some(&body),
@@ -526,6 +678,20 @@ fn auth_headers(credential: &Credential) -> HeaderMap {
         }
     }
     headers
+}
+
+/// A 429's `Retry-After` in seconds (at least one), when it is one Dify may mean: up to a
+/// minute.
+fn retry_after(headers: &HeaderMap) -> Option<std::time::Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let wait = std::time::Duration::from_secs(seconds.max(1));
+    (wait <= LONGEST_RETRY_AFTER).then_some(wait)
 }
 
 fn header_version(headers: &HeaderMap) -> Option<DifyVersion> {

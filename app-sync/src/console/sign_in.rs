@@ -1,7 +1,7 @@
-//! Signing in to Dify's console API, every way it allows (`docs/app-dsl.md` §1): the admin
-//! API key (1.11+), e-mail and password (JSON tokens before 1.9.2, cookies and a CSRF token
-//! from 1.9.2, a base64 password from 1.11.2, chosen from the server's `X-Version`), or a
-//! pasted browser session. Cookies are handled by hand: a compliant jar would drop the
+//! Signing in to Dify, every way it allows (`docs/app-dsl.md` §1): the admin API key (1.11+),
+//! e-mail and password (JSON tokens before 1.9.2, cookies and a CSRF token from 1.9.2, a
+//! base64 password from 1.11.2, chosen from the server's `X-Version`), a pasted browser
+//! session, or an OpenAPI token (1.15+, `OPENAPI_ENABLED`; see `openapi.rs`). Cookies are handled by hand: a compliant jar would drop the
 //! `__Host-` and `Secure` ones over `http://api:5001`.
 
 use std::fmt;
@@ -24,6 +24,50 @@ pub enum SignIn {
         refresh_token: String,
         csrf_token: String,
     },
+    /// A bearer token of Dify's OpenAPI (`dfoa_…`, minted by the device flow), for its
+    /// workspace `workspace_id` (empty: the token's current one). `fallback` signs in to the
+    /// console API where the server's OpenAPI is off.
+    OpenApi {
+        token: String,
+        workspace_id: String,
+        fallback: Option<Box<SignIn>>,
+    },
+}
+
+impl SignIn {
+    /// How it signs in, for messages: never a secret.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            SignIn::AdminKey { .. } => "the admin API key",
+            SignIn::Password { .. } => "e-mail and password",
+            SignIn::Session { .. } => "a pasted browser session",
+            SignIn::OpenApi { .. } => "an OpenAPI token",
+        }
+    }
+
+    /// Every secret it holds, as it could appear in text.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            SignIn::AdminKey { key, .. } => vec![key.clone()],
+            SignIn::Password { password, .. } => {
+                vec![password.clone(), login_password(password, None)]
+            }
+            SignIn::Session {
+                access_token,
+                refresh_token,
+                csrf_token,
+            } => vec![
+                access_token.clone(),
+                refresh_token.clone(),
+                csrf_token.clone(),
+            ],
+            SignIn::OpenApi {
+                token, fallback, ..
+            } => std::iter::once(token.clone())
+                .chain(fallback.iter().flat_map(|f| f.secrets()))
+                .collect(),
+        }
+    }
 }
 
 impl fmt::Debug for SignIn {
@@ -34,6 +78,15 @@ impl fmt::Debug for SignIn {
             }
             SignIn::Password { email, .. } => write!(f, "SignIn::Password({email})"),
             SignIn::Session { .. } => write!(f, "SignIn::Session"),
+            SignIn::OpenApi {
+                workspace_id,
+                fallback,
+                ..
+            } => write!(
+                f,
+                "SignIn::OpenApi(workspace {workspace_id:?}, fallback {:?})",
+                fallback
+            ),
         }
     }
 }
@@ -236,6 +289,21 @@ mod tests {
             }
         );
         assert!(!shown.contains("adm-secret"));
+        let token = SignIn::OpenApi {
+            token: "dfoa_secret".into(),
+            workspace_id: String::new(),
+            fallback: Some(Box::new(SignIn::Password {
+                email: "a@b.c".into(),
+                password: "hunter2".into(),
+            })),
+        };
+        let shown = format!("{token:?}");
+        assert!(
+            !shown.contains("dfoa_secret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(token.secrets().contains(&"dfoa_secret".to_string()));
+        assert!(token.secrets().contains(&"hunter2".to_string()));
     }
 
     proptest! {

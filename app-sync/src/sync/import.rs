@@ -125,6 +125,10 @@ impl ImportReport {
 
 pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<ImportReport, SyncError> {
     let (mut state, repository) = ctx.open().await?;
+    if options.publish {
+        // Before anything is imported: an import that cannot be published is not half done.
+        ctx.console.can_publish().await?;
+    }
     let in_dify = ctx.console.list_apps().await?;
     let mut report = ImportReport {
         head: repository.head(),

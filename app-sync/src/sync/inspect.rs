@@ -37,6 +37,9 @@ pub struct HistoryReport {
     pub path: Option<String>,
     pub commits: Vec<FileCommit>,
     pub published: Vec<PublishedVersion>,
+    /// Why `published` is empty when Dify could not be asked (the OpenAPI cannot list them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_unknown: Option<String>,
 }
 
 impl HistoryReport {
@@ -51,6 +54,7 @@ impl HistoryReport {
                 .unwrap_or_default(),
             self.published.len()
         )];
+        lines.extend(self.published_unknown.clone());
         for commit in &self.commits {
             lines.push(format!(
                 "- {} {} ({})",
@@ -152,12 +156,17 @@ pub async fn history(ctx: &SyncContext, app: &str) -> Result<HistoryReport, Sync
         && ["workflow", "advanced-chat"].contains(&app.mode.as_str())
     {
         true => ctx.console.published_versions(&app.id).await?,
-        false => Vec::new(),
+        false => Some(Vec::new()),
     };
     Ok(HistoryReport {
         app: app.name,
         path,
         commits,
-        published,
+        published_unknown: published.is_none().then(|| {
+            "Published versions are not listed: Dify's OpenAPI has no route for them; sign in \
+             to the console API to see them."
+                .to_string()
+        }),
+        published: published.unwrap_or_default(),
     })
 }

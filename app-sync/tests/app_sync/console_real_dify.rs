@@ -146,6 +146,9 @@ impl RealDify {
                 ("DIFY_RELAY_PLUGINS", &plugins),
                 ("APP_GIT_SYNC_ALLOW_LOCAL", "1"),
                 ("APP_GIT_SYNC_CACHE_DIR", cache.to_str().unwrap()),
+                // Dify's OpenAPI (1.15+), with our device-flow client id known.
+                ("OPENAPI_ENABLED", "true"),
+                ("OPENAPI_KNOWN_CLIENT_IDS", "difyctl,app-git-sync"),
             ],
             "the fake console tests still ran",
         )?;
@@ -382,7 +385,7 @@ fn the_console_client_against_the_real_dify() {
         for key in HTTP_KEYS {
             assert!(dsl.contains(key), "the import lost {key}:\n{dsl}");
         }
-        let versions = console.published_versions(&flow).await.unwrap();
+        let versions = console.published_versions(&flow).await.unwrap().unwrap();
         assert_eq!(versions.len(), 1, "{versions:?}");
         let published = console.export_dsl(&flow, Version::Published).await.unwrap();
         assert!(published.contains("title: Answer"));
@@ -394,6 +397,118 @@ fn the_console_client_against_the_real_dify() {
     });
 
     tool_inside_a_real_workflow(&dify, &console, &runtime);
+    openapi_sign_in(&dify, &flow, &runtime);
+}
+
+/// The OpenAPI sign-in on the real Dify: a token from the device flow (approved through the
+/// console's own approval route with the admin's browser session), then list, export, import
+/// over and the dependency check through `/openapi/v1`, publishing refused before anything
+/// changes, and the command line with the token saying which API it used. On a Dify without
+/// an OpenAPI (1.13.2) the token's e-mail and password fallback signs in to the console API.
+fn openapi_sign_in(dify: &RealDify, flow: &str, runtime: &tokio::runtime::Runtime) {
+    let url = dify.process.url.clone();
+    let fallback = SignIn::OpenApi {
+        token: "dfoa_not-a-real-token".into(),
+        workspace_id: String::new(),
+        fallback: Some(Box::new(SignIn::Password {
+            email: dify.email.clone(),
+            password: dify.password.clone(),
+        })),
+    };
+    let probe = Console::new(&url, fallback.clone()).unwrap();
+    if !runtime.block_on(probe.has_open_api()).unwrap() {
+        assert!(dify.process.version() < (1, 15, 0), "1.15+ has an OpenAPI");
+        let through = runtime.block_on(async {
+            assert!(probe.list_apps().await.unwrap().len() >= 2);
+            probe.signed_in_through().await.unwrap()
+        });
+        assert!(through.contains("OPENAPI_ENABLED"), "{through}");
+        return;
+    }
+    let cookies = dify.process.boot["cookies"].as_object().unwrap();
+    let cookie_header = cookies
+        .iter()
+        .map(|(name, value)| format!("{name}={}", value.as_str().unwrap()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let csrf = cookies
+        .iter()
+        .find(|(name, _)| name.ends_with("csrf_token"))
+        .map(|(_, v)| v.as_str().unwrap().to_string())
+        .unwrap();
+    let token = runtime.block_on(async {
+        let (code_tx, code_rx) = tokio::sync::oneshot::channel::<String>();
+        let login = probe.device_login("app-git-sync real-Dify test", move |prompt| {
+            let _ = code_tx.send(prompt.user_code.clone());
+        });
+        let approve = async {
+            let user_code = code_rx.await.unwrap();
+            let answer = crate::support::real_dify::http_client()
+                .post(format!("{url}/openapi/v1/oauth/device/approve"))
+                .header("Cookie", &cookie_header)
+                .header("X-CSRF-Token", &csrf)
+                .header("Content-Type", "application/json")
+                .body(serde_json::json!({"user_code": user_code}).to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status();
+            assert!(
+                status.is_success(),
+                "{status}: {}",
+                answer.text().await.unwrap()
+            );
+        };
+        let (token, ()) = tokio::join!(login, approve);
+        token.unwrap()
+    });
+    assert!(token.starts_with("dfoa_"));
+    let console = Console::new(
+        &url,
+        SignIn::OpenApi {
+            token: token.clone(),
+            workspace_id: String::new(),
+            fallback: None,
+        },
+    )
+    .unwrap();
+    runtime.block_on(async {
+        assert!(console.list_apps().await.unwrap().len() >= 3);
+        let through = console.signed_in_through().await.unwrap();
+        assert!(through.contains("OpenAPI"), "{through}");
+        let dsl = console.export_dsl(flow, Version::Draft).await.unwrap();
+        assert!(dsl.contains("title: Answer"), "{dsl}");
+        let edited = dsl.replace("title: Answer", "title: Through OpenAPI");
+        let outcome = console.import_dsl(&edited, Some(flow)).await.unwrap();
+        assert!(outcome.status.starts_with("completed"), "{outcome:?}");
+        assert_eq!(outcome.app_id, flow);
+        assert!(console.missing_dependencies(flow).await.unwrap().is_empty());
+        let again = console.export_dsl(flow, Version::Draft).await.unwrap();
+        assert!(again.contains("title: Through OpenAPI"), "{again}");
+        assert!(console.can_publish().await.is_err());
+        assert_eq!(console.published_versions(flow).await.unwrap(), None);
+    });
+    // The command line with the token: it says it used the OpenAPI, and never shows the token.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(dir.path(), "openapi-apps", &[("README.md", b"# apps\n")]);
+    let output = Command::new(BINARY)
+        .arg("export")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", dir.path())
+        .env("APP_GIT_SYNC_CONSOLE_URL", &url)
+        .env("APP_GIT_SYNC_SIGN_IN", "openapi_token")
+        .env("APP_GIT_SYNC_OPENAPI_TOKEN", &token)
+        .env("APP_GIT_SYNC_REPOSITORY_URL", &repo.bare)
+        .output()
+        .unwrap();
+    let text = shown(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("'s OpenAPI (/openapi/v1)") && text.contains("Exported"),
+        "{text}"
+    );
+    assert!(!text.contains(&token));
 }
 
 /// The tool provider authorized through the console (Dify asks our binary, behind the relay,

@@ -7,6 +7,7 @@ mod cli;
 mod console_real_dify;
 mod console_sign_in;
 mod never_lose_a_change;
+mod openapi_sign_in;
 mod package;
 mod push_remote;
 mod secrets_in_git;

@@ -18,6 +18,7 @@ use hyper::http::request::Parts;
 use hyper::Response;
 use serde_json::{json, Value};
 
+use super::fake_openapi::OpenApiState;
 use super::loopback_http::LoopbackServer;
 
 pub const EMAIL: &str = "owner@example.com";
@@ -89,16 +90,18 @@ pub struct ConsoleState {
     pub pending_ttl: Duration,
     /// A hostile server (or proxy): every error answer quotes the whole request back.
     pub echo_requests: bool,
+    /// Dify's OpenAPI (`OPENAPI_ENABLED=true`); `None`: off, `/openapi/v1` is not found.
+    pub openapi: Option<OpenApiState>,
     next: u64,
 }
 
 impl ConsoleState {
-    fn id(&mut self, prefix: &str) -> String {
+    pub fn id(&mut self, prefix: &str) -> String {
         self.next += 1;
         format!("{prefix:0>8}-0000-4000-8000-{:012x}", self.next)
     }
 
-    fn at_least(&self, v: (u32, u32, u32)) -> bool {
+    pub fn at_least(&self, v: (u32, u32, u32)) -> bool {
         self.version >= v
     }
 
@@ -160,6 +163,7 @@ impl FakeConsole {
             bodies: Vec::new(),
             pending_ttl: Duration::from_secs(600),
             echo_requests: false,
+            openapi: None,
             next: 0,
         }));
         let served = state.clone();
@@ -235,7 +239,7 @@ impl FakeConsole {
     }
 }
 
-fn respond(status: u16, body: Value) -> Response<Full<Bytes>> {
+pub fn respond(status: u16, body: Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("Content-Type", "application/json")
@@ -243,14 +247,14 @@ fn respond(status: u16, body: Value) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
-fn error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+pub fn error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
     respond(
         status,
         json!({"code": code, "message": message, "status": status}),
     )
 }
 
-fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+pub fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -275,7 +279,7 @@ fn cookie(parts: &Parts, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-fn query(parts: &Parts, key: &str) -> Option<String> {
+pub fn query(parts: &Parts, key: &str) -> Option<String> {
     parts.uri.query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == key).then(|| v.to_string())
@@ -333,6 +337,9 @@ fn answer(state: &mut ConsoleState, parts: &Parts, body: &Bytes) -> Response<Ful
     state
         .bodies
         .push(String::from_utf8_lossy(body).into_owned());
+    if let Some(route) = path.strip_prefix("/openapi/v1") {
+        return super::fake_openapi::answer(state, parts, route, body);
+    }
     let Some(route) = path.strip_prefix("/console/api") else {
         return error(
             404,
@@ -476,15 +483,23 @@ fn refusal(state: &ConsoleState, parts: &Parts, route: &str) -> Option<Response<
     }
 }
 
-fn list_apps(state: &ConsoleState, parts: &Parts) -> Response<Full<Bytes>> {
+pub fn list_apps(state: &ConsoleState, parts: &Parts) -> Response<Full<Bytes>> {
     let page: usize = query(parts, "page")
         .and_then(|p| p.parse().ok())
         .unwrap_or(1);
     let limit: usize = query(parts, "limit")
         .and_then(|p| p.parse().ok())
         .unwrap_or(20);
-    if !(1..=100).contains(&limit) || page == 0 {
-        return error(400, "invalid_param", "limit must be between 1 and 100");
+    let most = match parts.uri.path().starts_with("/openapi/v1") {
+        true => 200,
+        false => 100,
+    };
+    if !(1..=most).contains(&limit) || page == 0 {
+        return error(
+            400,
+            "invalid_param",
+            &format!("limit must be between 1 and {most}"),
+        );
     }
     let apps: Vec<&FakeApp> = state.apps.values().collect();
     let data: Vec<Value> = apps
@@ -536,7 +551,7 @@ fn dsl(
     serde_yaml::to_string(&doc).unwrap()
 }
 
-fn export(state: &ConsoleState, id: &str, parts: &Parts) -> Response<Full<Bytes>> {
+pub fn export(state: &ConsoleState, id: &str, parts: &Parts) -> Response<Full<Bytes>> {
     let Some(app) = state.apps.get(id) else {
         return error(404, "app_not_found", "App not found.");
     };
@@ -566,7 +581,7 @@ fn version_tuple(text: &str) -> (u32, u32, u32) {
     )
 }
 
-fn import(state: &mut ConsoleState, body: &Value) -> Response<Full<Bytes>> {
+pub fn import(state: &mut ConsoleState, body: &Value) -> Response<Full<Bytes>> {
     let failed = |message: &str| {
         respond(
             400,
@@ -684,7 +699,7 @@ fn apply(state: &mut ConsoleState, yaml: &Value, app_id: Option<String>) -> Stri
     id
 }
 
-fn confirm(state: &mut ConsoleState, import_id: &str) -> Response<Full<Bytes>> {
+pub fn confirm(state: &mut ConsoleState, import_id: &str) -> Response<Full<Bytes>> {
     let ttl = state.pending_ttl;
     match state.pending.remove(import_id) {
         Some(pending) if pending.at.elapsed() < ttl => {
@@ -701,7 +716,7 @@ fn confirm(state: &mut ConsoleState, import_id: &str) -> Response<Full<Bytes>> {
     }
 }
 
-fn dependencies(state: &ConsoleState, app_id: &str) -> Response<Full<Bytes>> {
+pub fn dependencies(state: &ConsoleState, app_id: &str) -> Response<Full<Bytes>> {
     let Some(app) = state.apps.get(app_id) else {
         return error(404, "app_not_found", "App not found.");
     };

@@ -6,6 +6,7 @@ pub mod app_scenario;
 pub mod fake_console;
 #[path = "../../../../tests/support/fake_daemon.rs"]
 pub mod fake_daemon;
+pub mod fake_openapi;
 #[path = "../../../../tests/support/git_servers.rs"]
 pub mod git_servers;
 #[path = "../../../../tests/support/keys.rs"]
