@@ -317,7 +317,7 @@ fn describe_mirror(mirror: &crate::mirror::MirrorOutcome) -> String {
     if !plan.held.is_empty() {
         out.push_str(&format!(
             "NOT deleted: {} documents of files gone from the branch, more than half of this \
-             repository's documents (a wrong branch or filter?); run with --full to allow it: {}\n",
+             repository's searchable documents (a wrong branch or filter?); run with --full to allow it: {}\n",
             plan.held.len(),
             paths(&plan.held)
         ));

@@ -52,7 +52,7 @@ pub struct SyncCommand {
     #[arg(long)]
     pub dry_run: bool,
     /// Hold back deletions of files gone from the branch when there are more than N
-    /// (default: more than 20 and more than half of the repository's documents).
+    /// (default: more than 20 and more than half of the repository's searchable documents).
     #[arg(long, value_name = "N")]
     pub max_delete: Option<usize>,
     /// Delete the documents of files gone from the branch however many there are.

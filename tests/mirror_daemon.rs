@@ -155,3 +155,95 @@ fn push_after_import_without_mirroring_says_it_has_no_effect() {
         "{log}"
     );
 }
+
+/// Another workspace naming the same knowledge base id and repository configuration with its
+/// own Knowledge API key cannot stop this workspace's watcher: a watcher is keyed by who asks
+/// too (a hash of the key), so the superseded copy still goes once the new one is indexed.
+#[test]
+fn another_workspace_cannot_stop_a_watcher() {
+    use serde_json::json;
+    use support::git_servers::TestRepo;
+    use support::mirror_scenario::{crawl_with, spawn_with, KnowledgeBase};
+
+    let dir = tempfile::tempdir().unwrap();
+    let kb = FakeKnowledgeApi::start();
+    let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"alpha"), ("b.md", b"beta")]);
+    let daemon = spawn_with(dir.path(), &[]);
+    let first = crawl_with(&daemon, &kb, &repo, json!({}));
+    kb.import(&first);
+    kb.index_all();
+    repo.commit(&[("a.md", b"alpha 2")], &[], "edit");
+    let second = crawl_with(&daemon, &kb, &repo, json!({}));
+    assert_eq!(second.len(), 1);
+
+    let other = daemon.request(
+        "invoke_website_datasource_get_crawl",
+        json!({"provider": "git_datasource", "datasource": "git_datasource",
+               "credentials": {"dify_api_url": kb.api_url(), "dify_api_key": "dataset-anotherWorkspace01234567"},
+               "datasource_parameters": {"repo_url": repo.bare.display().to_string(),
+                                         "knowledge_base_id": kb.dataset()}}),
+    );
+    let answer = daemon.finish(&other);
+    assert_eq!(
+        answer.last().unwrap()["data"]["error_type"],
+        "InvokeAuthorizationError",
+        "{answer:?}"
+    );
+
+    kb.import(&second);
+    kb.index_all();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while kb
+        .docs()
+        .iter()
+        .filter(|d| d.source_url().ends_with(":a.md"))
+        .count()
+        > 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher was stopped by the other workspace: {:?}\n{}",
+            kb.docs(),
+            daemon.stderr_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A listed document id that is not a UUID (a hostile or broken API answering
+/// `../../<other knowledge base>/documents/<id>`) never goes into a DELETE: that document is
+/// not taken for ours, and nothing is deleted anywhere else.
+#[test]
+fn a_listed_id_that_is_no_uuid_never_reaches_a_delete() {
+    use serde_json::json;
+    use support::git_servers::TestRepo;
+    use support::mirror_scenario::{crawl_with, spawn_with};
+
+    const ELSEWHERE: &str = "0e1d2c3b-4a59-4687-9a0b-1c2d3e4f5a6b";
+    let dir = tempfile::tempdir().unwrap();
+    let kb = FakeKnowledgeApi::start();
+    let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"alpha"), ("b.md", b"beta")]);
+    let daemon = spawn_with(dir.path(), &[]);
+    let first = crawl_with(&daemon, &kb, &repo, json!({}));
+    kb.import(&first);
+    kb.index_all();
+    {
+        let mut state = kb.state();
+        let doc = state
+            .docs
+            .iter_mut()
+            .find(|d| d.source_url().ends_with(":b.md"))
+            .unwrap();
+        doc.id = format!("../../{ELSEWHERE}/documents/{}", doc.id);
+    }
+    repo.commit(&[], &["b.md"], "drop b");
+    assert!(crawl_with(&daemon, &kb, &repo, json!({})).is_empty());
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let requests = kb.state().requests.clone();
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.starts_with("DELETE") && !r.contains(ELSEWHERE)),
+        "{requests:?}"
+    );
+}

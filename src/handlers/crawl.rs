@@ -50,14 +50,9 @@ pub async fn handle(
              knowledge_base_id and a dify_api_key): the next run offers what does not fit"
         );
     }
-    let watch_key = mirror.as_ref().map(|m| {
-        format!(
-            "{}|{}|{}",
-            m.api.shown_base(),
-            m.dataset,
-            crate::crawl::identity::config_hash(&params)
-        )
-    });
+    let watch_key = mirror
+        .as_ref()
+        .map(|m| m.key(&crate::crawl::identity::config_hash(&params)));
     if let Some(key) = &watch_key {
         // The previous watcher's view of the branch is about to be out of date.
         mirrors.watchers.stop(key);
@@ -190,10 +185,10 @@ fn watch(
         let paths: Vec<&str> = plan.held.iter().map(|d| d.path.as_str()).collect();
         tracing::warn!(
             "mirror: not deleting {} documents of files gone from the branch, more than half of \
-             this configuration's {} documents (a wrong branch or filter?): {}; run once with \
-             sync_mode full to allow it",
+             this configuration's {} searchable documents (a wrong branch or filter?): {}; run \
+             once with sync_mode full to allow it",
             paths.len(),
-            plan.ours,
+            plan.searchable,
             crate::crawl::shorten(&paths)
         );
     }

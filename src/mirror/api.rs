@@ -63,6 +63,15 @@ impl ApiError {
     }
 }
 
+/// Whether `id` is a UUID, as Dify's document and knowledge base ids are.
+pub fn is_uuid(id: &str) -> bool {
+    id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
 /// One page of `GET /datasets/{id}/documents`.
 #[derive(Debug, Deserialize)]
 pub struct Page {
@@ -173,6 +182,13 @@ impl KnowledgeApi {
         &self.shown
     }
 
+    /// Who asks, without the key: its SHA-256, shortened. What one workspace's key set going
+    /// (a watcher, a remembered listing) is never reached with another's.
+    pub fn key_fingerprint(&self) -> String {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(self.key.as_bytes())[..8])
+    }
+
     /// Proves the key with a call that reads nothing: a knowledge base no one has.
     pub async fn check_key(&self) -> Result<(), ApiError> {
         let path = format!("/datasets/{NIL_ID}");
@@ -192,6 +208,19 @@ impl KnowledgeApi {
     }
 
     pub async fn delete(&self, dataset: &str, document: &str) -> Result<Deleted, ApiError> {
+        // An id from a listing goes into the path: anything but a UUID (`../../<other
+        // knowledge base>/documents/<id>`, say) would send the DELETE elsewhere.
+        if !is_uuid(document) || !is_uuid(dataset) {
+            return Err(ApiError {
+                kind: ApiErrorKind::Other,
+                status: None,
+                message: format!(
+                    "not deleting {:?}: a Dify document id is a UUID, and the Knowledge API listed \
+                     something else",
+                    document.chars().take(60).collect::<String>()
+                ),
+            });
+        }
         let path = format!("/datasets/{dataset}/documents/{document}");
         match self.call(reqwest::Method::DELETE, &path, "").await {
             Ok(_) => Ok(Deleted::Done),

@@ -50,6 +50,11 @@ pub struct OurDocument {
     /// Newer documents sort higher: (created_at, position).
     pub created_at: i64,
     pub position: i64,
+    /// Whether its content hashes to the blob its description claims: `Some(false)` for a
+    /// document someone made to look like ours with other content; `None` when there is no
+    /// description to check (the blob is then the content's) or no content.
+    #[serde(default)]
+    pub genuine: Option<bool>,
 }
 
 /// The source URL prefix of this configuration's documents.
@@ -62,18 +67,27 @@ pub fn url_prefix(config_hash: &str) -> String {
 pub fn classify(raw: &RawDocument, prefixes: &[String]) -> KbDocument {
     let info = raw.data_source_info.as_ref();
     let text = |key: &str| info.and_then(|i| i.get(key)).and_then(|v| v.as_str());
+    // A document whose id is not a UUID cannot be ours (Dify made it, so it has one), and is
+    // never deleted: its id would go into a URL path.
     let ours = text("source_url")
+        .filter(|_| super::api::is_uuid(&raw.id))
         .and_then(|url| prefixes.iter().find_map(|p| url.strip_prefix(p.as_str())))
         .filter(|path| !path.is_empty())
-        .map(|path| OurDocument {
-            path: path.to_string(),
-            blob: text("description")
-                .and_then(blob_in_description)
-                .or_else(|| text("content").map(|c| content_blob(c).to_string())),
-            state: DocState::from_status(raw.indexing_status.as_deref()),
-            archived: raw.archived,
-            created_at: raw.created_at,
-            position: raw.position,
+        .map(|path| {
+            let described = text("description").and_then(blob_in_description);
+            let content = text("content").map(|c| content_blob(c).to_string());
+            OurDocument {
+                path: path.to_string(),
+                genuine: match (&described, &content) {
+                    (Some(described), Some(content)) => Some(described == content),
+                    _ => None,
+                },
+                blob: described.or(content),
+                state: DocState::from_status(raw.indexing_status.as_deref()),
+                archived: raw.archived,
+                created_at: raw.created_at,
+                position: raw.position,
+            }
         });
     KbDocument {
         id: raw.id.clone(),
@@ -101,7 +115,7 @@ mod tests {
 
     fn raw(info: serde_json::Value, status: &str) -> RawDocument {
         serde_json::from_value(json!({
-            "id": "d1", "data_source_info": info, "indexing_status": status,
+            "id": "3f2a9c1e-0b4d-4e6f-8a7b-9c0d1e2f3a4b", "data_source_info": info, "indexing_status": status,
             "archived": false, "created_at": 5, "position": 2
         }))
         .unwrap()
@@ -139,6 +153,37 @@ mod tests {
             Some("ce013625030ba8dba906f756967f9e9ca394464a")
         );
         assert_eq!(ours.state, DocState::Failed);
+    }
+
+    #[test]
+    fn a_description_whose_blob_the_content_does_not_hash_to_is_not_genuine() {
+        let hello = "ce013625030ba8dba906f756967f9e9ca394464a";
+        let described = |content: &str| {
+            classify(
+                &raw(
+                    json!({"source_url": "git:h1:a.md", "content": content,
+                           "description": format!("Repository r, branch main, commit c, blob {hello}")}),
+                    "completed",
+                ),
+                &[url_prefix("h1")],
+            )
+            .ours
+            .unwrap()
+        };
+        assert_eq!(described("hello\n").genuine, Some(true));
+        let impostor = described("something else");
+        assert_eq!(impostor.genuine, Some(false));
+        assert_eq!(impostor.blob.as_deref(), Some(hello), "it claims the blob");
+    }
+
+    #[test]
+    fn an_id_that_is_no_uuid_is_never_ours() {
+        let mut document = raw(
+            json!({"source_url": "git:h1:a.md", "content": "x"}),
+            "completed",
+        );
+        document.id = "../../0e1d2c3b-4a59-4687-9a0b-1c2d3e4f5a6b/documents/x".into();
+        assert_eq!(classify(&document, &[url_prefix("h1")]).ours, None);
     }
 
     #[test]

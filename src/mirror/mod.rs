@@ -73,11 +73,14 @@ pub struct MirrorOutcome {
 }
 
 impl Mirror {
-    fn memory_key(&self, config_hash: &str) -> String {
+    /// One configuration's documents in this knowledge base, as asked with this key: the key
+    /// of its watcher and of what the process remembers of it.
+    pub fn key(&self, config_hash: &str) -> String {
         format!(
-            "{}|{}",
+            "{}|{}|{}",
             self.api.shown_base(),
-            record::record_key(config_hash, &self.dataset)
+            record::record_key(config_hash, &self.dataset),
+            self.api.key_fingerprint()
         )
     }
 
@@ -88,7 +91,7 @@ impl Mirror {
         config_hash: &str,
     ) -> Option<KbRecord> {
         if let Some(memory) = &self.memory {
-            if let Some(record) = memory.take(&self.memory_key(config_hash)) {
+            if let Some(record) = memory.take(&self.key(config_hash)) {
                 return Some(record);
             }
         }
@@ -110,7 +113,7 @@ impl Mirror {
     pub fn remember_in_memory(&self, config_hash: &str, mut record: KbRecord, changed: bool) {
         if let Some(memory) = &self.memory {
             record.stored &= !changed;
-            memory.put(&self.memory_key(config_hash), record);
+            memory.put(&self.key(config_hash), record);
         }
     }
 
@@ -129,7 +132,7 @@ impl Mirror {
         .await;
         record.stored = true;
         if let Some(memory) = &self.memory {
-            memory.put(&self.memory_key(config_hash), record.clone());
+            memory.put(&self.key(config_hash), record.clone());
         }
     }
 }
@@ -146,12 +149,7 @@ pub fn parse_knowledge_base_id(text: &str) -> Result<String, String> {
         None => text,
     };
     let id = candidate.to_ascii_lowercase();
-    let shape_ok = id.len() == 36
-        && id.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        });
-    if shape_ok {
+    if api::is_uuid(&id) {
         Ok(id)
     } else {
         // The value is not echoed: a pasted URL may carry a token in its query.

@@ -10,14 +10,15 @@ use crate::crawl::snapshot::Entries;
 use git_remote::FileEntry;
 
 /// Deletions of gone files above this count, and above half of this configuration's
-/// documents, are held back unless the guard says otherwise.
+/// searchable documents, are held back unless the guard says otherwise.
 pub const MASS_DELETE_FLOOR: usize = 20;
 
 /// When deletions of files gone from the branch are held back (a wrong branch or filter
 /// would otherwise empty the knowledge base). Superseded copies are never held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteGuard {
-    /// More than [`MASS_DELETE_FLOOR`] and more than half of this configuration's documents.
+    /// More than [`MASS_DELETE_FLOOR`] and more than half of this configuration's searchable
+    /// (indexed) documents.
     Default,
     /// More than this many (like rclone's `--max-delete`).
     AtMost(usize),
@@ -26,9 +27,9 @@ pub enum DeleteGuard {
 }
 
 impl DeleteGuard {
-    pub fn holds(self, gone: usize, ours: usize) -> bool {
+    pub fn holds(self, gone: usize, searchable: usize) -> bool {
         match self {
-            DeleteGuard::Default => gone > MASS_DELETE_FLOOR && gone * 2 > ours,
+            DeleteGuard::Default => gone > MASS_DELETE_FLOOR && gone * 2 > searchable,
             DeleteGuard::AtMost(most) => gone > most,
             DeleteGuard::Off => false,
         }
@@ -63,6 +64,8 @@ pub struct MirrorPlan {
     pub held: Vec<Deletion>,
     /// This configuration's documents in the knowledge base.
     pub ours: usize,
+    /// Of those, the ones searchable now (indexed): the guard's base.
+    pub searchable: usize,
 }
 
 /// `files` is the branch's sorted listing; `skipped` the (path, blob) pairs known to be
@@ -93,6 +96,14 @@ pub fn plan(
         .flatten()
         .filter(|(_, d)| d.state == DocState::Indexing)
         .count();
+    plan.searchable = by_path
+        .values()
+        .flatten()
+        .filter(|(_, d)| d.state == DocState::Indexed)
+        .count();
+    // Documents of gone files still indexing: deleted by a later run, but their loss counts
+    // now, or a re-push in progress would hide a mass deletion from the guard.
+    let mut gone_indexing = 0;
     let mut gone = Vec::new();
     let delivered: BTreeSet<&str> = files
         .iter()
@@ -113,11 +124,13 @@ pub fn plan(
         if full || !live {
             plan.offer.push(file.clone());
         }
+        // The newest indexed copy, a genuine one (its content hashes to the blob) before one
+        // that only claims the blob in its description.
         let keeper = docs
             .iter()
             .filter(current)
             .filter(|(_, d)| d.state == DocState::Indexed)
-            .max_by_key(|(id, d)| (d.created_at, d.position, *id));
+            .max_by_key(|(id, d)| (d.genuine != Some(false), d.created_at, d.position, *id));
         let Some((keeper, _)) = keeper else { continue };
         if !full {
             plan.kept += 1;
@@ -131,6 +144,10 @@ pub fn plan(
     }
     for (path, docs) in &by_path {
         if !delivered.contains(path) {
+            gone_indexing += docs
+                .iter()
+                .filter(|(_, d)| d.state == DocState::Indexing)
+                .count();
             gone.extend(
                 docs.iter()
                     .filter(|(_, d)| deletable(d))
@@ -138,7 +155,7 @@ pub fn plan(
             );
         }
     }
-    if !full && guard.holds(gone.len(), plan.ours) {
+    if !full && guard.holds(gone.len() + gone_indexing, plan.searchable) {
         plan.held = gone;
     } else {
         plan.delete.extend(gone);
@@ -187,6 +204,7 @@ mod tests {
                 archived: false,
                 created_at: at,
                 position: 0,
+                genuine: None,
             }),
         }
     }
@@ -253,6 +271,46 @@ mod tests {
             DeleteGuard::Default,
         );
         assert_eq!(plan.delete.len(), 20);
+    }
+
+    /// A re-push in progress (every file's new copy still indexing) does not double the
+    /// guard's base: dropping 90 of 100 files is held, whatever is indexing.
+    #[test]
+    fn the_guard_counts_what_is_searchable_now() {
+        let files: Vec<FileEntry> = (0..10).map(|i| file(&format!("f{i}"), 1)).collect();
+        let mut docs = Vec::new();
+        for i in 0..100 {
+            let path = format!("f{i}");
+            docs.push(doc(&format!("old{i}"), &path, 1, DocState::Indexed, 1));
+            docs.push(doc(&format!("new{i}"), &path, 1, DocState::Indexing, 2));
+        }
+        let plan = plan(&files, &docs, &Entries::new(), false, DeleteGuard::Default);
+        assert!(
+            plan.delete.iter().all(|d| d.why != DeleteReason::Gone),
+            "{} gone-file deletions made",
+            plan.delete.len()
+        );
+        assert_eq!(plan.held.len(), 90);
+        assert_eq!(plan.searchable, 100);
+    }
+
+    /// Someone adds a newer document with our source_url and description but other content:
+    /// the genuine copy stays and the impostor goes.
+    #[test]
+    fn an_impostor_never_supersedes_the_genuine_copy() {
+        let files = [file("a", 1)];
+        let genuine = |id: &str, at: i64, genuine: Option<bool>| {
+            let mut d = doc(id, "a", 1, DocState::Indexed, at);
+            d.ours.as_mut().unwrap().genuine = genuine;
+            d
+        };
+        let docs = [
+            genuine("real", 1, Some(true)),
+            genuine("fake", 2, Some(false)),
+        ];
+        let plan = plan(&files, &docs, &Entries::new(), false, DeleteGuard::Default);
+        assert_eq!(ids(&plan.delete), ["fake"]);
+        assert!(plan.offer.is_empty());
     }
 
     proptest! {

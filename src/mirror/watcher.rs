@@ -222,7 +222,7 @@ pub async fn run(mut watch: Watch) -> CleanupReport {
                 if !plan.held.is_empty() {
                     tracing::warn!(
                         "mirror: {} deletions of gone files held back (more than half of this \
-                         configuration's documents); run with sync_mode full to allow them",
+                         configuration's searchable documents); run with sync_mode full to allow them",
                         plan.held.len()
                     );
                 }
