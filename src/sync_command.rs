@@ -67,6 +67,10 @@ pub struct SyncCommand {
     /// Stop waiting when Dify has indexed nothing for this long.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub stall_secs: u64,
+    /// Give up after waiting this long for another sync of the same knowledge base on this
+    /// machine.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub lock_wait: u64,
     /// How often indexing is checked (2 s).
     #[arg(skip)]
     pub poll: Option<Duration>,
@@ -207,7 +211,7 @@ impl SyncCommand {
         let store = self.repo.store();
         let _lock = match self.dry_run {
             true => None,
-            false => Some(lock(&store, &api, &dataset).await?),
+            false => Some(lock(&store, &api, &dataset, Duration::from_secs(self.lock_wait)).await?),
         };
         let bar = Bar::new();
         let mirror = Mirror {
@@ -407,7 +411,9 @@ impl SyncCommand {
         ));
         let stall = Duration::from_secs(self.stall_secs);
         let poll = self.poll.unwrap_or(PushSettings::default().poll);
-        let (mut left, mut progress_at) = (first, Instant::now());
+        // Progress is a new low: a count that goes up and down (someone else importing) does
+        // not restart the clock.
+        let (mut left, mut lowest, mut progress_at) = (first, first, Instant::now());
         while left > 0 {
             if progress_at.elapsed() >= stall {
                 tracing::warn!(
@@ -418,11 +424,10 @@ impl SyncCommand {
             tokio::time::sleep(poll).await;
             let known = std::mem::take(record);
             *record = self.listed(mirror, prefixes, Some(known), report).await?.0;
-            let now = indexing(record);
-            if now < left {
-                progress_at = Instant::now();
+            left = indexing(record);
+            if left < lowest {
+                (lowest, progress_at) = (left, Instant::now());
             }
-            left = now;
             bar.say(&format!(
                 "waiting for {left} of {first} documents an earlier run left indexing"
             ));
@@ -432,11 +437,13 @@ impl SyncCommand {
 }
 
 /// One sync of a knowledge base at a time on this machine: a lock file per (API, knowledge
-/// base) under the state directory; a second sync waits for the first.
+/// base) under the state directory, naming its holder; a second sync waits for the first, up
+/// to `wait`, then gives up saying who holds it.
 async fn lock(
     store: &FileStore,
     api: &KnowledgeApi,
     dataset: &str,
+    wait: Duration,
 ) -> Result<std::fs::File, CrawlError> {
     use sha2::Digest;
     let dir = store.dir().join("locks");
@@ -455,20 +462,50 @@ async fn lock(
         .write(true)
         .open(&path)
         .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!(
-                "another sync of this knowledge base is running on this machine ({}); waiting \
-                 for it to finish",
-                path.display()
-            );
-            tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-                .await
-                .map_err(|e| io(std::io::Error::other(e.to_string())))?
-                .map_err(io)
+    let holder = || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        match text.trim() {
+            "" => "a process that did not say who it is".to_string(),
+            text => text.chars().take(100).collect(),
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    };
+    let until = Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                use std::io::Write;
+                let since = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                let mut held = &file;
+                file.set_len(0).map_err(io)?;
+                write!(held, "pid {} since {since} (unix time)", std::process::id()).map_err(io)?;
+                return Ok(file);
+            }
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < until => {
+                if !said {
+                    said = true;
+                    eprintln!(
+                        "another sync of this knowledge base is running on this machine ({}, {}); \
+                         waiting up to {wait:?} for it to finish",
+                        holder(),
+                        path.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(250).min(wait)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(CrawlError::State(crate::crawl::state::StateError(format!(
+                    "another sync of this knowledge base ({}) still holds {} after {wait:?}; run \
+                     again when it has finished, or wait longer with --lock-wait",
+                    holder(),
+                    path.display()
+                ))))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
     }
 }
 

@@ -810,3 +810,68 @@ async fn a_redirect_to_another_origin_never_receives_the_key() {
         assert!(!error.contains("k3y"));
     }
 }
+
+/// A Knowledge API that answers one byte at a time cannot hold a crawl past its budget: the
+/// listing shares the run's deadline, and the run delivers from plugin storage state.
+#[test]
+fn a_dripping_knowledge_api_cannot_hold_a_crawl_past_its_budget() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut out = stream;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{";
+                if out.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                while out.write_all(b" ").is_ok() {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"alpha")]);
+    let mirror = Mirror {
+        api: KnowledgeApi::new(&format!("http://127.0.0.1:{port}/v1"), "dataset-KeySecret")
+            .unwrap(),
+        dataset: "3b7a52c1-5f1e-4c1a-9d7e-2f4e8c1d0a11".into(),
+        memory: None,
+    };
+    let settings = CrawlSettings {
+        max_file_bytes: 5_000_000,
+        time_budget: Duration::from_secs(4),
+    };
+    let sink = CaptureSink::new(1_000_000);
+    let started = std::time::Instant::now();
+    let summary = run_mirrored(
+        &params(
+            &repo.bare.display().to_string(),
+            json!({"knowledge_base_id": "3b7a52c1-5f1e-4c1a-9d7e-2f4e8c1d0a11"}),
+        ),
+        &MemoryStore::default(),
+        &sink,
+        local_client(&dir.path().join("cache")),
+        &settings,
+        Some(&mirror),
+    )
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the crawl took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        summary.mirror.is_none(),
+        "delivered from plugin storage state"
+    );
+    assert_eq!(sink.documents().len(), 1);
+}

@@ -573,3 +573,64 @@ fn the_binary_exits_by_outcome_and_never_shows_the_key() {
     assert!(text.contains("--input needs name=value"), "{text}");
     assert!(Path::new(&world.dir.path().join("bin-state")).exists());
 }
+
+/// A count of indexing documents that goes up and down (someone else importing meanwhile)
+/// does not restart the stall clock: only a new low is progress, so the wait ends.
+#[test]
+fn an_indexing_count_going_up_and_down_still_stalls() {
+    let world = World::numbered(4);
+    world.kb.state().auto_index = 0;
+    let first = world.sync(&["--stall-secs", "1"]);
+    assert_eq!(first.push.unfinished.len(), 4, "{}", describe(&first));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut indexed = false;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                indexed = !indexed;
+                world.kb.state().docs[0].status = match indexed {
+                    true => "completed".into(),
+                    false => "waiting".into(),
+                };
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let command = world.command(&["--stall-secs", "1"]);
+        let outcome = runtime()
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), command.run()).await });
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        outcome
+    });
+    let report = outcome.expect("the wait ended").unwrap();
+    assert!(report.waited_for > 0, "{}", describe(&report));
+}
+
+/// A sync behind another that holds the knowledge base's lock (stopped, say) gives up after
+/// `--lock-wait` and names the holder.
+#[test]
+fn a_sync_behind_a_stopped_holder_gives_up_and_names_it() {
+    let world = World::numbered(2);
+    assert_eq!(world.sync(&[]).exit_code(), 0);
+    let locks = world.dir.path().join("state/locks");
+    let path = std::fs::read_dir(&locks)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let held = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    held.lock().unwrap();
+    std::fs::write(&path, "pid 4242 since 1790000000 (unix time)").unwrap();
+    let started = std::time::Instant::now();
+    let error = world.sync_err(&["--lock-wait", "1"]).to_string();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    assert!(
+        error.contains("pid 4242") && error.contains("--lock-wait"),
+        "{error}"
+    );
+    drop(held);
+}

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::credentials::Credentials;
-use crate::mirror::api::ApiError;
+use crate::mirror::api::{ApiError, ApiErrorKind};
 use crate::mirror::{Mirror, MirrorOutcome};
 use deliver::{Delivery, Document, Fit};
 use git_remote::{
@@ -211,7 +211,9 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         summary.fetch_time = started.elapsed();
 
         let full = self.params.sync_mode.ignores_state();
-        let mut mirror = self.list_knowledge_base(&hash, legacy.as_deref()).await?;
+        let mut mirror = self
+            .list_knowledge_base(&hash, legacy.as_deref(), deadline)
+            .await?;
         let settled = match &mirror {
             Some(mirror) => mirror.unchanged && mirror.record.settled.as_ref() == Some(&commit),
             None => {
@@ -446,6 +448,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         &self,
         hash: &str,
         legacy: Option<&str>,
+        deadline: Instant,
     ) -> Result<Option<MirrorOutcome>, CrawlError> {
         let Some(mirror) = self.mirror else {
             return Ok(None);
@@ -456,7 +459,27 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             .chain(legacy)
             .map(crate::mirror::documents::url_prefix)
             .collect();
-        let listed = mirror.list(&prefixes, known.as_ref()).await;
+        // The listing shares the run's deadline, leaving a quarter of the budget to read and
+        // deliver: a slow (or dripping) API cannot hold the crawl past it.
+        let listing_ends = deadline
+            .checked_sub(self.settings.time_budget / 4)
+            .unwrap_or(deadline);
+        let listed = match tokio::time::timeout_at(
+            tokio::time::Instant::from_std(listing_ends),
+            mirror.list(&prefixes, known.as_ref()),
+        )
+        .await
+        {
+            Ok(listed) => listed,
+            Err(_) => Err(ApiError {
+                kind: ApiErrorKind::Other,
+                status: None,
+                message: format!(
+                    "listing the knowledge base took longer than this run can wait ({:.0?})",
+                    listing_ends.saturating_duration_since(started)
+                ),
+            }),
+        };
         let (listed, known) = match (listed, known) {
             (Err(error), Some(known)) => {
                 // Not lost for the next run.

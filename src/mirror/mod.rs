@@ -40,15 +40,32 @@ pub struct WatchSettings {
 impl WatchSettings {
     /// `GIT_DATASOURCE_MIRROR_POLL_SECS` (15) and `GIT_DATASOURCE_MIRROR_WAIT_SECS` (1800).
     pub fn from_env() -> Self {
-        let secs = |name: &str, default: u64| {
-            let value = std::env::var(name).ok().and_then(|v| v.trim().parse().ok());
-            Duration::from_secs(value.unwrap_or(default))
-        };
         WatchSettings {
-            poll: secs("GIT_DATASOURCE_MIRROR_POLL_SECS", 15).max(Duration::from_secs(1)),
-            max_wait: secs("GIT_DATASOURCE_MIRROR_WAIT_SECS", 30 * 60),
+            poll: Duration::from_secs(env_number("GIT_DATASOURCE_MIRROR_POLL_SECS", 15))
+                .max(Duration::from_secs(1)),
+            max_wait: Duration::from_secs(env_number("GIT_DATASOURCE_MIRROR_WAIT_SECS", 30 * 60)),
         }
     }
+}
+
+impl watcher::WatcherLimits {
+    /// `GIT_DATASOURCE_MIRROR_WATCHERS` (16 at once) and `GIT_DATASOURCE_MIRROR_WATCHERS_MB`
+    /// (128 for all their watches); each watcher ends four waits after it starts.
+    pub fn from_env() -> Self {
+        watcher::WatcherLimits {
+            count: env_number("GIT_DATASOURCE_MIRROR_WATCHERS", 16).max(1) as usize,
+            bytes: (env_number("GIT_DATASOURCE_MIRROR_WATCHERS_MB", 128) as usize)
+                .saturating_mul(1 << 20),
+            deadline: WatchSettings::from_env().max_wait * 4,
+        }
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 /// What mirroring saw and planned in one crawl, for the summary and the watcher.
