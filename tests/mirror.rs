@@ -875,3 +875,36 @@ fn a_dripping_knowledge_api_cannot_hold_a_crawl_past_its_budget() {
     );
     assert_eq!(sink.documents().len(), 1);
 }
+
+/// A page of the document list too large to hold at once (a hundred large documents, each
+/// carrying its content twice) is read in smaller pages: every document is listed, and no
+/// answer is over the cap.
+#[test]
+fn a_page_too_large_to_hold_is_read_in_smaller_pages() {
+    let kb = FakeKnowledgeApi::start();
+    let big = "x".repeat(400_000);
+    let items: Vec<Value> = (0..100)
+        .map(|i| {
+            json!({"source_url": format!("git:h:f{i:03}.md"), "content": big,
+                   "title": format!("f{i:03}.md"), "description": ""})
+        })
+        .collect();
+    kb.import(&items);
+    kb.index_all();
+    let mirror = Mirror {
+        api: KnowledgeApi::new(&kb.base_url, KEY).unwrap(),
+        dataset: kb.dataset.clone(),
+        memory: None,
+    };
+    let listing = runtime()
+        .block_on(mirror.list(&["git:h:".to_string()], None))
+        .unwrap();
+    let docs = listing.docs.unwrap();
+    assert_eq!(docs.len(), 100);
+    assert!(docs.iter().all(|d| d.ours.is_some()));
+    let requests = kb.state().requests.clone();
+    assert!(
+        requests.iter().any(|r| r.contains("limit=10")),
+        "{requests:?}"
+    );
+}

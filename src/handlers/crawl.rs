@@ -225,7 +225,7 @@ fn error_payload(error: &CrawlError) -> ErrorPayload {
             match api.kind {
                 ApiErrorKind::Unauthorized => Shown::Authorization,
                 ApiErrorKind::Unreachable => Shown::Connection,
-                ApiErrorKind::Other => Shown::ServerUnavailable,
+                ApiErrorKind::Other | ApiErrorKind::TooLarge => Shown::ServerUnavailable,
                 _ => Shown::BadRequest,
             },
             "DifyApiError",

@@ -9,9 +9,10 @@ use serde::Deserialize;
 
 /// Dify answers at most this many documents per page, whatever `limit` says.
 pub const MAX_PAGE: usize = 100;
-/// The most an answer may hold: a page of 100 documents carries each one's content twice, but
-/// an answer past this comes from something that is not Dify (and would exhaust memory).
-const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
+/// The most one answer may hold. A page of the document list carries each document's content
+/// twice, so a page of large documents can pass it: the listing then reads that page in
+/// smaller ones (`listing.rs`); no single document of ours comes near it.
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
 /// Tries of one call when the API answers 429/5xx or cannot be reached.
 const ATTEMPTS: u32 = 4;
 /// An id no knowledge base has: asking for it proves a key without reading anything.
@@ -36,6 +37,8 @@ pub enum ApiErrorKind {
     NoPipeline,
     /// Dify refused the process-form inputs (a required one missing, a wrong type).
     InputRejected,
+    /// An answer over [`MAX_ANSWER_BYTES`].
+    TooLarge,
     /// Any other answer (429/5xx after the retries, a malformed body).
     Other,
 }
@@ -284,12 +287,10 @@ impl KnowledgeApi {
                     match dify_http::read_capped(response, MAX_ANSWER_BYTES).await {
                         Ok(None) => {
                             return Err(ApiError {
-                                kind: ApiErrorKind::Other,
+                                kind: ApiErrorKind::TooLarge,
                                 status: Some(status),
                                 message: format!(
-                                    "{endpoint}: the answer is over {MAX_ANSWER_BYTES} bytes; {} \
-                                     does not look like Dify's Knowledge API",
-                                    self.shown
+                                    "{endpoint}: the answer is over {MAX_ANSWER_BYTES} bytes",
                                 ),
                             })
                         }

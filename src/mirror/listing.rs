@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::api::{ApiError, ApiErrorKind, KnowledgeApi, MAX_PAGE};
+use super::api::{ApiError, ApiErrorKind, KnowledgeApi, Page, MAX_PAGE};
 use super::documents::{classify, DocState, KbDocument};
 
 /// Whole listings tried when the list changes under the reader.
@@ -100,8 +100,7 @@ pub async fn list(
         let mut total = None;
         let mut page = 1;
         let consistent = loop {
-            let answer = api.list(dataset, page, MAX_PAGE).await?;
-            requests += 1;
+            let answer = read_page(api, dataset, page, &mut requests).await?;
             if total.is_some_and(|t| t != answer.total) {
                 break false;
             }
@@ -155,4 +154,55 @@ pub async fn list(
              ({LISTING_TRIES} tries)"
         ),
     })
+}
+
+/// Page `page` of [`MAX_PAGE`] documents. One whose answer is too large to hold (large
+/// documents carry their content twice) is read as ten pages of ten, and such a page as ten
+/// of one: memory stays bounded by the answer cap, whatever the documents hold.
+async fn read_page(
+    api: &KnowledgeApi,
+    dataset: &str,
+    page: usize,
+    requests: &mut usize,
+) -> Result<Page, ApiError> {
+    *requests += 1;
+    match api.list(dataset, page, MAX_PAGE).await {
+        Err(error) if error.kind == ApiErrorKind::TooLarge => {}
+        answer => return answer,
+    }
+    let mut whole = Page {
+        data: Vec::new(),
+        total: 0,
+    };
+    for tenth in 0..10 {
+        let small = (page - 1) * 10 + tenth + 1;
+        *requests += 1;
+        let part = match api.list(dataset, small, 10).await {
+            Err(error) if error.kind == ApiErrorKind::TooLarge => {
+                let mut part = Page {
+                    data: Vec::new(),
+                    total: 0,
+                };
+                for one in 0..10 {
+                    *requests += 1;
+                    let single = api.list(dataset, (small - 1) * 10 + one + 1, 1).await?;
+                    let done = single.data.is_empty();
+                    part.total = single.total;
+                    part.data.extend(single.data);
+                    if done {
+                        break;
+                    }
+                }
+                part
+            }
+            answer => answer?,
+        };
+        let done = part.data.len() < 10;
+        whole.total = part.total;
+        whole.data.extend(part.data);
+        if done {
+            break;
+        }
+    }
+    Ok(whole)
 }
