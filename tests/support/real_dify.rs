@@ -1,11 +1,15 @@
 //! The real Dify API of `../shared/dify`, started on loopback for one test (PostgreSQL, Redis,
 //! its worker) and bootstrapped (an admin, a console session, knowledge bases); stopped when
-//! dropped.
+//! dropped. The tests of one binary take turns: `start` stops whatever runs in its home.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
+
+/// Held by the running Dify of this test binary.
+static TURN: Mutex<()> = Mutex::new(());
 
 pub struct RealDifyProcess {
     /// `http://127.0.0.1:<port>`.
@@ -13,6 +17,7 @@ pub struct RealDifyProcess {
     /// What `bootstrap` printed.
     pub boot: Value,
     script_dir: PathBuf,
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl RealDifyProcess {
@@ -37,6 +42,8 @@ impl RealDifyProcess {
             );
             return None;
         }
+        // A test that failed while holding the turn still ended its Dify (by `stop`, below).
+        let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let started = Command::new(script_dir.join("start"))
             .env("DIFY_PORT", port)
             .envs(env.iter().copied())
@@ -66,6 +73,7 @@ impl RealDifyProcess {
             url,
             boot: serde_json::from_slice(&boot.stdout).unwrap(),
             script_dir: script_dir.to_path_buf(),
+            _turn: turn,
         })
     }
 

@@ -1,12 +1,10 @@
 //! `git-datasource check`: the plugin's own files pass, and a broken copy reports every
 //! problem at once, by file and field.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
-use support::fake_daemon::{copy_plugin, BINARY, REPO_DIR};
+use crate::support::fake_daemon::{copy_plugin, BINARY, REPO_DIR};
 
 fn edit(dir: &Path, file: &str, from: &str, to: &str) {
     let path = dir.join(file);

@@ -1,12 +1,10 @@
 //! `git-datasource crawl` from a terminal, end to end.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::fake_daemon::BINARY;
+use crate::support::git_servers::{git, TestRepo};
 use serde_json::Value;
-use support::fake_daemon::BINARY;
-use support::git_servers::{git, TestRepo};
 
 fn crawl(
     repo: &str,
@@ -134,7 +132,7 @@ fn errors_name_the_problem_and_exit_non_zero() {
 
 #[test]
 fn mirroring_from_the_terminal_cleans_up_a_knowledge_base() {
-    use support::knowledge_api::{FakeKnowledgeApi, KEY};
+    use crate::support::knowledge_api::{FakeKnowledgeApi, KEY};
     let dir = tempfile::tempdir().unwrap();
     let repo = TestRepo::create(dir.path(), "kb", &[("a.md", b"alpha"), ("b.md", b"beta")]);
     let (state, cache) = (dir.path().join("state"), dir.path().join("cache"));

@@ -2,14 +2,12 @@
 //! virtual environment with the (empty) requirements, `.venv/bin/python -m main` started with
 //! `INSTALL_METHOD=local`, and driven through the fake daemon.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::fake_daemon::{BINARY, REPO_DIR};
+use crate::support::installed_package::{package, start, unpack, validate_and_crawl};
+use crate::support::package_files::{slim_binary, zip_entries};
 use sha2::{Digest, Sha256};
-use support::fake_daemon::{BINARY, REPO_DIR};
-use support::installed_package::{package, start, unpack, validate_and_crawl};
-use support::package_files::{slim_binary, zip_entries};
 
 #[test]
 fn the_package_holds_file_entries_only_with_every_icon_and_requirements() {

@@ -1,16 +1,14 @@
 //! Budgets: whatever the byte budget, repeating runs delivers every file of any repository
 //! exactly once, and the commit is recorded only when the whole change set is delivered.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::crawl_harness::{local_client, params, run, CaptureSink, MemoryStore};
+use crate::support::git_servers::TestRepo;
 use git_datasource::crawl::CrawlSettings;
 use proptest::prelude::*;
 use serde_json::json;
-use support::crawl_harness::{local_client, params, run, CaptureSink, MemoryStore};
-use support::git_servers::TestRepo;
 
 fn settings() -> CrawlSettings {
     CrawlSettings {

@@ -1,10 +1,8 @@
 //! Mirroring as Dify drives it (the fake daemon, the plugin binary and its background
 //! watcher) against the fake Knowledge API.
 
-mod support;
-
-use support::knowledge_api::FakeKnowledgeApi;
-use support::mirror_scenario;
+use crate::support::knowledge_api::FakeKnowledgeApi;
+use crate::support::mirror_scenario;
 
 #[test]
 fn the_main_histories_converge_through_the_daemon() {
@@ -22,9 +20,9 @@ fn validate_checks_the_knowledge_api_key() {
 /// key reaches no output.
 #[test]
 fn an_unreachable_api_falls_back_without_showing_secrets() {
+    use crate::support::fake_daemon::FakeDaemon;
+    use crate::support::git_servers::TestRepo;
     use serde_json::json;
-    use support::fake_daemon::FakeDaemon;
-    use support::git_servers::TestRepo;
     let dir = tempfile::tempdir().unwrap();
     let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"a")]);
     let cache = dir.path().join("cache").display().to_string();
@@ -83,8 +81,8 @@ fn push_after_import_ingests_a_whole_change_set_in_one_run() {
 /// indexes, and the next run offers the next part as without the option.
 #[test]
 fn a_refused_push_leaves_the_next_run_to_continue() {
-    use support::git_servers::TestRepo;
-    use support::mirror_scenario::{crawl_with, large_files, spawn_with, SMALL_MESSAGE};
+    use crate::support::git_servers::TestRepo;
+    use crate::support::mirror_scenario::{crawl_with, large_files, spawn_with, SMALL_MESSAGE};
 
     let dir = tempfile::tempdir().unwrap();
     let kb = FakeKnowledgeApi::start();
@@ -107,7 +105,7 @@ fn a_refused_push_leaves_the_next_run_to_continue() {
     assert!(log.contains("chunk_size is required"), "{log}");
     assert!(log.contains("--input"), "the log says how to go on: {log}");
     assert!(
-        !log.contains(support::knowledge_api::KEY),
+        !log.contains(crate::support::knowledge_api::KEY),
         "the key reached the log"
     );
     let docs = kb.docs();
@@ -136,8 +134,8 @@ fn a_refused_push_leaves_the_next_run_to_continue() {
 /// Asked to push without mirroring, the crawl says why nothing will be pushed.
 #[test]
 fn push_after_import_without_mirroring_says_it_has_no_effect() {
+    use crate::support::git_servers::TestRepo;
     use serde_json::json;
-    use support::git_servers::TestRepo;
     let dir = tempfile::tempdir().unwrap();
     let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"a")]);
     let daemon = mirror_scenario::spawn_with(dir.path(), &[]);
@@ -161,9 +159,9 @@ fn push_after_import_without_mirroring_says_it_has_no_effect() {
 /// too (a hash of the key), so the superseded copy still goes once the new one is indexed.
 #[test]
 fn another_workspace_cannot_stop_a_watcher() {
+    use crate::support::git_servers::TestRepo;
+    use crate::support::mirror_scenario::{crawl_with, spawn_with, KnowledgeBase};
     use serde_json::json;
-    use support::git_servers::TestRepo;
-    use support::mirror_scenario::{crawl_with, spawn_with, KnowledgeBase};
 
     let dir = tempfile::tempdir().unwrap();
     let kb = FakeKnowledgeApi::start();
@@ -215,9 +213,9 @@ fn another_workspace_cannot_stop_a_watcher() {
 /// not taken for ours, and nothing is deleted anywhere else.
 #[test]
 fn a_listed_id_that_is_no_uuid_never_reaches_a_delete() {
+    use crate::support::git_servers::TestRepo;
+    use crate::support::mirror_scenario::{crawl_with, spawn_with};
     use serde_json::json;
-    use support::git_servers::TestRepo;
-    use support::mirror_scenario::{crawl_with, spawn_with};
 
     const ELSEWHERE: &str = "0e1d2c3b-4a59-4687-9a0b-1c2d3e4f5a6b";
     let dir = tempfile::tempdir().unwrap();

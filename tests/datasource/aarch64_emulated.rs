@@ -9,14 +9,12 @@
 //! the binary without `-L /usr/aarch64-linux-gnu`: with that prefix the loader comes from the
 //! cross sysroot and the C library from the multiarch one, and the first thread spins.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use support::installed_package::{package, start, unpack, validate_and_crawl};
-use support::package_files::zip_entries;
+use crate::support::installed_package::{package, start, unpack, validate_and_crawl};
+use crate::support::package_files::zip_entries;
 
 const QEMU: &str = "qemu-aarch64-static";
 const PYTHON: &str = "/opt/aarch64-python/bin/python3.11";

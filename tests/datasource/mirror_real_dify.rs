@@ -8,15 +8,13 @@
 //! another repository into the same knowledge base through the pipeline API, beside the
 //! first one's documents. Skipped, saying so, where `../shared/dify` is absent.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::mirror_scenario::{self, KnowledgeBase};
+use crate::support::real_dify::{self, RealDifyProcess};
 use serde_json::{json, Value};
-use support::mirror_scenario::{self, KnowledgeBase};
-use support::real_dify::{self, RealDifyProcess};
 
 const PORT: &str = "5301";
 
@@ -202,7 +200,7 @@ fn sync(
 }
 
 fn sync_through_the_pipeline_api(dify: &RealDify, dir: &Path) {
-    use support::git_servers::TestRepo;
+    use crate::support::git_servers::TestRepo;
     let files: Vec<(String, String)> = (0..12)
         .map(|n| {
             (
@@ -218,7 +216,7 @@ fn sync_through_the_pipeline_api(dify: &RealDify, dir: &Path) {
     let repo = TestRepo::create(dir, "synced", &refs);
     let state = dir.join("state");
     let bare = repo.bare.to_str().unwrap().to_string();
-    let prefix = support::crawl_harness::source_url_prefix(&bare);
+    let prefix = crate::support::crawl_harness::source_url_prefix(&bare);
     let others_before = dify.documents().len() - dify.ours(&prefix).len();
     let mirrored = |expected: &[(String, String)]| {
         let mut ours = dify.ours(&prefix);

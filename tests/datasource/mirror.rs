@@ -3,12 +3,13 @@
 //! configuration) through random histories of edits, renames, force pushes, cancelled and
 //! partial imports, indexing errors, API faults and lost plugin storage.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::crawl_harness::{local_client, params, run_mirrored, CaptureSink, MemoryStore};
+use crate::support::git_servers::TestRepo;
+use crate::support::knowledge_api::{DeleteStyle, FakeKnowledgeApi, Fault, KEY};
 use git_datasource::crawl::{CrawlSettings, RunSummary};
 use git_datasource::mirror::api::{ApiErrorKind, KnowledgeApi};
 use git_datasource::mirror::cleanup::CleanupReport;
@@ -17,9 +18,6 @@ use git_datasource::mirror::watcher::{self, Watch};
 use git_datasource::mirror::{Mirror, WatchSettings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use support::crawl_harness::{local_client, params, run_mirrored, CaptureSink, MemoryStore};
-use support::git_servers::TestRepo;
-use support::knowledge_api::{DeleteStyle, FakeKnowledgeApi, Fault, KEY};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -211,7 +209,7 @@ impl World {
 }
 
 /// No offered (path, blob) was already live (indexed or indexing) in the knowledge base.
-fn assert_nothing_sent_twice(crawled: &Crawled, kb_before: &[support::knowledge_api::Doc]) {
+fn assert_nothing_sent_twice(crawled: &Crawled, kb_before: &[crate::support::knowledge_api::Doc]) {
     if crawled.summary.mirror.is_none() {
         return; // a fallback run delivers from plugin storage
     }
@@ -789,7 +787,7 @@ fn an_endless_list_from_a_hostile_server_is_bounded() {
 /// key never reaches the recording server there, and the error names both origins.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redirect_to_another_origin_never_receives_the_key() {
-    use support::loopback_http::{redirecting, Recorder};
+    use crate::support::loopback_http::{redirecting, Recorder};
     for code in [301, 302, 307, 308] {
         let recorder = Recorder::start();
         let unused = std::sync::Arc::new(|_: &_, _: &_| unreachable!("everything is redirected"));

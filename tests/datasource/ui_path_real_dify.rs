@@ -10,16 +10,14 @@
 //! our message, not as the JSON of an error Dify does not know. Skipped, saying so, where
 //! `../shared/dify` is absent.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::git_servers::TestRepo;
+use crate::support::installed_package::{package, unpack};
+use crate::support::package_files::launcher_command;
+use crate::support::real_dify::{self, RealDifyProcess};
 use serde_json::{json, Value};
-use support::git_servers::TestRepo;
-use support::installed_package::{package, unpack};
-use support::package_files::launcher_command;
-use support::real_dify::{self, RealDifyProcess};
 
 const PORT: &str = "5303";
 const PLUGIN: &str = "dify-community/git_datasource/git_datasource";
@@ -302,7 +300,7 @@ fn the_user_path_through_the_real_dify_keeps_the_knowledge_base_the_branch() {
         .collect();
     let repo = TestRepo::create(dir.path(), "docs", &refs);
     let url = repo.bare.display().to_string();
-    let prefix = support::crawl_harness::source_url_prefix(&url);
+    let prefix = crate::support::crawl_harness::source_url_prefix(&url);
     browser.set_parameters(
         json!({"repo_url": url, "knowledge_base_id": browser.dataset}),
         true,
@@ -407,7 +405,7 @@ fn the_user_path_through_the_real_dify_keeps_the_knowledge_base_the_branch() {
         .collect();
     let plain_repo = TestRepo::create(dir.path(), "plain", &refs);
     let plain_url = plain_repo.bare.display().to_string();
-    let plain_prefix = support::crawl_harness::source_url_prefix(&plain_url);
+    let plain_prefix = crate::support::crawl_harness::source_url_prefix(&plain_url);
     browser.json(
         reqwest::Method::POST,
         &route,

@@ -1,15 +1,13 @@
 //! The crawl as Dify drives it: through the fake daemon, with real repositories and real
 //! plugin storage round-trips.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::fake_daemon::{FakeDaemon, StorageMode};
+use crate::support::git_servers::{git, TestRepo};
 use serde_json::{json, Value};
-use support::fake_daemon::{FakeDaemon, StorageMode};
-use support::git_servers::{git, TestRepo};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -660,8 +658,8 @@ fn a_silent_storage_cannot_outlive_the_run() {
 /// earlier versions hashed it) is found and moved.
 #[test]
 fn a_token_typed_into_the_url_can_change_without_a_full_sync() {
+    use crate::support::git_servers::{HttpServer, ALICE, TOKEN};
     use sha2::{Digest, Sha256};
-    use support::git_servers::{HttpServer, ALICE, TOKEN};
     let dir = tempfile::tempdir().unwrap();
     let server = HttpServer::start(dir.path());
     let repo = TestRepo::create(
@@ -729,10 +727,10 @@ fn a_token_typed_into_the_url_can_change_without_a_full_sync() {
 /// run then syncs everything instead of trusting what the impostor served.
 #[test]
 fn the_connection_continuing_python_state_checks_the_host_key_too() {
+    use crate::support::git_servers::SshServer;
+    use crate::support::keys::ssh_keygen;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use support::git_servers::SshServer;
-    use support::keys::ssh_keygen;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("keys")).unwrap();
     let (key, public) = ssh_keygen(&dir.path().join("keys"), "k", &["-t", "ed25519"], "");
@@ -806,7 +804,7 @@ fn the_connection_continuing_python_state_checks_the_host_key_too() {
 /// naming a commit another workspace's crawl left in the shared cache.
 #[test]
 fn a_cached_commit_is_not_served_without_authorization() {
-    use support::git_servers::{HttpServer, TOKEN};
+    use crate::support::git_servers::{HttpServer, TOKEN};
     let dir = tempfile::tempdir().unwrap();
     let server = HttpServer::start(dir.path());
     let repo = TestRepo::create(&server.root.join("private"), "docs", &[("secret.md", b"s")]);
@@ -842,8 +840,8 @@ fn a_cached_commit_is_not_served_without_authorization() {
 /// A known_hosts line of many `*` cannot pin a core: the host is simply not found in it.
 #[test]
 fn a_hostile_known_hosts_pattern_answers_at_once() {
-    use support::git_servers::SshServer;
-    use support::keys::ssh_keygen;
+    use crate::support::git_servers::SshServer;
+    use crate::support::keys::ssh_keygen;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("keys")).unwrap();
     let (key, public) = ssh_keygen(&dir.path().join("keys"), "k", &["-t", "ed25519"], "");

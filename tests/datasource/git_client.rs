@@ -1,19 +1,19 @@
 //! The GitClient against real servers on loopback: every authentication path and failure
 //! kind, shallow fetch and updates, concurrency, a damaged cache, and what a tree holds.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::git_servers::{
+    files_containing, git, HttpServer, SshServer, TestRepo, ALICE, TOKEN,
+};
+use crate::support::keys::ssh_keygen;
 use git_remote::GitCredentials;
 use git_remote::{
     diff_commits, fill_sizes, list_files, read_blobs, BlobRead, Change, FetchRequest,
     FetchSettings, Fetched, GitClient, GitError, MemoryHostKeys, PathFilter, RefKind, RepoCache,
     SkipReason,
 };
-use support::git_servers::{files_containing, git, HttpServer, SshServer, TestRepo, ALICE, TOKEN};
-use support::keys::ssh_keygen;
 
 fn settings() -> FetchSettings {
     FetchSettings {

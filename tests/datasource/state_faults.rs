@@ -3,13 +3,11 @@
 //! fake daemon's real storage. Whatever fails, the runs after it deliver every change exactly
 //! once: a run that ends in error advanced nothing, so the next run delivers its changes again.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::fake_daemon::FakeDaemon;
+use crate::support::git_servers::TestRepo;
 use serde_json::{json, Value};
-use support::fake_daemon::FakeDaemon;
-use support::git_servers::TestRepo;
 
 type Docs = Vec<(String, String)>;
 

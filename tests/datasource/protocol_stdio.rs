@@ -1,12 +1,10 @@
 //! The binary over stdio, driven by the fake daemon exactly as the local runtime drives it.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::fake_daemon::{copy_plugin, FakeDaemon, BINARY, REPO_DIR};
+use crate::support::keys;
 use serde_json::{json, Value};
-use support::fake_daemon::{copy_plugin, FakeDaemon, BINARY, REPO_DIR};
-use support::keys;
 
 fn terminal(messages: &[Value]) -> Vec<&Value> {
     messages
@@ -477,7 +475,8 @@ fn a_broken_declaration_is_refused_at_start_with_the_check_message() {
 fn a_key_asking_for_billions_of_kdf_rounds_is_refused_at_once() {
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
-    let (key, _) = support::keys::ssh_keygen(dir.path(), "k", &["-t", "ed25519", "-a", "16"], "pw");
+    let (key, _) =
+        crate::support::keys::ssh_keygen(dir.path(), "k", &["-t", "ed25519", "-a", "16"], "pw");
     let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
     let engine = base64::engine::general_purpose::STANDARD;
     let mut bytes = engine.decode(body).unwrap();

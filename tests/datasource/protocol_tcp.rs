@@ -1,17 +1,15 @@
 //! Remote debugging: the binary dials a fake daemon's debug port, registers frame by frame,
 //! and then serves requests over the same socket.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::daemon_rules::registration_problems;
+use crate::support::fake_daemon::{copy_plugin, FakeDaemon, BINARY, REPO_DIR};
 use serde_json::{json, Value};
-use support::daemon_rules::registration_problems;
-use support::fake_daemon::{copy_plugin, FakeDaemon, BINARY, REPO_DIR};
 
 const KEY: &str = "6f1c2a8e-3b7d-4c55-9e0a-2d9b1f4e7a10";
 

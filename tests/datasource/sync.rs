@@ -3,19 +3,17 @@
 //! history, interruptions, refusals and indexing errors came before; and every problem a
 //! user meets is reported with its fix.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::git_servers::TestRepo;
+use crate::support::knowledge_api::{FakeKnowledgeApi, FakePipeline, KEY};
 use clap::Parser;
 use git_datasource::crawl::CrawlError;
 use git_datasource::mirror::api::ApiErrorKind;
 use git_datasource::sync_command::{describe, SyncCommand, SyncReport, EXIT_HELD};
 use proptest::prelude::*;
-use support::git_servers::TestRepo;
-use support::knowledge_api::{FakeKnowledgeApi, FakePipeline, KEY};
 
 #[derive(Parser)]
 struct Cli {
@@ -133,7 +131,8 @@ impl World {
     /// One completed document per file, with its current content; nothing else.
     fn assert_mirrored(&self) {
         let docs = self.kb.docs();
-        let mut by_path: BTreeMap<String, Vec<&support::knowledge_api::Doc>> = BTreeMap::new();
+        let mut by_path: BTreeMap<String, Vec<&crate::support::knowledge_api::Doc>> =
+            BTreeMap::new();
         for doc in &docs {
             let path = doc
                 .source_url()

@@ -2,12 +2,11 @@
 //! socket pairs: plugin storage round-trips, busy handlers and heartbeats, crashes and
 //! oversize lines.
 
-mod support;
-
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::fake_daemon::{FakeDaemon, StorageMode};
 use dify_plugin::protocol::router::{route, RouterConfig};
 use dify_plugin::protocol::storage::StorageError;
 use dify_plugin::protocol::writer::Writer;
@@ -15,7 +14,6 @@ use dify_plugin::protocol::{
     heartbeat, ErrorPayload, HandlerFuture, Request, RequestHandler, Session,
 };
 use serde_json::{json, Value};
-use support::fake_daemon::{FakeDaemon, StorageMode};
 
 struct TestHandler;
 
