@@ -12,7 +12,7 @@ pub const MAX_PAGE: usize = 100;
 /// The most one answer may hold. A page of the document list carries each document's content
 /// twice, so a page of large documents can pass it: the listing then reads that page in
 /// smaller ones (`listing.rs`); no single document of ours comes near it.
-pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+const MAX_ANSWER_BYTES: usize = 32 << 20;
 /// Tries of one call when the API answers 429/5xx or cannot be reached.
 const ATTEMPTS: u32 = 4;
 /// An id no knowledge base has: asking for it proves a key without reading anything.
@@ -278,12 +278,8 @@ impl KnowledgeApi {
                             message: format!("{endpoint}: {refusal}"),
                         });
                     }
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|s| Duration::from_secs(s.min(30)));
+                    let retry_after = dify_http::retry_after(response.headers())
+                        .map(|wait| wait.min(Duration::from_secs(30)));
                     match dify_http::read_capped(response, MAX_ANSWER_BYTES).await {
                         Ok(None) => {
                             return Err(ApiError {

@@ -6,6 +6,8 @@
 //! and holds nothing still indexing. Anything that does not add up is read in full.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +102,7 @@ pub async fn list(
         let mut total = None;
         let mut page = 1;
         let consistent = loop {
-            let answer = read_page(api, dataset, page, &mut requests).await?;
+            let answer = read_page(api, dataset, page, MAX_PAGE, &mut requests).await?;
             if total.is_some_and(|t| t != answer.total) {
                 break false;
             }
@@ -156,53 +158,37 @@ pub async fn list(
     })
 }
 
-/// Page `page` of [`MAX_PAGE`] documents. One whose answer is too large to hold (large
-/// documents carry their content twice) is read as ten pages of ten, and such a page as ten
-/// of one: memory stays bounded by the answer cap, whatever the documents hold.
-async fn read_page(
-    api: &KnowledgeApi,
-    dataset: &str,
+/// Page `page` of `limit` documents. One whose answer is too large to hold (large documents
+/// carry their content twice) is read as ten pages of a tenth of the size, down to pages of
+/// one: memory stays bounded by the answer cap, whatever the documents hold.
+fn read_page<'a>(
+    api: &'a KnowledgeApi,
+    dataset: &'a str,
     page: usize,
-    requests: &mut usize,
-) -> Result<Page, ApiError> {
-    *requests += 1;
-    match api.list(dataset, page, MAX_PAGE).await {
-        Err(error) if error.kind == ApiErrorKind::TooLarge => {}
-        answer => return answer,
-    }
-    let mut whole = Page {
-        data: Vec::new(),
-        total: 0,
-    };
-    for tenth in 0..10 {
-        let small = (page - 1) * 10 + tenth + 1;
+    limit: usize,
+    requests: &'a mut usize,
+) -> Pin<Box<dyn Future<Output = Result<Page, ApiError>> + Send + 'a>> {
+    Box::pin(async move {
         *requests += 1;
-        let part = match api.list(dataset, small, 10).await {
-            Err(error) if error.kind == ApiErrorKind::TooLarge => {
-                let mut part = Page {
-                    data: Vec::new(),
-                    total: 0,
-                };
-                for one in 0..10 {
-                    *requests += 1;
-                    let single = api.list(dataset, (small - 1) * 10 + one + 1, 1).await?;
-                    let done = single.data.is_empty();
-                    part.total = single.total;
-                    part.data.extend(single.data);
-                    if done {
-                        break;
-                    }
-                }
-                part
-            }
-            answer => answer?,
-        };
-        let done = part.data.len() < 10;
-        whole.total = part.total;
-        whole.data.extend(part.data);
-        if done {
-            break;
+        match api.list(dataset, page, limit).await {
+            Err(error) if error.kind == ApiErrorKind::TooLarge && limit > 1 => {}
+            answer => return answer,
         }
-    }
-    Ok(whole)
+        let part = limit / 10;
+        let mut whole = Page {
+            data: Vec::new(),
+            total: 0,
+        };
+        for tenth in 0..10 {
+            let piece =
+                read_page(api, dataset, (page - 1) * 10 + tenth + 1, part, requests).await?;
+            let done = piece.data.len() < part;
+            whole.total = piece.total;
+            whole.data.extend(piece.data);
+            if done {
+                break;
+            }
+        }
+        Ok(whole)
+    })
 }

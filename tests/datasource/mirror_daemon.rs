@@ -154,22 +154,37 @@ fn push_after_import_without_mirroring_says_it_has_no_effect() {
     );
 }
 
+/// Two files mirrored, imported and indexed, the plugin still running.
+fn mirrored_and_indexed() -> (
+    tempfile::TempDir,
+    FakeKnowledgeApi,
+    crate::support::git_servers::TestRepo,
+    crate::support::fake_daemon::FakeDaemon,
+) {
+    use crate::support::mirror_scenario::{crawl_with, spawn_with};
+    let dir = tempfile::tempdir().unwrap();
+    let kb = FakeKnowledgeApi::start();
+    let repo = crate::support::git_servers::TestRepo::create(
+        dir.path(),
+        "r",
+        &[("a.md", b"alpha"), ("b.md", b"beta")],
+    );
+    let daemon = spawn_with(dir.path(), &[]);
+    let first = crawl_with(&daemon, &kb, &repo, serde_json::json!({}));
+    kb.import(&first);
+    kb.index_all();
+    (dir, kb, repo, daemon)
+}
+
 /// Another workspace naming the same knowledge base id and repository configuration with its
 /// own Knowledge API key cannot stop this workspace's watcher: a watcher is keyed by who asks
 /// too (a hash of the key), so the superseded copy still goes once the new one is indexed.
 #[test]
 fn another_workspace_cannot_stop_a_watcher() {
-    use crate::support::git_servers::TestRepo;
-    use crate::support::mirror_scenario::{crawl_with, spawn_with, KnowledgeBase};
+    use crate::support::mirror_scenario::{crawl_with, KnowledgeBase};
     use serde_json::json;
 
-    let dir = tempfile::tempdir().unwrap();
-    let kb = FakeKnowledgeApi::start();
-    let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"alpha"), ("b.md", b"beta")]);
-    let daemon = spawn_with(dir.path(), &[]);
-    let first = crawl_with(&daemon, &kb, &repo, json!({}));
-    kb.import(&first);
-    kb.index_all();
+    let (_dir, kb, repo, daemon) = mirrored_and_indexed();
     repo.commit(&[("a.md", b"alpha 2")], &[], "edit");
     let second = crawl_with(&daemon, &kb, &repo, json!({}));
     assert_eq!(second.len(), 1);
@@ -213,18 +228,11 @@ fn another_workspace_cannot_stop_a_watcher() {
 /// not taken for ours, and nothing is deleted anywhere else.
 #[test]
 fn a_listed_id_that_is_no_uuid_never_reaches_a_delete() {
-    use crate::support::git_servers::TestRepo;
-    use crate::support::mirror_scenario::{crawl_with, spawn_with};
+    use crate::support::mirror_scenario::crawl_with;
     use serde_json::json;
 
     const ELSEWHERE: &str = "0e1d2c3b-4a59-4687-9a0b-1c2d3e4f5a6b";
-    let dir = tempfile::tempdir().unwrap();
-    let kb = FakeKnowledgeApi::start();
-    let repo = TestRepo::create(dir.path(), "r", &[("a.md", b"alpha"), ("b.md", b"beta")]);
-    let daemon = spawn_with(dir.path(), &[]);
-    let first = crawl_with(&daemon, &kb, &repo, json!({}));
-    kb.import(&first);
-    kb.index_all();
+    let (_dir, kb, repo, daemon) = mirrored_and_indexed();
     {
         let mut state = kb.state();
         let doc = state

@@ -195,12 +195,7 @@ impl Console {
 
     /// Signs in (if not yet) and proves the session by listing one app.
     pub async fn check(&self) -> Result<Option<DifyVersion>, ConsoleError> {
-        let route = match self.surface().await? {
-            Surface::Console { .. } => "/apps?page=1&limit=1".to_string(),
-            Surface::OpenApi { workspace_id, .. } => {
-                format!("/apps?workspace_id={workspace_id}&page=1&limit=1")
-            }
-        };
+        let route = self.apps_page(1, 1).await?;
         self.get(&route).await?;
         Ok(self.version().await)
     }
@@ -280,7 +275,11 @@ impl Console {
                 .send(method.clone(), &path, route, headers, body)
                 .await?;
             if status == StatusCode::TOO_MANY_REQUESTS && waited < RATE_LIMIT_RETRIES {
-                if let Some(wait) = retry_after(&response_headers) {
+                // Waited out when Dify means it (up to a minute); a longer wait is reported.
+                let wait = dify_http::retry_after(&response_headers)
+                    .map(|wait| wait.max(std::time::Duration::from_secs(1)))
+                    .filter(|wait| *wait <= LONGEST_RETRY_AFTER);
+                if let Some(wait) = wait {
                     waited += 1;
                     tracing::info!(
                         "Dify limits calls: waiting {wait:?} before {}",
@@ -678,20 +677,6 @@ fn auth_headers(credential: &Credential) -> HeaderMap {
         }
     }
     headers
-}
-
-/// A 429's `Retry-After` in seconds (at least one), when it is one Dify may mean: up to a
-/// minute.
-fn retry_after(headers: &HeaderMap) -> Option<std::time::Duration> {
-    let seconds: u64 = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let wait = std::time::Duration::from_secs(seconds.max(1));
-    (wait <= LONGEST_RETRY_AFTER).then_some(wait)
 }
 
 fn header_version(headers: &HeaderMap) -> Option<DifyVersion> {

@@ -85,6 +85,18 @@ pub fn refuse_user_info(base: &str, what: &str) -> Result<(), String> {
     }
 }
 
+/// An answer's `Retry-After` in seconds (the form Dify sends), if it has one.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
 /// The body of an answer, or `None` past `max` bytes (read no further).
 pub async fn read_capped(
     mut response: reqwest::Response,
