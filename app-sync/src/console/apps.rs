@@ -25,15 +25,21 @@ pub enum Version {
 }
 
 impl Console {
+    /// The route of one page of the app list (the OpenAPI's names the workspace).
+    pub(super) async fn apps_page(&self, page: u32, limit: u32) -> Result<String, ConsoleError> {
+        Ok(match self.surface().await? {
+            Surface::OpenApi { workspace_id, .. } => {
+                format!("/apps?workspace_id={workspace_id}&page={page}&limit={limit}")
+            }
+            Surface::Console { .. } => format!("/apps?page={page}&limit={limit}"),
+        })
+    }
+
     /// Every app of the workspace, paging by 100.
     pub async fn list_apps(&self) -> Result<Vec<AppSummary>, ConsoleError> {
-        let workspace = match self.surface().await? {
-            Surface::OpenApi { workspace_id, .. } => format!("workspace_id={workspace_id}&"),
-            Surface::Console { .. } => String::new(),
-        };
         let mut apps = Vec::new();
         for page in 1..=MAX_PAGES {
-            let route = format!("/apps?{workspace}page={page}&limit=100");
+            let route = self.apps_page(page, 100).await?;
             let body = self.get(&route).await?;
             let Some(items) = body["data"].as_array() else {
                 return Err(ConsoleError::Malformed {
@@ -165,7 +171,7 @@ impl Console {
         }
         let route = match self.surface().await? {
             Surface::OpenApi { workspace_id, .. } => {
-                format!("/workspaces/{}/apps/imports", path_segment(&workspace_id)?)
+                format!("/workspaces/{workspace_id}/apps/imports")
             }
             Surface::Console { .. } => "/apps/imports".to_string(),
         };
@@ -188,10 +194,9 @@ impl Console {
     pub async fn confirm_import(&self, import_id: &str) -> Result<ImportOutcome, ConsoleError> {
         let import_id = path_segment(import_id)?;
         let route = match self.surface().await? {
-            Surface::OpenApi { workspace_id, .. } => format!(
-                "/workspaces/{}/apps/imports/{import_id}:confirm",
-                path_segment(&workspace_id)?
-            ),
+            Surface::OpenApi { workspace_id, .. } => {
+                format!("/workspaces/{workspace_id}/apps/imports/{import_id}:confirm")
+            }
             Surface::Console { .. } => format!("/apps/imports/{import_id}/confirm"),
         };
         let answer = self.post(&route, &serde_json::json!({})).await?;
@@ -278,7 +283,7 @@ fn dependency_name(dependency: &Value) -> String {
 }
 
 /// An id that goes into a URL path: letters, digits and dashes only.
-fn path_segment(id: &str) -> Result<&str, ConsoleError> {
+pub(super) fn path_segment(id: &str) -> Result<&str, ConsoleError> {
     match !id.is_empty()
         && id.len() <= 64
         && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')

@@ -69,8 +69,11 @@ impl Console {
             .flatten()
             .take(1000)
             .filter_map(|w| {
+                // The id goes into every route's path and query: an id of any other shape
+                // (`../x`, `a&b`) from a hostile server is no workspace of ours.
+                let id = super::apps::path_segment(w["id"].as_str()?).ok()?;
                 Some((
-                    w["id"].as_str()?.to_string(),
+                    id.to_string(),
                     w["name"].as_str().unwrap_or_default().to_string(),
                     w["current"] == true,
                 ))

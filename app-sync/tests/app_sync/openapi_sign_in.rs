@@ -268,3 +268,63 @@ fn the_command_line_signs_in_by_the_device_flow() {
     assert!(!stderr.contains(TOKEN) && !stderr.contains("dc-secret-device-code"));
     assert!(String::from_utf8_lossy(&output.stdout).contains("Exported 1 app(s)"));
 }
+
+/// A server that redirects the token's first signed call to another origin: the token never
+/// reaches it, and the error names both origins without the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_another_origin_never_receives_the_token() {
+    use crate::support::loopback_http::{redirecting, Recorder};
+    for code in [301, 302, 307, 308] {
+        let recorder = Recorder::start();
+        // `/_version` answers (the OpenAPI is on); every signed call is redirected.
+        let version = std::sync::Arc::new(|_: &_, _: &_| {
+            hyper::Response::builder()
+                .body(http_body_util::Full::new(hyper::body::Bytes::from_static(
+                    br#"{"version": "1.16.1"}"#,
+                )))
+                .unwrap()
+        });
+        let server = redirecting(code, "/_version", recorder.origin(), version);
+        let url = format!("http://127.0.0.1:{}", server.port);
+        let console = Console::new(&url, token(false)).unwrap();
+        let text = console.list_apps().await.unwrap_err().to_string();
+        assert!(
+            text.contains(&recorder.origin()) && text.contains(&url),
+            "{code}: {text}"
+        );
+        assert!(recorder.seen().is_empty(), "{code}: {:?}", recorder.seen());
+        assert!(!text.contains(TOKEN), "{text}");
+    }
+}
+
+/// A hostile server's workspace ids (`../../x`, `a&b`) are no workspace: none goes into a
+/// route, and the sign-in says it found none it can use.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_workspace_id_never_reaches_a_route() {
+    use crate::support::loopback_http::LoopbackServer;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let server = LoopbackServer::start(std::sync::Arc::new(
+        move |parts: &hyper::http::request::Parts, _: &_| {
+            log.lock().unwrap().push(parts.uri.to_string());
+            let body: &'static [u8] = match parts.uri.path() {
+                "/openapi/v1/_version" => br#"{"version": "1.16.1"}"#,
+                _ => {
+                    br#"{"workspaces": [{"id": "../../x", "name": "Evil", "current": true},
+                                    {"id": "a&b=c", "name": "Other", "current": false}],
+                     "data": [], "has_more": false}"#
+                }
+            };
+            hyper::Response::builder()
+                .body(http_body_util::Full::new(hyper::body::Bytes::from_static(
+                    body,
+                )))
+                .unwrap()
+        },
+    ));
+    let console = Console::new(&format!("http://127.0.0.1:{}", server.port), token(false)).unwrap();
+    let refused = console.list_apps().await.unwrap_err().to_string();
+    assert!(refused.contains("0 workspaces"), "{refused}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen, ["/openapi/v1/_version", "/openapi/v1/workspaces"]);
+}
