@@ -16,7 +16,7 @@
 mod mirror;
 #[path = "sync/pipeline.rs"]
 mod pipeline;
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/datasource/support/mod.rs"]
 mod support;
 
 use std::collections::{BTreeMap, HashMap};

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use dify_plugin::commands::{self, CheckArgs, PackageArgs};
-use git_datasource::crawl_command::{describe, CrawlCommand};
+use git_datasource::cli::crawl::{describe, CrawlCommand};
+use git_datasource::cli::sync::{self, SyncCommand};
 use git_datasource::handlers::PluginHandler;
-use git_datasource::sync_command::{self, SyncCommand};
+use git_datasource::settings::Settings;
 use git_datasource::GIT_ENV;
 use git_remote::{FetchSettings, GitClient, RepoCache};
 
@@ -38,13 +39,14 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check(&args),
         Command::Package(args) => commands::package(&args),
         Command::Crawl(command) => crawl(&command),
-        Command::Sync(command) => sync(&command),
+        Command::Sync(command) => run_sync(&command),
         Command::Serve => {
             let git = GitClient::new(
                 RepoCache::from_env(GIT_ENV),
                 FetchSettings::from_env(GIT_ENV),
             );
-            let code = commands::serve(Arc::new(PluginHandler::new(git)));
+            let handler = PluginHandler::new(git, Settings::from_env());
+            let code = commands::serve(Arc::new(handler));
             // Exit at once: a blocking read of stdin must not hold the process open.
             std::process::exit(code);
         }
@@ -69,10 +71,10 @@ fn crawl(command: &CrawlCommand) -> ExitCode {
     }
 }
 
-fn sync(command: &SyncCommand) -> ExitCode {
+fn run_sync(command: &SyncCommand) -> ExitCode {
     match commands::runtime().block_on(command.run()) {
         Ok(report) => {
-            print!("{}", sync_command::describe(&report));
+            print!("{}", sync::describe(&report));
             ExitCode::from(report.exit_code())
         }
         Err(error) => {

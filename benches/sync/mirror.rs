@@ -7,11 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use git_datasource::crawl::{CrawlSettings, RunSummary};
-use git_datasource::mirror::api::KnowledgeApi;
+use git_datasource::crawl::{CrawlSettings, Crawled};
+use git_datasource::dify::knowledge::KnowledgeApi;
 use git_datasource::mirror::record::RecordMemory;
-use git_datasource::mirror::watcher::{self, Watch};
-use git_datasource::mirror::{cleanup, Mirror, WatchSettings};
+use git_datasource::mirror::{Mirror, WatchSettings};
 use serde_json::{json, Value};
 
 use super::support::crawl_harness::{local_client, params, run_mirrored, CaptureSink, MemoryStore};
@@ -37,9 +36,9 @@ impl Bench {
         }
     }
 
-    /// One crawl; with `mirror`, into the fake knowledge base. Returns the summary, the
-    /// offered items, the wall time and the API requests it made.
-    fn crawl(&self, store: &MemoryStore, mirror: bool) -> (RunSummary, Vec<Value>, f64, usize) {
+    /// One crawl; with `mirror`, into the fake knowledge base. Returns the crawl (its summary
+    /// and watch), the offered items, the wall time and the API requests it made.
+    fn crawl(&self, store: &MemoryStore, mirror: bool) -> (Crawled, Vec<Value>, f64, usize) {
         let sink = CaptureSink::new(2_000_000_000);
         let settings = CrawlSettings {
             max_file_bytes: 5_000_000,
@@ -70,28 +69,18 @@ impl Bench {
         )
     }
 
-    /// The watcher after `summary`'s crawl, once its import is indexed: (seconds, requests,
-    /// deletions).
-    fn cleanup(&self, summary: &RunSummary) -> (f64, usize, usize) {
-        let outcome = summary.mirror.clone().unwrap();
+    /// The watch after a crawl, once its import is indexed: (seconds, requests, deletions).
+    fn cleanup(&self, crawled: &Crawled) -> (f64, usize, usize) {
         let settings = WatchSettings {
             poll: Duration::from_millis(1),
             max_wait: Duration::from_secs(60),
         };
-        let Some(watch) = Watch::after_crawl(
-            self.mirror(),
-            &summary.config_hash,
-            &summary.commit,
-            outcome,
-            false,
-            settings,
-            local_client(&self.cache),
-        ) else {
+        let Some(watch) = crawled.watch.clone() else {
             return (0.0, 0, 0);
         };
         let before = self.kb.request_count();
         let started = Instant::now();
-        let report = runtime().block_on(watcher::run(watch));
+        let report = runtime().block_on(watch.run(settings));
         (
             started.elapsed().as_secs_f64(),
             self.kb.request_count() - before,
@@ -141,10 +130,16 @@ pub fn run(work: &Path) -> (Vec<String>, Value) {
     let plain_walls: Vec<f64> = (0..REPS).map(|_| bench.crawl(&plain, false).2).collect();
     let runs: Vec<(f64, usize, f64)> = (0..REPS)
         .map(|_| {
-            let (summary, _, wall, requests) = bench.crawl(&mirrored, true);
-            let listing = summary.mirror.as_ref().unwrap().listing_time.as_secs_f64();
+            let (crawled, _, wall, requests) = bench.crawl(&mirrored, true);
+            let listing = crawled
+                .summary
+                .mirror
+                .as_ref()
+                .unwrap()
+                .listing_time
+                .as_secs_f64();
             // As in the plugin: the watcher follows (after the final message, untimed).
-            bench.cleanup(&summary);
+            bench.cleanup(&crawled);
             (wall, requests, listing)
         })
         .collect();
@@ -169,7 +164,13 @@ pub fn run(work: &Path) -> (Vec<String>, Value) {
         .unwrap()
         .retain(|k, _| !k.starts_with("git_kb:"));
     let (cold, _, cold_wall, cold_requests) = bench.crawl(&mirrored, true);
-    let cold_listing = cold.mirror.as_ref().unwrap().listing_time.as_secs_f64();
+    let cold_listing = cold
+        .summary
+        .mirror
+        .as_ref()
+        .unwrap()
+        .listing_time
+        .as_secs_f64();
     lines.push(format!(
         "mirror: after a restart {restart_wall:.3} s ({restart_requests} request); with nothing remembered {cold_wall:.3} s, listing {FILES} documents {cold_listing:.3} s in {cold_requests} requests"
     ));
@@ -186,15 +187,13 @@ pub fn run(work: &Path) -> (Vec<String>, Value) {
     importer.commit(changed, &deleted, false, "1% changed, 1% deleted");
     let (_, plain_items, plain_delta, _) = bench.crawl(&plain, false);
     let (delta, offered, mirror_delta, delta_requests) = bench.crawl(&mirrored, true);
-    let outcome = delta.mirror.clone().unwrap();
-    let gone = outcome.plan.delete.clone();
-    let mut record = outcome.record.clone();
+    let outcome = delta.summary.mirror.clone().unwrap();
+    let mut watch = delta.watch.clone().unwrap();
+    let gone = std::mem::take(&mut watch.deletions);
+    let mut mirroring = watch.mirroring.clone();
     let before = bench.kb.request_count();
     let started = Instant::now();
-    let deleted_now = runtime().block_on(async {
-        let mirror = bench.mirror();
-        cleanup::delete_all(&mirror.api, &mirror.dataset, gone, &mut record).await
-    });
+    let deleted_now = runtime().block_on(mirroring.delete(gone));
     let (delete_wall, delete_requests) = (
         started.elapsed().as_secs_f64(),
         bench.kb.request_count() - before,
@@ -202,15 +201,17 @@ pub fn run(work: &Path) -> (Vec<String>, Value) {
     bench.kb.import(&offered);
     bench.kb.index_all();
     // The gone files are deleted already: the watcher is left with what the import replaces.
-    let mut delta = delta;
-    delta.mirror.as_mut().unwrap().plan.delete.clear();
+    let delta = Crawled {
+        summary: delta.summary,
+        watch: Some(watch),
+    };
     let (watch_wall, watch_requests, superseded) = bench.cleanup(&delta);
     lines.push(format!(
         "mirror: 1% changed + 1% deleted: plain incremental {plain_delta:.3} s ({} offered); mirrored {mirror_delta:.3} s ({} offered; listing {:.3} s in {delta_requests} requests, plan {:.3} s)",
         plain_items.len(),
         offered.len(),
         outcome.listing_time.as_secs_f64(),
-        delta.plan_time.as_secs_f64(),
+        delta.summary.plan_time.as_secs_f64(),
     ));
     lines.push(format!(
         "mirror: deleting {} documents of gone files {delete_wall:.3} s in {delete_requests} requests; after the import, the watcher deleted {superseded} superseded documents in {watch_wall:.3} s ({watch_requests} requests)",
@@ -221,7 +222,7 @@ pub fn run(work: &Path) -> (Vec<String>, Value) {
         "restart_requests": restart_requests, "cold_listing_seconds": cold_listing, "cold_requests": cold_requests});
     report["delta"] = json!({"plain_seconds": plain_delta, "mirror_seconds": mirror_delta,
         "listing_seconds": outcome.listing_time.as_secs_f64(), "listing_requests": delta_requests,
-        "plan_seconds": delta.plan_time.as_secs_f64(), "offered": offered.len(),
+        "plan_seconds": delta.summary.plan_time.as_secs_f64(), "offered": offered.len(),
         "gone_deleted": deleted_now.deleted.len(), "gone_delete_seconds": delete_wall, "gone_delete_requests": delete_requests,
         "superseded_deleted": superseded, "watcher_seconds": watch_wall, "watcher_requests": watch_requests});
     (lines, report)

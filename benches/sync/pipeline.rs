@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use git_datasource::sync_command::{describe, SyncCommand, SyncReport};
+use git_datasource::cli::sync::{describe, SyncCommand, SyncReport};
 use serde_json::{json, Value};
 
 use super::support::knowledge_api::{FakeKnowledgeApi, KEY};

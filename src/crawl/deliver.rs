@@ -1,19 +1,10 @@
 //! Building the one final `completed` message within the run's byte budget: each document
 //! is serialized once and appended; the envelope is written around them at the end.
 
-use serde::Serialize;
+use crate::repository::identity::Document;
 
 /// Room kept for the message's own fields (`status`, `total`, `completed`, brackets).
 const WRAPPER_RESERVE: usize = 160;
-
-/// One document, as Dify's `WebSiteInfoDetail` wants it: four strings.
-#[derive(Debug, Serialize)]
-pub struct Document<'a> {
-    pub source_url: &'a str,
-    pub content: &'a str,
-    pub title: &'a str,
-    pub description: &'a str,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fit {

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::snapshot::Entries;
+use crate::store::snapshot::Entries;
 use git_remote::FileEntry;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -1,18 +1,19 @@
-//! `invoke_website_datasource_get_crawl`: the crawl over a daemon session, with plugin
-//! storage for state and the session's stream for progress and the final result.
+//! `invoke_website_datasource_get_crawl`: the crawl over a daemon session (plugin storage
+//! for state, the session's stream for progress and the final result), then its watch in
+//! the background.
 
 use std::sync::Arc;
 
-use crate::crawl::params::CrawlParams;
-use crate::crawl::state::{StateError, StateStore};
-use crate::crawl::{result_budget, Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
-use crate::credentials::Credentials;
-use crate::handlers::MirrorProcess;
-use crate::mirror::api::{ApiErrorKind, KnowledgeApi};
-use crate::mirror::watcher::Watch;
-use crate::mirror::{Mirror, WatchSettings};
-use dify_plugin::protocol::stdio::DEFAULT_LINE_CAP;
-use dify_plugin::protocol::storage::Storage;
+use super::session::{SessionSink, SessionStore};
+use super::MirrorProcess;
+use crate::crawl::{Crawl, CrawlError, Crawled, RunSummary};
+use crate::dify::knowledge::ApiErrorKind;
+use crate::mirror::Mirror;
+use crate::repository::credentials::Credentials;
+use crate::repository::identity::config_hash;
+use crate::repository::params::CrawlParams;
+use crate::repository::shorten;
+use crate::settings::Settings;
 use dify_plugin::protocol::{ErrorPayload, Request, Session, Shown};
 use git_remote::{Fault, GitClient};
 
@@ -21,6 +22,7 @@ pub async fn handle(
     session: &Session,
     client: Arc<GitClient>,
     mirrors: &MirrorProcess,
+    settings: &Settings,
 ) -> Result<(), ErrorPayload> {
     let params = CrawlParams::from_json(request.fields.get("datasource_parameters")).map_err(
         |problems| {
@@ -50,60 +52,56 @@ pub async fn handle(
              knowledge_base_id and a dify_api_key): the next run offers what does not fit"
         );
     }
-    let watch_key = mirror
-        .as_ref()
-        .map(|m| m.key(&crate::crawl::identity::config_hash(&params)));
-    if let Some(key) = &watch_key {
+    if let Some(mirror) = &mirror {
         // The previous watcher's view of the branch is about to be out of date.
-        mirrors.watchers.stop(key);
+        mirrors.watchers.stop(&mirror.key(&config_hash(&params)));
     }
     let store = SessionStore {
         storage: session.storage(),
-        deadline: tokio::time::Instant::now() + storage_time_limit(),
+        deadline: tokio::time::Instant::now() + settings.storage_time_limit,
     };
     let sink = SessionSink {
         session: session.clone(),
+        max_result_bytes: settings.max_result_bytes,
     };
-    let settings = CrawlSettings::from_env();
     let crawl = Crawl {
         params: &params,
         credentials: &credentials,
         store: &store,
         sink: &sink,
-        client: client.clone(),
-        settings: &settings,
+        client,
+        settings: &settings.crawl,
         mirror: mirror.as_ref(),
     };
-    match crawl.run().await {
-        Ok(summary) => {
-            tracing::info!(
-                commit = %summary.commit,
-                delivered = summary.delivered,
-                total = summary.total,
-                attempted = summary.attempted,
-                bytes = summary.bytes,
-                deleted = summary.deleted.len(),
-                renamed = summary.renamed.len(),
-                failed = summary.failed.len(),
-                complete = summary.complete,
-                "crawl of {} finished",
-                summary.config_hash
-            );
-            log_files(&summary);
-            if let (Some(mirror), Some(key)) = (mirror, watch_key) {
-                watch(mirror, key, summary, &params, mirrors, client);
-            }
-            Ok(())
-        }
-        Err(error) => Err(error_payload(&error)),
+    let Crawled { summary, watch } = crawl.run().await.map_err(|e| error_payload(&e))?;
+    tracing::info!(
+        commit = %summary.commit,
+        delivered = summary.delivered,
+        total = summary.total,
+        attempted = summary.attempted,
+        bytes = summary.bytes,
+        deleted = summary.deleted.len(),
+        renamed = summary.renamed.len(),
+        failed = summary.failed.len(),
+        complete = summary.complete,
+        "crawl of {} finished",
+        summary.config_hash
+    );
+    log_files(&summary);
+    log_mirror(&summary);
+    if let Some(watch) = watch {
+        // The deletions and the wait for the import go on in the background: the crawl's
+        // session ends now.
+        mirrors.watchers.start(watch, settings.watch);
     }
+    Ok(())
 }
 
 /// Names the files a run skipped (with why), and those deleted and renamed since the last run.
 fn log_files(summary: &RunSummary) {
     let listed = |lines: &[String]| {
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-        crate::crawl::shorten(&lines)
+        shorten(&lines)
     };
     if !summary.skipped_files.is_empty() {
         let files = summary.skipped_lines();
@@ -142,11 +140,8 @@ fn mirror_target(
             problem,
         )
     };
-    let http = mirrors
-        .http
-        .get_or_init(|| dify_plugin::dify_http::client().unwrap_or_default())
-        .clone();
-    let api = KnowledgeApi::with_client(http, credentials.api_url(), &credentials.dify_api_key)
+    let api = mirrors
+        .knowledge_api(credentials.api_url(), &credentials.dify_api_key)
         .map_err(invalid)?;
     Ok(Some(Mirror {
         api,
@@ -155,31 +150,22 @@ fn mirror_target(
     }))
 }
 
-/// Logs what mirroring planned and leaves the deletions and the wait for the import to a
-/// background watcher: the crawl's session ends now.
-fn watch(
-    mirror: Mirror,
-    key: String,
-    summary: RunSummary,
-    params: &CrawlParams,
-    mirrors: &MirrorProcess,
-    client: Arc<GitClient>,
-) {
-    let Some(outcome) = summary.mirror else {
+/// Logs what mirroring planned, and the deletions the guard holds back.
+fn log_mirror(summary: &RunSummary) {
+    let Some(mirror) = &summary.mirror else {
         return;
     };
-    let plan = &outcome.plan;
+    let plan = &mirror.plan;
     tracing::info!(
         kept = plan.kept,
-        offered = outcome.offered.len(),
+        offered = mirror.offered,
         to_delete = plan.delete.len(),
         held_back = plan.held.len(),
         indexing = plan.indexing,
-        requests = outcome.requests,
-        unchanged = outcome.unchanged,
-        "mirror of {} in knowledge base {}",
-        summary.config_hash,
-        mirror.dataset
+        requests = mirror.requests,
+        unchanged = mirror.unchanged,
+        "mirror of {}",
+        summary.config_hash
     );
     if !plan.held.is_empty() {
         let paths: Vec<&str> = plan.held.iter().map(|d| d.path.as_str()).collect();
@@ -189,14 +175,8 @@ fn watch(
              once with sync_mode full to allow it",
             paths.len(),
             plan.searchable,
-            crate::crawl::shorten(&paths)
+            shorten(&paths)
         );
-    }
-    let full = params.sync_mode.ignores_state();
-    let settings = WatchSettings::from_env();
-    let (hash, commit) = (&summary.config_hash, &summary.commit);
-    if let Some(watch) = Watch::after_crawl(mirror, hash, commit, outcome, full, settings, client) {
-        mirrors.watchers.start(key, watch);
     }
 }
 
@@ -245,75 +225,5 @@ fn shown_for(fault: Fault) -> Shown {
         Fault::Credentials => Shown::Authorization,
         Fault::Network => Shown::Connection,
         Fault::Server => Shown::ServerUnavailable,
-    }
-}
-
-/// Plugin storage for one crawl. A silent daemon must not hold the run past the daemon's own
-/// limit: every call ends by the run's deadline (`PLUGIN_MAX_EXECUTION_TIMEOUT`, 600 s,
-/// less 30 s).
-struct SessionStore {
-    storage: Storage,
-    deadline: tokio::time::Instant,
-}
-
-fn storage_time_limit() -> std::time::Duration {
-    let limit = std::env::var("PLUGIN_MAX_EXECUTION_TIMEOUT")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(600);
-    std::time::Duration::from_secs(limit.saturating_sub(30).max(5))
-}
-
-impl SessionStore {
-    async fn within<T, E: std::fmt::Display>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, E>>,
-    ) -> Result<T, StateError> {
-        match tokio::time::timeout_at(self.deadline, call).await {
-            Ok(result) => result.map_err(|e| StateError(e.to_string())),
-            Err(_) => Err(StateError(
-                "the daemon did not answer within the run's time limit".into(),
-            )),
-        }
-    }
-}
-
-impl StateStore for SessionStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        self.within(self.storage.get(key)).await
-    }
-
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
-        self.within(self.storage.set(key, value)).await
-    }
-
-    async fn del(&self, key: &str) -> Result<(), StateError> {
-        self.within(self.storage.del(key)).await
-    }
-}
-
-struct SessionSink {
-    session: Session,
-}
-
-impl CrawlSink for SessionSink {
-    async fn progress(&self, total: usize, completed: usize) -> Result<(), CrawlError> {
-        self.session
-            .stream(crate::crawl::deliver::progress_message(total, completed))
-            .await
-            .map_err(|e| CrawlError::Output(e.to_string()))
-    }
-
-    fn data_budget(&self) -> usize {
-        // TCP has no line cap; keep to the stdio default so a debug session behaves alike.
-        let max_line = self.session.max_line_len().unwrap_or(DEFAULT_LINE_CAP - 1);
-        result_budget(max_line, self.session.stream_line_len(0))
-    }
-
-    async fn finish(&self, data: Vec<u8>) -> Result<(), CrawlError> {
-        self.session
-            .stream_serialized(data)
-            .await
-            .map_err(|e| CrawlError::Output(e.to_string()))
     }
 }

@@ -4,14 +4,19 @@
 
 use serde_json::json;
 
-use crate::credentials::{CredentialProblem, Credentials};
-use crate::mirror::api::{ApiErrorKind, KnowledgeApi};
+use super::MirrorProcess;
+use crate::dify::knowledge::ApiErrorKind;
+use crate::repository::credentials::{CredentialProblem, Credentials};
 use dify_plugin::protocol::{ErrorPayload, Request, Session, Shown};
 
-pub async fn handle(request: &Request, session: &Session) -> Result<(), ErrorPayload> {
+pub async fn handle(
+    request: &Request,
+    session: &Session,
+    mirrors: &MirrorProcess,
+) -> Result<(), ErrorPayload> {
     let problems = match Credentials::from_request(request.fields.get("credentials")) {
         Ok(credentials) => match credentials.problems() {
-            problems if problems.is_empty() => check_api_key(&credentials).await,
+            problems if problems.is_empty() => check_api_key(&credentials, mirrors).await,
             problems => problems,
         },
         Err(problems) => problems,
@@ -35,11 +40,14 @@ pub async fn handle(request: &Request, session: &Session) -> Result<(), ErrorPay
 }
 
 /// With a Knowledge API key: proves it against the API (reading nothing).
-async fn check_api_key(credentials: &Credentials) -> Vec<CredentialProblem> {
+async fn check_api_key(
+    credentials: &Credentials,
+    mirrors: &MirrorProcess,
+) -> Vec<CredentialProblem> {
     if credentials.dify_api_key.is_empty() {
         return Vec::new();
     }
-    let checked = match KnowledgeApi::new(credentials.api_url(), &credentials.dify_api_key) {
+    let checked = match mirrors.knowledge_api(credentials.api_url(), &credentials.dify_api_key) {
         Ok(api) => api.check_key().await,
         Err(message) => {
             return vec![CredentialProblem {

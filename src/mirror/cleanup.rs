@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use super::api::{Deleted, KnowledgeApi};
 use super::listing::KbRecord;
 use super::plan::Deletion;
+use crate::dify::knowledge::{Deleted, KnowledgeApi};
 
 /// Deletes in flight at once: enough for thousands in a minute or two, few enough for
 /// Dify's default single API worker.

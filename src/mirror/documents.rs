@@ -4,7 +4,7 @@
 use git2::Oid;
 use serde::{Deserialize, Serialize};
 
-use super::api::RawDocument;
+use crate::dify::knowledge::RawDocument;
 
 /// Where a document's indexing stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +70,7 @@ pub fn classify(raw: &RawDocument, prefixes: &[String]) -> KbDocument {
     // A document whose id is not a UUID cannot be ours (Dify made it, so it has one), and is
     // never deleted: its id would go into a URL path.
     let ours = text("source_url")
-        .filter(|_| super::api::is_uuid(&raw.id))
+        .filter(|_| crate::dify::knowledge::is_uuid(&raw.id))
         .and_then(|url| prefixes.iter().find_map(|p| url.strip_prefix(p.as_str())))
         .filter(|path| !path.is_empty())
         .map(|path| {

@@ -11,8 +11,8 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
-use super::api::{ApiError, ApiErrorKind, KnowledgeApi, Page, MAX_PAGE};
 use super::documents::{classify, DocState, KbDocument};
+use crate::dify::knowledge::{ApiError, ApiErrorKind, KnowledgeApi, Page, MAX_PAGE};
 
 /// Whole listings tried when the list changes under the reader.
 const LISTING_TRIES: usize = 3;
@@ -40,7 +40,7 @@ pub struct KbRecord {
 
 impl KbRecord {
     /// The permanent skips as (path → blob).
-    pub fn skipped_entries(&self) -> crate::crawl::snapshot::Entries {
+    pub fn skipped_entries(&self) -> crate::store::snapshot::Entries {
         self.skipped
             .iter()
             .filter_map(|(path, blob)| Some((path.clone(), git2::Oid::from_str(blob).ok()?)))

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::documents::{DocState, KbDocument, OurDocument};
-use crate::crawl::snapshot::Entries;
+use crate::store::snapshot::Entries;
 use git_remote::FileEntry;
 
 /// Deletions of gone files above this count, and above half of this configuration's

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::sync::Mutex;
 
 use super::listing::KbRecord;
-use crate::crawl::state::StateStore;
+use crate::store::StateStore;
 
 /// A larger record is not stored (the next process start reads the list in full).
 const MAX_STORED_BYTES: usize = 1024 * 1024;

@@ -11,10 +11,10 @@ use crate::support::crawl_harness::{local_client, params, run_mirrored, CaptureS
 use crate::support::git_servers::TestRepo;
 use crate::support::knowledge_api::{DeleteStyle, FakeKnowledgeApi, Fault, KEY};
 use git_datasource::crawl::{CrawlSettings, RunSummary};
-use git_datasource::mirror::api::{ApiErrorKind, KnowledgeApi};
+use git_datasource::dify::knowledge::{ApiErrorKind, KnowledgeApi};
 use git_datasource::mirror::cleanup::CleanupReport;
 use git_datasource::mirror::record::RecordMemory;
-use git_datasource::mirror::watcher::{self, Watch};
+use git_datasource::mirror::watch::Watch;
 use git_datasource::mirror::{Mirror, WatchSettings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -37,9 +37,10 @@ struct World {
     budget: usize,
 }
 
-/// What one crawl offered and planned.
+/// What one crawl offered and planned, and the watch that follows it.
 struct Crawled {
     summary: RunSummary,
+    watch: Option<Watch>,
     items: Vec<Value>,
 }
 
@@ -63,8 +64,6 @@ impl World {
     }
 
     fn new(files: &[(&str, &str)]) -> World {
-        // Injected faults outlast every retry; keep the backoff short.
-        std::env::set_var("GIT_DATASOURCE_DIFY_RETRY_MS", "1");
         let dir = tempfile::tempdir().unwrap();
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
         let repo = TestRepo::create(dir.path(), "kb", &refs);
@@ -83,9 +82,11 @@ impl World {
     }
 
     /// A fresh client each time: a connection pool belongs to the runtime that made it.
+    /// Injected faults outlast every retry; the backoff is short.
     fn mirror(&self) -> Mirror {
+        let api = KnowledgeApi::new(&self.kb.base_url, KEY).unwrap();
         Mirror {
-            api: KnowledgeApi::new(&self.kb.base_url, KEY).unwrap(),
+            api: api.with_first_backoff(Duration::from_millis(1)),
             dataset: self.kb.dataset.clone(),
             memory: Some(self.memory.clone()),
         }
@@ -127,7 +128,7 @@ impl World {
             .unwrap()
             .extend(extra.as_object().cloned().unwrap_or_default());
         let mirror = self.mirror();
-        let summary = run_mirrored(
+        let crawled = run_mirrored(
             &params(&self.repo.bare.display().to_string(), parameters),
             &self.store,
             &sink,
@@ -138,7 +139,8 @@ impl World {
         .unwrap();
         Crawled {
             items: sink.documents(),
-            summary,
+            summary: crawled.summary,
+            watch: crawled.watch,
         }
     }
 
@@ -152,22 +154,8 @@ impl World {
     }
 
     fn watch_with(&self, crawled: &Crawled, settings: WatchSettings) -> CleanupReport {
-        let Some(outcome) = crawled.summary.mirror.clone() else {
-            return CleanupReport::default();
-        };
-        let summary = &crawled.summary;
-        let (hash, commit) = (&summary.config_hash, &summary.commit);
-        let client = local_client(&self.dir.path().join("cache"));
-        match Watch::after_crawl(
-            self.mirror(),
-            hash,
-            commit,
-            outcome,
-            false,
-            settings,
-            client,
-        ) {
-            Some(watch) => runtime().block_on(watcher::run(watch)),
+        match crawled.watch.clone() {
+            Some(watch) => runtime().block_on(watch.run(settings)),
             None => CleanupReport::default(),
         }
     }
@@ -555,18 +543,8 @@ fn five_thousand_documents_page_and_a_mass_deletion_is_held() {
         poll: Duration::from_millis(1),
         max_wait: Duration::from_millis(10),
     };
-    let outcome = full.summary.mirror.clone().unwrap();
-    let watch = Watch::after_crawl(
-        world.mirror(),
-        &hash,
-        &full.summary.commit,
-        outcome,
-        true,
-        settings,
-        local_client(&world.dir.path().join("cache")),
-    )
-    .unwrap();
-    let report = runtime().block_on(watcher::run(watch));
+    let watch = full.watch.clone().unwrap();
+    let report = runtime().block_on(watch.run(settings));
     assert_eq!(report.deleted.len(), 3000);
     eprintln!("3,000 deletions in {:?}", started.elapsed());
     // The re-index: import the full run; the new copies replace the old ones.
@@ -861,7 +839,8 @@ fn a_dripping_knowledge_api_cannot_hold_a_crawl_past_its_budget() {
         &settings,
         Some(&mirror),
     )
-    .unwrap();
+    .unwrap()
+    .summary;
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "the crawl took {:?}",

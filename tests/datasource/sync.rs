@@ -10,9 +10,9 @@ use std::time::Duration;
 use crate::support::git_servers::TestRepo;
 use crate::support::knowledge_api::{FakeKnowledgeApi, FakePipeline, KEY};
 use clap::Parser;
+use git_datasource::cli::sync::{describe, SyncCommand, SyncReport, EXIT_HELD};
 use git_datasource::crawl::CrawlError;
-use git_datasource::mirror::api::ApiErrorKind;
-use git_datasource::sync_command::{describe, SyncCommand, SyncReport, EXIT_HELD};
+use git_datasource::dify::knowledge::ApiErrorKind;
 use proptest::prelude::*;
 
 #[derive(Parser)]

@@ -1,30 +1,26 @@
-//! Test harness: the runtime's fake daemon and Git servers (shared with the datasource's
-//! tests), and a fake of Dify's console API.
+//! App Git Sync's test support: the workspace's helpers (`test_support`), aimed at this
+//! plugin, and fakes of Dify's console and OpenAPI.
 #![allow(dead_code)]
 
 pub mod app_scenario;
 pub mod fake_console;
-#[path = "../../../../tests/support/fake_daemon.rs"]
-pub mod fake_daemon;
 pub mod fake_openapi;
-#[path = "../../../../tests/support/git_servers.rs"]
-pub mod git_servers;
-#[path = "../../../../tests/support/keys.rs"]
-pub mod keys;
-#[path = "../../../../tests/support/loopback_http.rs"]
-pub mod loopback_http;
-#[path = "../../../../tests/support/package_files.rs"]
-pub mod package_files;
-#[path = "../../../../tests/support/real_dify.rs"]
-pub mod real_dify;
 
-/// The plugin the fake daemon starts: App Git Sync.
-pub mod plugin_under_test {
-    pub const BINARY: &str = env!("CARGO_BIN_EXE_app-git-sync");
-    pub const REPO_DIR: &str = env!("CARGO_MANIFEST_DIR");
+pub use test_support::{git_servers, keys, loopback_http, real_dify};
 
-    /// The plugin's declaration files and icons.
-    pub const PLUGIN_FILES: [&str; 8] = [
+use test_support::fake_daemon::{Plugin, UnderTest};
+
+/// The plugin under test: App Git Sync.
+pub struct AppGitSync;
+
+impl UnderTest for AppGitSync {
+    const PLUGIN: Plugin = PLUGIN;
+}
+
+pub const PLUGIN: Plugin = Plugin {
+    binary: env!("CARGO_BIN_EXE_app-git-sync"),
+    dir: env!("CARGO_MANIFEST_DIR"),
+    files: &[
         "manifest.yaml",
         "provider/app_git_sync.yaml",
         "tools/export_apps.yaml",
@@ -33,5 +29,27 @@ pub mod plugin_under_test {
         "tools/app_diff.yaml",
         "tools/app_history.yaml",
         "_assets/icon.svg",
-    ];
+    ],
+};
+
+/// The plugin's binary, directory and declaration files.
+pub mod plugin_under_test {
+    pub const BINARY: &str = super::PLUGIN.binary;
+    pub const REPO_DIR: &str = super::PLUGIN.dir;
+    pub const PLUGIN_FILES: &[&str] = super::PLUGIN.files;
+}
+
+/// The fake daemon, driving this plugin.
+pub mod fake_daemon {
+    pub type FakeDaemon = test_support::fake_daemon::FakeDaemon<super::AppGitSync>;
+}
+
+/// A package's files, with this plugin's binary.
+pub mod package_files {
+    pub use test_support::package_files::*;
+
+    /// This plugin's test binary without its debug info.
+    pub fn slim_binary(dir: &std::path::Path) -> std::path::PathBuf {
+        test_support::package_files::slim_binary(super::PLUGIN.binary, dir)
+    }
 }

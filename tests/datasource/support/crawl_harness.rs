@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use git_datasource::crawl::params::CrawlParams;
-use git_datasource::crawl::state::{StateError, StateStore};
-use git_datasource::crawl::{Crawl, CrawlError, CrawlSettings, CrawlSink, RunSummary};
-use git_datasource::credentials::Credentials;
+use git_datasource::crawl::{Crawl, CrawlError, CrawlSettings, CrawlSink, Crawled, RunSummary};
 use git_datasource::mirror::Mirror;
+use git_datasource::repository::credentials::Credentials;
+use git_datasource::repository::params::CrawlParams;
+use git_datasource::store::{StateError, StateStore};
 use git_remote::{FetchSettings, GitClient, RepoCache};
 use serde_json::Value;
 
@@ -89,7 +89,7 @@ pub fn local_client(cache: &Path) -> Arc<GitClient> {
 pub fn source_url_prefix(url: &str) -> String {
     format!(
         "git:{}:",
-        git_datasource::crawl::identity::config_hash(&params(url, serde_json::json!({})))
+        git_datasource::repository::identity::config_hash(&params(url, serde_json::json!({})))
     )
 }
 
@@ -110,10 +110,11 @@ pub fn run(
     client: Arc<GitClient>,
     settings: &CrawlSettings,
 ) -> Result<RunSummary, CrawlError> {
-    run_mirrored(params, store, sink, client, settings, None)
+    run_mirrored(params, store, sink, client, settings, None).map(|crawled| crawled.summary)
 }
 
-/// One run in a fresh async runtime, mirroring into a knowledge base when given.
+/// One run in a fresh async runtime, mirroring into a knowledge base when given; with the
+/// watch that follows it.
 pub fn run_mirrored(
     params: &CrawlParams,
     store: &MemoryStore,
@@ -121,7 +122,7 @@ pub fn run_mirrored(
     client: Arc<GitClient>,
     settings: &CrawlSettings,
     mirror: Option<&Mirror>,
-) -> Result<RunSummary, CrawlError> {
+) -> Result<Crawled, CrawlError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

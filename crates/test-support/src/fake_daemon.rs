@@ -10,15 +10,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-// The plugin this harness drives: its binary, directory and declaration files.
-pub use super::plugin_under_test::{BINARY, PLUGIN_FILES, REPO_DIR};
+/// The plugin a test binary drives (a [`FakeDaemon`] of it spawns its binary).
+pub trait UnderTest {
+    const PLUGIN: Plugin;
+}
 
-/// Copies the plugin's own files into `dir`, to run or check a modified copy there.
-pub fn copy_plugin(dir: &std::path::Path) {
-    for path in PLUGIN_FILES {
-        let target = dir.join(path);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(std::path::Path::new(REPO_DIR).join(path), target).unwrap();
+/// A plugin's binary, its directory, and its declaration files there.
+#[derive(Debug, Clone, Copy)]
+pub struct Plugin {
+    pub binary: &'static str,
+    pub dir: &'static str,
+    pub files: &'static [&'static str],
+}
+
+impl Plugin {
+    /// Copies the plugin's own files into `dir`, to run or check a modified copy there.
+    pub fn copy_to(&self, dir: &std::path::Path) {
+        for path in self.files {
+            let target = dir.join(path);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(std::path::Path::new(self.dir).join(path), target).unwrap();
+        }
     }
 }
 
@@ -76,15 +88,32 @@ struct Shared {
     storage_fault: Mutex<Option<(usize, bool)>>,
 }
 
-pub struct FakeDaemon {
+/// The fake daemon, talking to a plugin: `P` is the plugin it spawns ([`UnderTest`]); a
+/// daemon over streams of an in-process runtime needs none.
+pub struct FakeDaemon<P = ()> {
     to_plugin: Arc<Mutex<Box<dyn Write + Send>>>,
     shared: Arc<Shared>,
     pub child: Option<Child>,
     pub stderr: Arc<Mutex<Vec<u8>>>,
     next_session: Mutex<u64>,
+    plugin: std::marker::PhantomData<P>,
 }
 
-impl FakeDaemon {
+impl<P: UnderTest> FakeDaemon<P> {
+    /// Spawns the plugin binary the way the local runtime does: pipes, `INSTALL_METHOD=local`,
+    /// the working directory holding the plugin files.
+    pub fn spawn(envs: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(P::PLUGIN.binary);
+        command
+            .current_dir(P::PLUGIN.dir)
+            .env("INSTALL_METHOD", "local")
+            .env_remove("PLUGIN_RUNTIME_MAX_BUFFER_SIZE")
+            .env_remove("PLUGIN_STDIO_MAX_BUFFER_SIZE");
+        Self::spawn_command(command, envs)
+    }
+}
+
+impl<P> FakeDaemon<P> {
     /// Talks to a plugin over any pair of byte streams.
     pub fn over(
         from_plugin: impl Read + Send + 'static,
@@ -107,19 +136,8 @@ impl FakeDaemon {
             child: None,
             stderr: Arc::new(Mutex::new(Vec::new())),
             next_session: Mutex::new(0),
+            plugin: std::marker::PhantomData,
         }
-    }
-
-    /// Spawns the plugin binary the way the local runtime does: pipes, `INSTALL_METHOD=local`,
-    /// the working directory holding the plugin files.
-    pub fn spawn(envs: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(BINARY);
-        command
-            .current_dir(REPO_DIR)
-            .env("INSTALL_METHOD", "local")
-            .env_remove("PLUGIN_RUNTIME_MAX_BUFFER_SIZE")
-            .env_remove("PLUGIN_STDIO_MAX_BUFFER_SIZE");
-        Self::spawn_command(command, envs)
     }
 
     pub fn spawn_command(mut command: Command, envs: &[(&str, &str)]) -> Self {
@@ -275,7 +293,7 @@ impl FakeDaemon {
     }
 }
 
-impl Drop for FakeDaemon {
+impl<P> Drop for FakeDaemon<P> {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();

@@ -116,7 +116,7 @@ impl CrawlParams {
         }
         let knowledge_base_id = match knowledge_base.as_str() {
             "" => None,
-            given => crate::mirror::parse_knowledge_base_id(given)
+            given => parse_knowledge_base_id(given)
                 .map_err(|problem| problems.push(problem))
                 .ok(),
         };
@@ -175,6 +175,30 @@ fn clean(text: &str) -> String {
         return String::new();
     }
     text.to_string()
+}
+
+/// Reads a knowledge base id: the id itself, or any URL of the knowledge base
+/// (`…/datasets/<id>/documents`).
+pub fn parse_knowledge_base_id(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let candidate = match text.find("/datasets/") {
+        Some(at) => text[at + "/datasets/".len()..]
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or(""),
+        None => text,
+    };
+    let id = candidate.to_ascii_lowercase();
+    if crate::dify::knowledge::is_uuid(&id) {
+        Ok(id)
+    } else {
+        // The value is not echoed: a pasted URL may carry a token in its query.
+        Err(format!(
+            "knowledge_base_id must be the id in the knowledge base's URL (…/datasets/<id>/documents, \
+             36 characters like 3f2a…-…); the value given ({} characters) holds no such id",
+            text.chars().count()
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -299,5 +323,21 @@ mod tests {
         assert!(problems
             .iter()
             .all(|p| p.len() < 200 && !p.contains("SeCrEt")));
+    }
+
+    #[test]
+    fn knowledge_base_ids() {
+        let id = "e560d9db-ff43-4deb-9cf1-a2971d563066";
+        assert_eq!(parse_knowledge_base_id(id).unwrap(), id);
+        assert_eq!(parse_knowledge_base_id(&id.to_uppercase()).unwrap(), id);
+        assert_eq!(
+            parse_knowledge_base_id(&format!("http://localhost/datasets/{id}/documents?x=1"))
+                .unwrap(),
+            id
+        );
+        assert!(parse_knowledge_base_id("my-kb").is_err());
+        let error = parse_knowledge_base_id("http://x/datasets/nope?token=SeCrEt").unwrap_err();
+        assert!(!error.contains("SeCrEt"), "{error}");
+        assert!(parse_knowledge_base_id("").is_err());
     }
 }

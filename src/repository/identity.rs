@@ -1,6 +1,7 @@
 //! Names compatible with the Python plugin: the config hash, storage keys, `source_url`;
-//! plus the document title and description.
+//! plus the document title and description, and the document itself.
 
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::params::CrawlParams;
@@ -88,10 +89,19 @@ pub fn title(path: &str) -> String {
     format!("{TITLE_MARKER}{tail}")
 }
 
+/// One document, as Dify's `WebSiteInfoDetail` wants it: four strings.
+#[derive(Debug, Serialize)]
+pub struct Document<'a> {
+    pub source_url: &'a str,
+    pub content: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crawl::params::SyncMode;
+    use crate::repository::params::SyncMode;
     use proptest::prelude::*;
 
     fn params(

@@ -4,16 +4,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::git_servers::{
-    files_containing, git, HttpServer, SshServer, TestRepo, ALICE, TOKEN,
-};
-use crate::support::keys::ssh_keygen;
 use git_remote::GitCredentials;
 use git_remote::{
     diff_commits, fill_sizes, list_files, read_blobs, BlobRead, Change, FetchRequest,
     FetchSettings, Fetched, GitClient, GitError, MemoryHostKeys, PathFilter, RefKind, RepoCache,
     SkipReason,
 };
+use test_support::git_servers::{
+    files_containing, git, HttpServer, SshServer, TestRepo, ALICE, TOKEN,
+};
+use test_support::keys::ssh_keygen;
 
 fn settings() -> FetchSettings {
     FetchSettings {
@@ -22,7 +22,7 @@ fn settings() -> FetchSettings {
         allow_insecure_http: false,
         attempts: 2,
         retry_delay: Duration::from_millis(100),
-        env: git_datasource::GIT_ENV,
+        env: git_remote::EnvVars::new("GIT_DATASOURCE"),
     }
 }
 

@@ -2,23 +2,11 @@
 //! (`git_sha:{hash}`, `git_failed:{hash}`) and our own: the delivered snapshot, the pending
 //! part of a change set that did not fit in one run, and SSH host keys seen on first use.
 
-use std::future::Future;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::snapshot::{self, Entries};
-
-/// Storage for sync state: plugin storage in the plugin, files for the command line.
-pub trait StateStore: Send + Sync {
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StateError>> + Send;
-    fn set(&self, key: &str, value: &[u8]) -> impl Future<Output = Result<(), StateError>> + Send;
-    fn del(&self, key: &str) -> impl Future<Output = Result<(), StateError>> + Send;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("sync state storage failed: {0}")]
-pub struct StateError(pub String);
+use super::{StateError, StateStore};
 
 pub fn sha_key(hash: &str) -> String {
     format!("git_sha:{hash}")
@@ -71,6 +59,13 @@ pub struct SyncState {
 }
 
 impl SyncState {
+    /// Every file of `commit` was delivered, and nothing is left to retry.
+    pub fn settled_at(&self, commit: &str) -> bool {
+        self.last_commit.as_deref() == Some(commit)
+            && self.pending.is_none()
+            && self.failed.is_empty()
+    }
+
     fn referenced_chunks(&self) -> Vec<String> {
         if self.foreign {
             return Vec::new();

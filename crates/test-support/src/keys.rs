@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::git_servers::run;
+use crate::git_servers::run;
 
 pub fn ssh_keygen(dir: &Path, name: &str, args: &[&str], passphrase: &str) -> (String, String) {
     let path: PathBuf = dir.join(name);
@@ -18,5 +18,5 @@ pub fn ssh_keygen(dir: &Path, name: &str, args: &[&str], passphrase: &str) -> (S
 
 /// A self-signed CA certificate in PEM.
 pub fn ca_certificate(dir: &Path) -> String {
-    super::git_servers::TestCa::create(dir).ca_pem
+    crate::git_servers::TestCa::create(dir).ca_pem
 }

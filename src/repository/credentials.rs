@@ -104,7 +104,7 @@ impl Credentials {
         let mut problem = |field: &'static str, message: String| {
             problems.push(CredentialProblem { field, message })
         };
-        if let Err(message) = crate::mirror::api::normalize_base(self.api_url()) {
+        if let Err(message) = crate::dify::knowledge::normalize_base(self.api_url()) {
             problem("dify_api_url", message);
         }
         let key = &self.dify_api_key;

@@ -30,7 +30,7 @@ use hyper::http::request::Parts;
 use hyper::Response;
 use serde_json::{json, Value};
 
-use super::loopback_http::LoopbackServer;
+use crate::loopback_http::LoopbackServer;
 
 pub const KEY: &str = "dataset-fakeKey0123456789abcdef";
 

@@ -6,7 +6,6 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::fake_daemon::{FakeDaemon, StorageMode};
 use dify_plugin::protocol::router::{route, RouterConfig};
 use dify_plugin::protocol::storage::StorageError;
 use dify_plugin::protocol::writer::Writer;
@@ -14,6 +13,7 @@ use dify_plugin::protocol::{
     heartbeat, ErrorPayload, HandlerFuture, Request, RequestHandler, Session,
 };
 use serde_json::{json, Value};
+use test_support::fake_daemon::{FakeDaemon, StorageMode};
 
 struct TestHandler;
 

@@ -7,6 +7,9 @@ use std::time::Duration;
 use dify_plugin::dify_http;
 use serde::Deserialize;
 
+use super::error::{parse, status_error};
+pub use super::error::{ApiError, ApiErrorKind};
+
 /// Dify answers at most this many documents per page, whatever `limit` says.
 pub const MAX_PAGE: usize = 100;
 /// The most one answer may hold. A page of the document list carries each document's content
@@ -15,56 +18,13 @@ pub const MAX_PAGE: usize = 100;
 const MAX_ANSWER_BYTES: usize = 32 << 20;
 /// Tries of one call when the API answers 429/5xx or cannot be reached.
 const ATTEMPTS: u32 = 4;
+/// The wait before the first retry; it doubles each try.
+pub const DEFAULT_FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// An id no knowledge base has: asking for it proves a key without reading anything.
 const NIL_ID: &str = "00000000-0000-0000-0000-000000000000";
 const COMPOSE_HINT: &str = "from the plugin daemon's container Dify's API is usually \
      http://api:5001/v1 (docker compose); the URL the browser shows (e.g. http://localhost/v1) \
      does not work there";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiErrorKind {
-    /// No answer: connection refused, DNS, timeout.
-    Unreachable,
-    /// 401: the key is wrong (or not a Knowledge API key).
-    Unauthorized,
-    /// 404 `Dataset not found.`: no such knowledge base in the key's workspace.
-    NoKnowledgeBase,
-    /// 403 `Dataset api access is not enabled.`
-    ApiDisabled,
-    /// The pipeline routes are missing: Dify older than 1.13.0.
-    NoPipelineApi,
-    /// The knowledge base has no pipeline, no published one, or none with our data source.
-    NoPipeline,
-    /// Dify refused the process-form inputs (a required one missing, a wrong type).
-    InputRejected,
-    /// An answer over [`MAX_ANSWER_BYTES`].
-    TooLarge,
-    /// Any other answer (429/5xx after the retries, a malformed body).
-    Other,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ApiError {
-    pub kind: ApiErrorKind,
-    pub status: Option<u16>,
-    pub message: String,
-}
-
-impl ApiError {
-    /// A problem the user must fix in the configuration (as opposed to a passing fault).
-    pub fn is_configuration(&self) -> bool {
-        matches!(
-            self.kind,
-            ApiErrorKind::Unauthorized
-                | ApiErrorKind::NoKnowledgeBase
-                | ApiErrorKind::ApiDisabled
-                | ApiErrorKind::NoPipelineApi
-                | ApiErrorKind::NoPipeline
-                | ApiErrorKind::InputRejected
-        )
-    }
-}
 
 /// Whether `id` is a UUID, as Dify's document and knowledge base ids are.
 pub fn is_uuid(id: &str) -> bool {
@@ -163,21 +123,21 @@ impl KnowledgeApi {
     }
 
     /// The same over a shared client (its connection pool), as a long-lived process keeps.
-    /// `GIT_DATASOURCE_DIFY_RETRY_MS` sets the first backoff (default 500 ms, doubling).
     pub fn with_client(http: reqwest::Client, base_url: &str, key: &str) -> Result<Self, String> {
         let base = normalize_base(base_url)?;
-        let retry_base = std::env::var("GIT_DATASOURCE_DIFY_RETRY_MS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(Duration::from_millis(500));
         Ok(KnowledgeApi {
             http,
             shown: dify_http::without_user_info(&base),
             base,
             key: key.trim().to_string(),
-            retry_base,
+            retry_base: DEFAULT_FIRST_BACKOFF,
         })
+    }
+
+    /// The first backoff before a retry (500 ms unless set; it doubles each try).
+    pub fn with_first_backoff(mut self, first: Duration) -> Self {
+        self.retry_base = first;
+        self
     }
 
     /// The base URL as it may be shown (no user-info).
@@ -292,7 +252,7 @@ impl KnowledgeApi {
                         }
                         Ok(Some(body)) if (200..300).contains(&status) => return Ok(body),
                         Ok(Some(body)) => {
-                            let error = self.status_error(&endpoint, status, &body);
+                            let error = status_error(&endpoint, status, &body, &self.shown);
                             let again = match retry {
                                 Retry::Always => status == 429 || status >= 500,
                                 Retry::WhenNotDone => status == 429 || status == 503,
@@ -343,109 +303,6 @@ impl KnowledgeApi {
             ),
         }
     }
-
-    fn status_error(&self, endpoint: &str, status: u16, body: &[u8]) -> ApiError {
-        #[derive(Deserialize, Default)]
-        struct Envelope {
-            #[serde(default)]
-            code: String,
-            #[serde(default)]
-            message: String,
-        }
-        let envelope: Envelope = serde_json::from_slice(body).unwrap_or_default();
-        let said: String = envelope.message.chars().take(200).collect();
-        let (kind, message) = match (status, envelope.code.as_str()) {
-            (401, _) => (
-                ApiErrorKind::Unauthorized,
-                format!(
-                    "{endpoint} answered 401: the Dify API does not accept the Knowledge API key; \
-                     create one in Dify under Knowledge → API (it starts with dataset-) and paste \
-                     it into the authorization's dify_api_key"
-                ),
-            ),
-            (404, "not_found") if said.starts_with("Dataset not found") => (
-                ApiErrorKind::NoKnowledgeBase,
-                format!(
-                    "{endpoint} answered 404: no such knowledge base in the key's workspace; copy \
-                     the id from the knowledge base's URL (…/datasets/<id>/documents)"
-                ),
-            ),
-            (403, _) if said.contains("api access is not enabled") => (
-                ApiErrorKind::ApiDisabled,
-                format!(
-                    "{endpoint} answered 403: API access is switched off for this knowledge \
-                     base; switch it on under the knowledge base's API Access"
-                ),
-            ),
-            (404, "") if endpoint.contains("/pipeline/") => (
-                ApiErrorKind::NoPipelineApi,
-                format!(
-                    "{endpoint} answered 404: this Dify has no knowledge-pipeline Service API; \
-                     pushing documents needs Dify 1.13.0 or later (older versions import only \
-                     through the UI)"
-                ),
-            ),
-            (400, "invalid_param") if said.starts_with("Pipeline not found") => (
-                ApiErrorKind::NoPipeline,
-                format!(
-                    "{endpoint} answered 400 ({said}): the knowledge base is not a knowledge-pipeline \
-                     knowledge base; create one in Dify with Knowledge → Create from Knowledge \
-                     Pipeline, with Git Repository as its data source"
-                ),
-            ),
-            (400, "invalid_param") if said.starts_with("Pipeline or workflow not found") => (
-                ApiErrorKind::NoPipeline,
-                format!(
-                    "{endpoint} answered 400 ({said}): the knowledge base's pipeline has never \
-                     been published; open it in Dify and press Publish"
-                ),
-            ),
-            (500, "pipeline_run_error") if said.contains("not published") => (
-                ApiErrorKind::NoPipeline,
-                format!(
-                    "{endpoint} answered 500 ({said}): publish the knowledge base's pipeline in Dify"
-                ),
-            ),
-            (500, "pipeline_run_error") if said.contains("in input form") => (
-                ApiErrorKind::InputRejected,
-                format!(
-                    "{endpoint} answered 500, Dify says: {said}; give every required variable \
-                     of the pipeline's Process form a default in the pipeline, or a value \
-                     (sync: --input name=value)"
-                ),
-            ),
-            (404, _) if envelope.code.is_empty() => (
-                ApiErrorKind::Other,
-                format!(
-                    "{endpoint} answered 404 without a Dify error: {} is not Dify's Knowledge API \
-                     (it usually ends in /v1)",
-                    self.shown
-                ),
-            ),
-            _ => (
-                ApiErrorKind::Other,
-                format!("{endpoint} answered {status} {}: {said}", envelope.code),
-            ),
-        };
-        ApiError {
-            kind,
-            status: Some(status),
-            message,
-        }
-    }
-}
-
-/// A 2xx answer's body as `T`, or an error naming what was expected.
-pub(super) fn parse<T: serde::de::DeserializeOwned>(
-    endpoint: &str,
-    body: &[u8],
-    what: &str,
-) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError {
-        kind: ApiErrorKind::Other,
-        status: Some(200),
-        message: format!("{endpoint}: the answer is not {what}: {e}"),
-    })
 }
 
 #[cfg(test)]

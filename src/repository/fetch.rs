@@ -4,29 +4,38 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::credentials::Credentials;
 use super::params::CrawlParams;
-use super::state::{self, StateStore};
-use super::{CrawlError, FETCH_PROGRESS_EVERY};
-use crate::credentials::Credentials;
-use git_remote::{self, FetchRequest, Fetched, GitClient, HostKeyStore, MemoryHostKeys};
+use crate::store::sync_state::host_key_key;
+use crate::store::{StateError, StateStore};
+use git_remote::{self, FetchRequest, Fetched, GitClient, GitError, HostKeyStore, MemoryHostKeys};
 
-/// Fetches the branch of `params`; `tick` runs at least every 10 s while it lasts. Returns
-/// the host keys the connection used, for later connections of the same run.
-pub async fn fetch_branch<S: StateStore, T: Future<Output = Result<(), CrawlError>> + Send>(
+/// Progress is reported at least this often while fetching.
+pub const FETCH_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Fetches the branch of `params`; `tick` runs at least every 10 s while it lasts (its
+/// error ends the fetch). Returns the host keys the connection used, for later connections
+/// of the same run.
+pub async fn fetch_branch<S, E, T>(
     client: &Arc<GitClient>,
     params: &CrawlParams,
     credentials: &Credentials,
     store: &S,
     deadline: Option<Instant>,
     tick: impl Fn() -> T,
-) -> Result<(Fetched, Arc<MemoryHostKeys>), CrawlError> {
+) -> Result<(Fetched, Arc<MemoryHostKeys>), E>
+where
+    S: StateStore,
+    E: From<GitError> + From<StateError>,
+    T: Future<Output = Result<(), E>> + Send,
+{
     let host_keys = Arc::new(MemoryHostKeys::default());
     let url = git_remote::url::RepoUrl::parse(&params.repo_url)?;
     if url.transport == git_remote::url::Transport::Ssh {
         let name = url.known_hosts_name();
-        if let Some(key) = store.get(&state::host_key_key(&name)).await? {
+        if let Some(key) = store.get(&host_key_key(&name)).await? {
             host_keys.record(&name, &String::from_utf8_lossy(&key));
         }
     }
@@ -55,7 +64,7 @@ pub async fn fetch_branch<S: StateStore, T: Future<Output = Result<(), CrawlErro
     );
     let fetched = loop {
         tokio::select! {
-            done = &mut work => break done.map_err(|e| CrawlError::Output(format!("the fetch crashed: {e}")))??,
+            done = &mut work => break done.map_err(|e| GitError::Cache(format!("the fetch's worker crashed: {e}")))??,
             _ = ticks.tick() => tick().await?,
         }
     };
@@ -69,14 +78,14 @@ async fn remember_host_key<S: StateStore>(
     credentials: &Credentials,
     host_keys: &MemoryHostKeys,
     store: &S,
-) -> Result<(), CrawlError> {
+) -> Result<(), StateError> {
     if fetched.url.transport != git_remote::url::Transport::Ssh
         || !credentials.git.ssh_known_hosts.trim().is_empty()
     {
         return Ok(());
     }
     let name = fetched.url.known_hosts_name();
-    let key = state::host_key_key(&name);
+    let key = host_key_key(&name);
     if let Some(seen) = host_keys.recorded(&name) {
         if store.get(&key).await?.as_deref() != Some(seen.as_bytes()) {
             store.set(&key, seen.as_bytes()).await?;

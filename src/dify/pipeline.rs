@@ -5,7 +5,8 @@
 
 use serde::Deserialize;
 
-use super::api::{parse, ApiError, ApiErrorKind, KnowledgeApi, Retry};
+use super::error::parse;
+use super::knowledge::{ApiError, ApiErrorKind, KnowledgeApi, Retry};
 
 /// Our plugin's id as a pipeline's data source node names it (`author/name` of the manifest).
 pub const PLUGIN_ID: &str = "dify-community/git_datasource";

@@ -5,15 +5,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::plugin_under_test::BINARY;
-
-/// This test binary without its debug info (an unoptimized build with it is over 50 MiB;
-/// the release build is what ships).
-pub fn slim_binary(dir: &Path) -> PathBuf {
+/// A test build of `binary` without its debug info (an unoptimized build with it is over
+/// 50 MiB; the release build is what ships).
+pub fn slim_binary(binary: &str, dir: &Path) -> PathBuf {
     let slim = dir.join("plugin-binary");
     let status = Command::new("objcopy")
         .arg("--strip-debug")
-        .arg(BINARY)
+        .arg(binary)
         .arg(&slim)
         .status()
         .expect("objcopy runs");
