@@ -6,6 +6,7 @@
 //! `dify-plugin`'s. Tests that start the real Dify take turns (`support::real_dify`).
 
 mod aarch64_emulated;
+mod architecture;
 mod check_command;
 mod crawl_budget;
 mod crawl_command;
