@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::console::apps::Version;
 use crate::console::sign_in::SignIn;
 use crate::console::{Console, ConsoleError};
+use crate::review::DiffFormat;
 use crate::settings::Settings;
 use crate::state::StateStore;
 use crate::sync::export::ExportOptions;
@@ -221,9 +222,12 @@ async fn invoke(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
             (report.describe(), sync::to_json(&report))
         }
         "app_diff" => {
-            let report = sync::inspect::diff(&ctx, &tool.text("app")?, &tool.text("commit")?)
-                .await
-                .map_err(failed)?;
+            let format = DiffFormat::named(&tool.text("format")?)
+                .map_err(|problem| bad_parameter(&problem))?;
+            let report =
+                sync::inspect::diff(&ctx, &tool.text("app")?, &tool.text("commit")?, format)
+                    .await
+                    .map_err(failed)?;
             (report.describe(), sync::to_json(&report))
         }
         "app_history" => {
@@ -232,9 +236,18 @@ async fn invoke(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
                 .map_err(failed)?;
             (report.describe(), sync::to_json(&report))
         }
+        "lint_apps" => {
+            let report = sync::inspect::lint(&ctx, &apps).await.map_err(failed)?;
+            variables = vec![
+                ("errors", json!(report.errors)),
+                ("warnings", json!(report.warnings)),
+            ];
+            (report.describe(), sync::to_json(&report))
+        }
         other => {
             return Err(bad_parameter(&format!(
-                "app_git_sync has no tool {other:?}; its tools are export_apps, import_apps, sync_status, app_diff and app_history"
+                "app_git_sync has no tool {other:?}; its tools are export_apps, import_apps, \
+                 sync_status, app_diff, app_history and lint_apps"
             )))
         }
     };

@@ -5,6 +5,7 @@ pub mod console;
 pub mod dsl;
 pub mod handler;
 pub mod repository;
+pub mod review;
 pub mod secrets;
 pub mod settings;
 pub mod state;

@@ -4,10 +4,13 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+mod review_cli;
+
 use app_git_sync::console::apps::Version;
 use app_git_sync::console::sign_in::SignIn;
 use app_git_sync::console::Console;
 use app_git_sync::handler::AppSyncHandler;
+use app_git_sync::review::DiffFormat;
 use app_git_sync::settings::Settings;
 use app_git_sync::state::StateStore;
 use app_git_sync::sync::export::ExportOptions;
@@ -37,15 +40,41 @@ enum Command {
     Import(ImportArgs),
     /// Show, per app, whether Dify and Git are in sync (exit 2 on a conflict).
     Status(CommonArgs),
-    /// Show what differs between Git's file and Dify's draft of one app.
+    /// Show what differs between Git's file and Dify's draft of one app; or, with --base,
+    /// what changed in a checkout's app files since a commit or branch (offline, for a
+    /// pull request).
     Diff {
-        /// The app's name or id.
-        app: String,
+        /// The app's name or id (not with --base).
+        #[arg(required_unless_present = "base", conflicts_with = "base")]
+        app: Option<String>,
         /// The commit to compare with (default: the branch head).
         #[arg(long, default_value = "")]
         commit: String,
+        /// Compare the app files of the checkout at --dir with this commit or branch; needs
+        /// no Dify.
+        #[arg(long, value_name = "COMMIT")]
+        base: Option<String>,
+        /// The checkout (with --base).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// unified (the YAML; the default with an app), semantic (node by node; the default
+        /// with --base) or markdown (node by node, for a pull-request comment).
+        #[arg(long, value_enum)]
+        format: Option<DiffFormat>,
         #[command(flatten)]
         common: CommonArgs,
+    },
+    /// Check app files offline: broken variable references, unreachable nodes, missing
+    /// models or fields, secrets, a DSL newer than Dify 1.16 (exit 1 on an error).
+    Lint {
+        /// App files, or folders to search for apps/*.yml (default: the current folder).
+        paths: Vec<PathBuf>,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// The Git log of one app's file and its published versions in Dify.
     History {
@@ -112,6 +141,17 @@ fn main() -> ExitCode {
         }
         Command::Package(args) => commands::package(&args),
         Command::Check(args) => commands::check(&args),
+        Command::Lint {
+            paths,
+            deny_warnings,
+            json,
+        } => review_cli::lint(&paths, deny_warnings, json),
+        Command::Diff {
+            base: Some(base),
+            dir,
+            format,
+            ..
+        } => review_cli::diff_since(&dir, &base, format.unwrap_or(DiffFormat::Semantic)),
         command => commands::runtime().block_on(run(command)),
     }
 }
@@ -169,9 +209,17 @@ async fn run(command: Command) -> ExitCode {
         Command::Status(_) => sync::status::status(&ctx, &apps)
             .await
             .map(|r| (r.describe(), sync::to_json(&r), r.has_conflict())),
-        Command::Diff { app, commit, .. } => sync::inspect::diff(&ctx, &app, &commit)
-            .await
-            .map(|r| (r.describe(), sync::to_json(&r), false)),
+        Command::Diff {
+            app,
+            commit,
+            format,
+            ..
+        } => {
+            let (app, format) = (app.unwrap_or_default(), format.unwrap_or_default());
+            sync::inspect::diff(&ctx, &app, &commit, format)
+                .await
+                .map(|r| (r.describe(), sync::to_json(&r), false))
+        }
         Command::History { app, .. } => sync::inspect::history(&ctx, &app)
             .await
             .map(|r| (r.describe(), sync::to_json(&r), false)),

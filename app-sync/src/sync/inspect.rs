@@ -5,6 +5,8 @@ use serde::Serialize;
 use super::{normalized_diff, SyncContext, SyncError};
 use crate::console::apps::{AppSummary, PublishedVersion, Version};
 use crate::repository::FileCommit;
+use crate::review::lint::{self, Finding, Severity};
+use crate::review::{self, DiffFormat};
 
 /// How many commits `app_history` lists.
 const HISTORY_LENGTH: usize = 30;
@@ -16,6 +18,7 @@ pub struct DiffReport {
     pub commit: Option<String>,
     /// Empty when Git's file and Dify's draft are the same app (canvas moves aside).
     pub diff: String,
+    pub format: DiffFormat,
 }
 
 impl DiffReport {
@@ -23,6 +26,7 @@ impl DiffReport {
         match (&self.path, self.diff.is_empty()) {
             (None, _) => format!("{} has no file in Git yet.", self.app),
             (Some(path), true) => format!("{} in Dify is the same as {path} in Git.", self.app),
+            (Some(_), false) if self.format != DiffFormat::Unified => self.diff.clone(),
             (Some(path), false) => format!(
                 "From Git ({path}, lines marked -) to Dify's draft of {} (lines marked +):\n{}",
                 self.app, self.diff
@@ -73,6 +77,78 @@ impl HistoryReport {
     }
 }
 
+/// The lint findings of the app files on the branch.
+#[derive(Debug, Clone, Serialize)]
+pub struct LintReport {
+    pub apps: Vec<LintedApp>,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LintedApp {
+    pub app: String,
+    pub path: String,
+    pub findings: Vec<Finding>,
+}
+
+impl LintReport {
+    pub fn describe(&self) -> String {
+        let mut lines = vec![format!(
+            "{} app(s) checked: {} error(s), {} warning(s).",
+            self.apps.len(),
+            self.errors,
+            self.warnings
+        )];
+        for app in self.apps.iter().filter(|a| !a.findings.is_empty()) {
+            lines.push(
+                lint::describe(&app.app, &app.findings)
+                    .trim_end()
+                    .to_string(),
+            );
+        }
+        lines.join("\n")
+    }
+}
+
+/// Lints the app files on the branch (all, or those `wanted` names or ids); needs no Dify.
+pub async fn lint(ctx: &SyncContext, wanted: &[String]) -> Result<LintReport, SyncError> {
+    let (_, repository) = ctx.open().await?;
+    let mut report = LintReport {
+        apps: Vec::new(),
+        errors: 0,
+        warnings: 0,
+    };
+    let chosen = |entry: &crate::repository::IndexEntry| {
+        wanted.is_empty()
+            || wanted
+                .iter()
+                .any(|w| w == &entry.app_id || w.eq_ignore_ascii_case(&entry.name))
+    };
+    for (path, entry) in repository.index().iter().filter(|(_, e)| chosen(e)) {
+        let findings = match tokio::task::block_in_place(|| repository.read(path))? {
+            Some(bytes) => lint::lint(&String::from_utf8_lossy(&bytes)),
+            None => vec![lint::unreadable(format!(
+                "{path} is in the index but not on the branch"
+            ))],
+        };
+        report.errors += findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        report.warnings += findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count();
+        report.apps.push(LintedApp {
+            app: entry.name.clone(),
+            path: path.clone(),
+            findings,
+        });
+    }
+    Ok(report)
+}
+
 async fn one_app(
     ctx: &SyncContext,
     app: &str,
@@ -103,8 +179,14 @@ async fn one_app(
     }
 }
 
-/// Git's file at `commit` (default: the branch head) against Dify's current draft.
-pub async fn diff(ctx: &SyncContext, app: &str, commit: &str) -> Result<DiffReport, SyncError> {
+/// Git's file at `commit` (default: the branch head) against Dify's current draft, in
+/// `format`.
+pub async fn diff(
+    ctx: &SyncContext,
+    app: &str,
+    commit: &str,
+    format: DiffFormat,
+) -> Result<DiffReport, SyncError> {
     let (repository, app, in_dify) = one_app(ctx, app).await?;
     let path = repository.path_of(&app.id).map(str::to_owned);
     let commit = match commit.trim() {
@@ -123,24 +205,34 @@ pub async fn diff(ctx: &SyncContext, app: &str, commit: &str) -> Result<DiffRepo
         .await?
         .map(|exported| exported.text)
         .unwrap_or_default();
-    let diff = match &git_text {
-        None => String::new(),
-        Some(git_text) => normalized_diff(
-            &format!(
-                "git:{}@{} (Git)",
-                path.as_deref().unwrap_or_default(),
-                commit.as_deref().unwrap_or_default()
-            ),
-            git_text,
-            &format!("dify:{} (Dify's draft)", app.name),
-            &dify_text,
-        ),
+    let git_label = format!(
+        "git:{}@{} (Git)",
+        path.as_deref().unwrap_or_default(),
+        commit.as_deref().unwrap_or_default()
+    );
+    let dify_label = format!("dify:{} (Dify's draft)", app.name);
+    let diff = match (&git_text, format) {
+        (None, _) => String::new(),
+        (Some(git_text), DiffFormat::Unified) => {
+            normalized_diff(&git_label, git_text, &dify_label, &dify_text)
+        }
+        (Some(git_text), semantic) => {
+            let title = format!("{}: from Git to Dify's draft", app.name);
+            let markdown = semantic == DiffFormat::Markdown;
+            let text = review::semantic(&title, git_text, &dify_text, markdown);
+            // The same app both sides: nothing to show, as for the unified diff.
+            match text.contains(review::semantic_diff::NO_CHANGE) {
+                true => String::new(),
+                false => text,
+            }
+        }
     };
     Ok(DiffReport {
         app: app.name,
         path: git_text.as_ref().and(path),
         commit,
         diff,
+        format,
     })
 }
 

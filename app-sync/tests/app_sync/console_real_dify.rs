@@ -354,6 +354,28 @@ fn the_console_client_against_the_real_dify() {
         &[],
         "rename the end node",
     );
+    // A pull request's review of Dify's real exports, offline: the edit node by node, and
+    // lint finds nothing wrong in either app (its secret placeholders are not secrets).
+    let offline = |args: &[&str]| {
+        Command::new(BINARY)
+            .args(args)
+            .current_dir(&repo.work)
+            .output()
+            .unwrap()
+    };
+    let review = offline(&["diff", "--base", "HEAD~1"]);
+    assert!(
+        shown(&review).contains("\"Answer\" (end), renamed from \"End\" (end)"),
+        "{}",
+        shown(&review)
+    );
+    let lint = offline(&["lint"]);
+    assert_eq!(lint.status.code(), Some(0), "{}", shown(&lint));
+    assert!(
+        shown(&lint).contains("2 app files: 0 errors, 0 warnings"),
+        "{}",
+        shown(&lint)
+    );
     let status = dify.cli(dir.path(), &repo.bare, &["status"]);
     assert!(
         shown(&status).contains("Real Flow (workflow): changed in Git"),

@@ -10,6 +10,7 @@ mod never_lose_a_change;
 mod openapi_sign_in;
 mod package;
 mod push_remote;
+mod review;
 mod secrets_in_git;
 mod support;
 mod tools_daemon;

@@ -153,7 +153,8 @@ fn remote_debugging_registers_the_provider_as_a_tool_declaration() {
             "import_apps",
             "sync_status",
             "app_diff",
-            "app_history"
+            "app_history",
+            "lint_apps"
         ]
     );
     // The provider declares exactly the credentials the plugin reads.

@@ -1,4 +1,4 @@
-//! The five tools through the fake daemon, against the fake console and a real repository:
+//! The tools through the fake daemon, against the fake console and a real repository:
 //! round trips, conflicts, refusals, and what a failure leaves behind.
 
 use crate::support::app_scenario::{failure, objects_containing, outputs, AppScenario, SECRET};
@@ -416,4 +416,51 @@ fn on_dify_1_16_a_missing_draft_and_import_warnings_are_named() {
     );
     let (text, history) = s.run("app_history", json!({"app": "Helper Agent"}));
     assert_eq!(history["published"].as_array().unwrap().len(), 0, "{text}");
+}
+
+/// `lint_apps` checks the branch's app files (no Dify needed), and `app_diff` shows Dify's
+/// edit node by node, both through the daemon.
+#[test]
+fn lint_and_review_node_by_node_through_the_daemon() {
+    let s = AppScenario::start();
+    s.tool("export_apps", json!({}));
+    let (text, report) = s.run("lint_apps", json!({}));
+    assert_eq!(report["apps"].as_array().unwrap().len(), 3, "{text}");
+    assert_eq!(
+        (report["errors"].clone(), report["warnings"].clone()),
+        (json!(0), json!(0)),
+        "{text}"
+    );
+
+    let id = s.console.state().app("Support Flow").id.clone();
+    s.edit_in_git(
+        &id,
+        "outputs: []",
+        "outputs: [{variable: a, value_selector: [gone, text]}]",
+    );
+    let (text, report) = s.run("lint_apps", json!({"apps": "Support Flow"}));
+    assert_eq!(report["apps"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(report["errors"], 1, "{text}");
+    assert_eq!(
+        report["apps"][0]["findings"][0]["rule"], "broken-reference",
+        "{text}"
+    );
+    assert!(text.contains("names node \"gone\""), "{text}");
+
+    s.console.retitle("Report Workflow", "Finished");
+    let (text, report) = s.run(
+        "app_diff",
+        json!({"app": "Report Workflow", "format": "semantic"}),
+    );
+    assert_eq!(report["format"], "semantic");
+    assert!(
+        text.contains("\"Finished\" (end), renamed from \"End\" (end)"),
+        "{text}"
+    );
+    let message = failure(&s.tool(
+        "app_diff",
+        json!({"app": "Report Workflow", "format": "html"}),
+    ));
+    let shown = message["message"].as_str().unwrap_or_default();
+    assert!(shown.contains("unified, semantic or markdown"), "{message}");
 }

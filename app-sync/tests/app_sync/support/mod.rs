@@ -28,6 +28,7 @@ pub const PLUGIN: Plugin = Plugin {
         "tools/sync_status.yaml",
         "tools/app_diff.yaml",
         "tools/app_history.yaml",
+        "tools/lint_apps.yaml",
         "_assets/icon.svg",
     ],
 };
