@@ -213,6 +213,7 @@ async fn invoke(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
                 create_new: tool.flag("create_new")?,
                 confirm_newer_dsl: tool.flag("confirm_newer_dsl")?,
                 publish: tool.flag("publish")?,
+                dry_run: tool.flag("dry_run")?,
             };
             let report = sync::import::import(&ctx, &options).await.map_err(failed)?;
             (report.describe(), sync::to_json(&report))

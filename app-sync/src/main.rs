@@ -127,6 +127,9 @@ struct ImportArgs {
     /// Publish each imported workflow or chatflow.
     #[arg(long)]
     publish: bool,
+    /// Say what an import would overwrite, create or refuse, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn main() -> ExitCode {
@@ -200,6 +203,7 @@ async fn run(command: Command) -> ExitCode {
                 create_new: args.create_new,
                 confirm_newer_dsl: args.confirm_newer_dsl,
                 publish: args.publish,
+                dry_run: args.dry_run,
             };
             sync::import::import(&ctx, &options).await.map(|r| {
                 let troubled = !r.conflicts.is_empty() || !r.failed.is_empty();

@@ -29,6 +29,17 @@ pub struct ImportOptions {
     pub confirm_newer_dsl: bool,
     /// Publish each imported workflow or chatflow.
     pub publish: bool,
+    /// Say what an import would do (overwrite, create, refuse, conflict) and change nothing:
+    /// not Dify, not Git, not the remembered state.
+    pub dry_run: bool,
+}
+
+/// What an import would do with one app (a dry run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub app: String,
+    pub path: String,
+    pub action: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,14 +76,27 @@ pub struct ImportReport {
     pub conflicts: Vec<Conflict>,
     /// What else happened (files mapped to the apps created from them).
     pub notes: Vec<String>,
+    /// A dry run: nothing was changed, and `planned` says what an import would do.
+    pub dry_run: bool,
+    pub planned: Vec<Planned>,
 }
 
 impl ImportReport {
     pub fn describe(&self) -> String {
         let mut lines = Vec::new();
-        match self.imported.is_empty() {
-            true => lines.push("Nothing imported.".to_string()),
-            false => lines.push(format!("Imported {} app(s):", self.imported.len())),
+        match (self.dry_run, self.imported.is_empty()) {
+            (true, _) => lines.push(format!(
+                "Dry run: nothing was changed. An import would change {} app(s):",
+                self.planned.len()
+            )),
+            (false, true) => lines.push("Nothing imported.".to_string()),
+            (false, false) => lines.push(format!("Imported {} app(s):", self.imported.len())),
+        }
+        for planned in &self.planned {
+            lines.push(format!(
+                "- would {}: {} from {}",
+                planned.action, planned.app, planned.path
+            ));
         }
         for app in &self.imported {
             let mut notes = Vec::new();
@@ -132,6 +156,7 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
     let in_dify = ctx.console.list_apps().await?;
     let mut report = ImportReport {
         head: repository.head(),
+        dry_run: options.dry_run,
         ..ImportReport::default()
     };
     let Some(head) = repository.head() else {
@@ -175,7 +200,17 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
         // now belongs to that app (mapping it may have failed after the import).
         if let Some(created) = state.created.get(&path).filter(|c| c.git_hash == git_hash) {
             if in_dify.iter().any(|a| a.id == created.app_id) && created.app_id != app.id {
-                remaps.push(Remap::of(app, &path, &created.app_id, &text, &git_hash));
+                match options.dry_run {
+                    true => report.planned.push(Planned {
+                        app: app.name.clone(),
+                        path: path.clone(),
+                        action: format!(
+                            "map its file to the app {} created from it before",
+                            created.app_id
+                        ),
+                    }),
+                    false => remaps.push(Remap::of(app, &path, &created.app_id, &text, &git_hash)),
+                }
                 continue;
             }
         }
@@ -218,6 +253,17 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
                 report.skipped.push(skip(
                     "only Dify changed it since the last sync; export it instead",
                 ));
+                continue;
+            }
+            AppState::Conflict if options.dry_run => {
+                report.planned.push(Planned {
+                    app: app.name.clone(),
+                    path: path.clone(),
+                    action: "stop at a conflict (it changed in Dify and in Git since the last \
+                             sync): Dify's version would go to a conflict branch, nothing \
+                             overwritten"
+                        .into(),
+                });
                 continue;
             }
             AppState::Conflict => {
@@ -285,6 +331,17 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
                 continue;
             }
         };
+        if options.dry_run {
+            report.planned.push(Planned {
+                app: app.name.clone(),
+                path: path.clone(),
+                action: match &target {
+                    Some(id) => format!("overwrite app {id} in place"),
+                    None => "create a new app".into(),
+                },
+            });
+            continue;
+        }
         let mut outcome = ctx.console.import_dsl(&yaml, target.as_deref()).await?;
         if outcome.status == "pending" {
             if !options.confirm_newer_dsl {
@@ -356,6 +413,9 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             missing_plugins,
             warnings: outcome.warnings.clone(),
         });
+    }
+    if options.dry_run {
+        return Ok(report);
     }
     if !remaps.is_empty() {
         map_files_to_new_apps(ctx, &repository, &mut state, &remaps, &mut report).await;

@@ -464,3 +464,56 @@ fn lint_and_review_node_by_node_through_the_daemon() {
     let shown = message["message"].as_str().unwrap_or_default();
     assert!(shown.contains("unified, semantic or markdown"), "{message}");
 }
+
+/// `import_apps` with `dry_run` says what it would overwrite and where it would stop at a
+/// conflict, and changes nothing: not Dify, not Git (no conflict branch), not the state.
+#[test]
+fn a_dry_run_import_says_what_it_would_do_and_changes_nothing() {
+    let s = AppScenario::start();
+    s.tool("export_apps", json!({}));
+    let flow = s.console.state().app("Support Flow").id.clone();
+    let report_app = s.console.state().app("Report Workflow").id.clone();
+    s.edit_in_git(&flow, "title: End", "title: Answer");
+    s.edit_in_git(&report_app, "title: End", "title: Done in Git");
+    s.console.retitle("Report Workflow", "Done in Dify");
+    let branches = s.branches();
+
+    let (text, report) = s.run("import_apps", json!({"dry_run": true}));
+    assert_eq!(report["dry_run"], true, "{text}");
+    assert!(report["imported"].as_array().unwrap().is_empty(), "{text}");
+    let planned: Vec<(&str, &str)> = report["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["app"].as_str().unwrap(), p["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(planned.len(), 2, "{text}");
+    assert!(
+        planned.contains(&(
+            "Support Flow",
+            format!("overwrite app {flow} in place").as_str()
+        )),
+        "{text}"
+    );
+    assert!(
+        planned
+            .iter()
+            .any(|(app, action)| *app == "Report Workflow"
+                && action.starts_with("stop at a conflict")),
+        "{text}"
+    );
+    assert!(text.starts_with("Dry run: nothing was changed."), "{text}");
+    // Nothing changed anywhere: Dify still has the old titles, Git no new branch, and a real
+    // import afterwards still finds both changes.
+    assert!(!s
+        .console
+        .state()
+        .app("Support Flow")
+        .graph
+        .to_string()
+        .contains("Answer"));
+    assert_eq!(s.branches(), branches);
+    let (text, report) = s.run("import_apps", json!({}));
+    assert_eq!(report["imported"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(report["conflicts"].as_array().unwrap().len(), 1, "{text}");
+}
