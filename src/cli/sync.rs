@@ -242,7 +242,8 @@ impl SyncCommand {
         let after = mirroring.plan(&files, full, guard);
         report.held = after.held;
         report.cleanup.extend(mirroring.delete(after.delete).await);
-        mirroring.settle(&report.commit, &files, full);
+        let left = mirroring.plan(&files, full, guard);
+        mirroring.settle(&report.commit, &left);
         mirroring.remember(&store).await;
         bar.finish();
         Ok(report.finish(&mirroring, started))

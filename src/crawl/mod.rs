@@ -126,7 +126,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
 
         // Ledger.
         let full = self.params.sync_mode.ignores_state();
-        let mut mirroring = self.open_mirror(&hash, legacy.as_deref(), deadline).await?;
+        let mirroring = self.open_mirror(&hash, legacy.as_deref(), deadline).await?;
         let settled = match &mirroring {
             Some(mirroring) => mirroring.settled_at(&commit),
             None => old.settled_at(&commit),
@@ -137,19 +137,19 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                 .await?;
             summary.complete = true;
             summary.unchanged = true;
-            if let Some(mirroring) = mirroring.as_mut() {
-                // Nothing to watch: the record goes back where the next run looks. What a
-                // watch learned lives in memory only until a crawl stores it.
-                match mirroring.record.stored {
-                    true => mirroring.remember_in_memory(false),
-                    false => mirroring.remember(self.store).await,
-                }
+            if let Some(mut mirroring) = mirroring {
                 summary.mirror = Some(MirrorReport {
                     requests: mirroring.requests,
                     listing_time: mirroring.listing_time,
                     unchanged: true,
                     ..MirrorReport::default()
                 });
+                // Nothing to watch: the record goes back where the next run looks. What a
+                // watch learned lives in memory only until a crawl stores it.
+                match mirroring.record.stored {
+                    true => mirroring.into_memory(false),
+                    false => mirroring.remember(self.store).await,
+                }
             }
             return Ok(Crawled {
                 summary,
@@ -207,9 +207,8 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
                     description_head,
                     max_file_bytes: self.settings.max_file_bytes,
                 });
-                let plan = change.mirror.unwrap_or_default();
                 let (report, watch) = self
-                    .record_mirror(mirroring, files, plan, &read, &summary, rest)
+                    .record_mirror(mirroring, files, change, &read, &summary, rest)
                     .await;
                 summary.mirror = Some(report);
                 watch

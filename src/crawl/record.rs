@@ -11,7 +11,6 @@ use super::ledger::ChangeSet;
 use super::read::Read;
 use super::summary::{MirrorReport, RunSummary};
 use super::{Crawl, CrawlError, CrawlSink};
-use crate::mirror::plan::MirrorPlan;
 use crate::mirror::watch::{Rest, Watch};
 use crate::mirror::Mirroring;
 use crate::store::snapshot::Entries;
@@ -63,21 +62,24 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         &self,
         mut mirroring: Mirroring,
         files: Vec<FileEntry>,
-        plan: MirrorPlan,
+        change: ChangeSet,
         read: &Read,
         summary: &RunSummary,
         rest: Option<Rest>,
     ) -> (MirrorReport, Option<Watch>) {
         let full = self.params.sync_mode.ignores_state();
-        let attempted: BTreeSet<&str> = summary
-            .skipped_files
-            .iter()
-            .map(|(p, _)| p.as_str())
-            .chain(read.offered.iter().map(|(p, _)| p.as_str()))
-            .chain(read.failed.iter().map(String::as_str))
+        mirroring.learn_skips(&files, &attempted(&change, summary), read.skipped.clone());
+        // What is left: the plan, its offer less what this run skipped for good (a file
+        // offered, failed or not reached is not in the knowledge base yet).
+        let mut plan = change.mirror.unwrap_or_default();
+        plan.offer = change
+            .plan
+            .candidates
+            .into_iter()
+            .filter(|f| read.skipped.get(&f.path) != Some(&f.oid))
             .collect();
-        mirroring.learn_skips(&files, &attempted, read.skipped.clone());
-        mirroring.settle(&summary.commit, &files, full);
+        mirroring.settle(&summary.commit, &plan);
+        plan.offer = Vec::new();
         mirroring.remember(self.store).await;
         let report = MirrorReport {
             offered: read.offered.len(),

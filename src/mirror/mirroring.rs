@@ -152,16 +152,11 @@ impl Mirroring {
             .collect();
     }
 
-    /// The one settle rule: the knowledge base is settled at `commit` when a plan for its
-    /// `files` has nothing left to offer, delete, hold back or wait for. Returns whether that
+    /// The one settle rule: the knowledge base is settled at `commit` when the plan of what
+    /// is `left` has nothing to offer, delete, hold back or wait for. Returns whether that
     /// changed the record.
-    pub fn settle(&mut self, commit: &str, files: &[FileEntry], full: bool) -> bool {
-        let left = self.plan(files, full, DeleteGuard::Default);
-        let nothing_left = left.offer.is_empty()
-            && left.delete.is_empty()
-            && left.held.is_empty()
-            && left.indexing == 0;
-        let settled = nothing_left.then(|| commit.to_string());
+    pub fn settle(&mut self, commit: &str, left: &MirrorPlan) -> bool {
+        let settled = left.nothing_left().then(|| commit.to_string());
         let changed = settled != self.record.settled;
         self.record.settled = settled;
         changed
@@ -255,11 +250,18 @@ impl Mirroring {
         target.remember(store, hash, &mut self.record).await;
     }
 
-    /// Remembers the record in memory only (a watch has no store); `changed` says whether it
-    /// differs from what the store holds, so the next crawl stores it.
+    /// Remembers a copy of the record in memory only (a watch has no store, and goes on with
+    /// its own); `changed` says whether it differs from what the store holds, so the next
+    /// crawl stores it.
     pub fn remember_in_memory(&self, changed: bool) {
         let record = self.record.clone();
         self.target
             .remember_in_memory(&self.config_hash, record, changed);
+    }
+
+    /// The same, handing the record itself over: the last thing this mirroring does.
+    pub fn into_memory(self, changed: bool) {
+        self.target
+            .remember_in_memory(&self.config_hash, self.record, changed);
     }
 }

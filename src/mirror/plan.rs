@@ -68,6 +68,17 @@ pub struct MirrorPlan {
     pub searchable: usize,
 }
 
+impl MirrorPlan {
+    /// Nothing left to offer, delete, hold back or wait for: the knowledge base mirrors the
+    /// branch.
+    pub fn nothing_left(&self) -> bool {
+        self.offer.is_empty()
+            && self.delete.is_empty()
+            && self.held.is_empty()
+            && self.indexing == 0
+    }
+}
+
 /// `files` is the branch's sorted listing; `skipped` the (path, blob) pairs known to be
 /// permanently skipped (binary, too large, …); `full` offers every file again and lifts
 /// the guard.

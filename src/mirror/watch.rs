@@ -112,7 +112,10 @@ impl Watch {
                 changed = true;
                 total.extend(report);
             }
-            changed |= self.mirroring.settle(&self.commit, &self.files, self.full);
+            let left = self
+                .mirroring
+                .plan(&self.files, self.full, DeleteGuard::Default);
+            changed |= self.mirroring.settle(&self.commit, &left);
             let import = import_progress(&self.mirroring.record, &listed_before, &offered);
             if import != seen {
                 (seen, progress_at) = (import, Instant::now());
@@ -163,7 +166,7 @@ impl Watch {
                 Err(error) => tracing::warn!("mirror: listing failed, trying again later: {error}"),
             }
         }
-        self.mirroring.remember_in_memory(changed);
+        self.mirroring.into_memory(changed);
         total
     }
 
