@@ -29,9 +29,9 @@ pub fn diff_since(dir: &Path, base: &str, format: DiffFormat) -> ExitCode {
         let text = match format {
             DiffFormat::Unified => app_git_sync::sync::normalized_diff(
                 &format!("{base}:{}", file.path),
-                &old,
+                &review::redacted(&old),
                 "working tree",
-                &new,
+                &review::redacted(&new),
             ),
             semantic => review::semantic(&title, &old, &new, semantic == DiffFormat::Markdown),
         };

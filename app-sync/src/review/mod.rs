@@ -50,6 +50,18 @@ pub fn semantic(title: &str, old: &str, new: &str, markdown: bool) -> String {
     SemanticDiff::between(&before, &after).render(title, markdown)
 }
 
+/// A DSL text with every secret replaced by its placeholder (as it is when nothing was found,
+/// or when it is not YAML): for a diff that may be shown where the file is not.
+pub fn redacted(text: &str) -> String {
+    let Ok(mut yaml) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
+        return text.to_string();
+    };
+    match crate::secrets::redact(&mut yaml).is_empty() {
+        true => text.to_string(),
+        false => serde_yaml::to_string(&yaml).unwrap_or_default(),
+    }
+}
+
 /// Whether `path` is an app file as App Git Sync writes them: `…apps/<name>.yml`.
 pub fn is_app_file(path: &str) -> bool {
     let mut parts = path.rsplit('/');

@@ -458,6 +458,20 @@ fn the_pull_request_commands_work_offline() {
     );
     assert!(text.contains("1 app files: 1 errors, 0 warnings"), "{text}");
 
+    // A secret a pull request adds reaches neither form of the diff (a PR comment).
+    node_mut(&mut changed, "http")["data"]["headers"] =
+        json!("Authorization:Bearer sk-live-0123456789abcdef0123");
+    std::fs::write(repo.join("apps/support--6b1f0000.yml"), yaml(&changed)).unwrap();
+    for format in ["markdown", "unified"] {
+        let (code, text, _) = run(&["diff", "--base", "main", "--format", format]);
+        assert_eq!(code, Some(0));
+        assert!(!text.contains("sk-live"), "{format}: {text}");
+        assert!(
+            text.contains("[__SECRET__:http/headers"),
+            "{format}: {text}"
+        );
+    }
+
     let (code, _, errors) = run(&["diff", "--base", "no-such-branch"]);
     assert_eq!(code, Some(1));
     assert!(errors.contains("names no commit or branch"), "{errors}");
