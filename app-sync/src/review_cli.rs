@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use app_git_sync::review::lint::{self, Severity};
+use app_git_sync::review::lint;
 use app_git_sync::review::{self, DiffFormat};
 
 /// Every app file changed since `base`, in `format`.
@@ -62,14 +62,9 @@ pub fn lint(paths: &[PathBuf], deny_warnings: bool, json: bool) -> ExitCode {
             Ok(None) => vec![lint::unreadable(format!("{shown} does not exist"))],
             Err(problem) => vec![lint::unreadable(problem)],
         };
-        errors += findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
-        warnings += findings
-            .iter()
-            .filter(|f| f.severity == Severity::Warning)
-            .count();
+        let (errors_here, warnings_here) = lint::count(&findings);
+        errors += errors_here;
+        warnings += warnings_here;
         match json {
             true => report.push(serde_json::json!({"file": shown, "findings": findings})),
             false => print!("{}", lint::describe(&shown, &findings)),

@@ -392,6 +392,15 @@ fn required(node: &Node, out: &mut Vec<Finding>) {
     ));
 }
 
+/// How many errors and warnings `findings` hold.
+pub fn count(findings: &[Finding]) -> (usize, usize) {
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    (errors, findings.len() - errors)
+}
+
 /// The findings as lines for a terminal: `error [rule] node: message`.
 pub fn describe(file: &str, findings: &[Finding]) -> String {
     let mut out = String::new();

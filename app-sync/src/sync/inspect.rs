@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{normalized_diff, SyncContext, SyncError};
 use crate::console::apps::{AppSummary, PublishedVersion, Version};
 use crate::repository::FileCommit;
-use crate::review::lint::{self, Finding, Severity};
+use crate::review::lint::{self, Finding};
 use crate::review::{self, DiffFormat};
 
 /// How many commits `app_history` lists.
@@ -132,14 +132,9 @@ pub async fn lint(ctx: &SyncContext, wanted: &[String]) -> Result<LintReport, Sy
                 "{path} is in the index but not on the branch"
             ))],
         };
-        report.errors += findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
-        report.warnings += findings
-            .iter()
-            .filter(|f| f.severity == Severity::Warning)
-            .count();
+        let (errors_here, warnings_here) = lint::count(&findings);
+        report.errors += errors_here;
+        report.warnings += warnings_here;
         report.apps.push(LintedApp {
             app: entry.name.clone(),
             path: path.clone(),
