@@ -45,9 +45,13 @@ impl DiffFormat {
 /// The semantic diff of two DSL texts under `title` (a text that is not YAML reads as an
 /// empty app, and says so).
 pub fn semantic(title: &str, old: &str, new: &str, markdown: bool) -> String {
+    semantic_change(old, new).render(title, markdown)
+}
+
+/// What changed between two DSL texts, node by node (empty: the same app).
+pub fn semantic_change(old: &str, new: &str) -> SemanticDiff {
     let read = |text: &str| AppGraph::parse(text).unwrap_or_default();
-    let (before, after) = (read(old), read(new));
-    SemanticDiff::between(&before, &after).render(title, markdown)
+    SemanticDiff::between(&read(old), &read(new))
 }
 
 /// A DSL text with every secret replaced by its placeholder (as it is when nothing was found,

@@ -13,7 +13,7 @@ use super::graph::{AppGraph, Edge};
 /// How deep a field is followed into a node's data (a hostile file cannot recurse forever).
 const MAX_DEPTH: usize = 32;
 /// What the rendering says when nothing but the canvas changed.
-pub const NO_CHANGE: &str = "No change to the app (canvas moves aside).";
+const NO_CHANGE: &str = "No change to the app (canvas moves aside).";
 /// A value shown inline is cut here.
 const INLINE_CHARS: usize = 160;
 

@@ -214,11 +214,11 @@ pub async fn diff(
         (Some(git_text), semantic) => {
             let title = format!("{}: from Git to Dify's draft", app.name);
             let markdown = semantic == DiffFormat::Markdown;
-            let text = review::semantic(&title, git_text, &dify_text, markdown);
+            let change = review::semantic_change(git_text, &dify_text);
             // The same app both sides: nothing to show, as for the unified diff.
-            match text.contains(review::semantic_diff::NO_CHANGE) {
+            match change.is_empty() {
                 true => String::new(),
-                false => text,
+                false => change.render(&title, markdown),
             }
         }
     };
