@@ -44,6 +44,8 @@ pub struct Exported {
     pub hash: String,
     /// The secrets replaced (their values stay in memory, to put back on import).
     pub secrets: Vec<secrets::Found>,
+    /// What writing it in an environment's neutral form noticed.
+    pub notes: Vec<String>,
 }
 
 impl Exported {
@@ -59,6 +61,7 @@ impl Exported {
             text,
             hash: content_hash(&json),
             secrets: found,
+            notes: Vec::new(),
         })
     }
 

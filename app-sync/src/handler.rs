@@ -149,12 +149,12 @@ impl ToolCall {
                 message,
             )
         })?;
-        let ctx = SyncContext {
+        let ctx = SyncContext::new(
             settings,
             console,
             git,
-            store: StateStore::Plugin(session.storage()),
-        };
+            StateStore::Plugin(session.storage()),
+        );
         Ok(ToolCall { tool, ctx })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod dsl;
+pub mod environment;
 pub mod handler;
 pub mod repository;
 pub mod review;

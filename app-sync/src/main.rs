@@ -97,6 +97,10 @@ struct CommonArgs {
     /// Where the sync state is kept (default: ~/.local/state/app-git-sync).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// The environment this Dify is: .dify-sync/environments/NAME.yaml maps the apps'
+    /// references for it (default: APP_GIT_SYNC_ENVIRONMENT, else none).
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -299,7 +303,7 @@ async fn sign_in_by_device(mut ctx: SyncContext) -> Result<SyncContext, String> 
 /// The settings from the environment, the console, a Git client caching clones under the
 /// user's cache directory (local repositories allowed), and the state directory.
 fn context(common: &CommonArgs) -> Result<SyncContext, String> {
-    let settings = Settings::from_env().map_err(|problems| {
+    let mut settings = Settings::from_env().map_err(|problems| {
         let listed: Vec<String> = problems
             .iter()
             .map(|p| {
@@ -312,6 +316,10 @@ fn context(common: &CommonArgs) -> Result<SyncContext, String> {
             .collect();
         listed.join("\n       ")
     })?;
+    if let Some(target) = &common.target {
+        app_git_sync::environment::check_name(target).map_err(|m| format!("--target {m}"))?;
+        settings.environment = target.clone();
+    }
     let console = Arc::new(Console::new(
         &settings.console_url,
         settings.sign_in.clone(),
@@ -334,10 +342,10 @@ fn context(common: &CommonArgs) -> Result<SyncContext, String> {
         .state_dir
         .clone()
         .unwrap_or_else(|| home.join(".local/state/app-git-sync"));
-    Ok(SyncContext {
+    Ok(SyncContext::new(
         settings,
         console,
-        git: Arc::new(git),
-        store: StateStore::Files(state_dir),
-    })
+        Arc::new(git),
+        StateStore::Files(state_dir),
+    ))
 }

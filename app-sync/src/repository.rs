@@ -11,6 +11,7 @@ use git_remote::{GitError, HostKeyStore, MemoryHostKeys};
 use serde::{Deserialize, Serialize};
 
 use crate::dsl;
+use crate::environment::{self, Environment};
 
 /// The index of app files, under the sync directory.
 pub const INDEX_FILE: &str = ".dify-sync/index.json";
@@ -25,6 +26,10 @@ pub struct IndexEntry {
 
 /// App files by path.
 pub type Index = BTreeMap<String, IndexEntry>;
+
+/// The id an environment's view gives a file none of its apps is mapped to yet (never an id
+/// of Dify's, so the app is only in Git there).
+const UNMAPPED: &str = "unmapped:";
 
 /// A commit that touched a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,6 +60,9 @@ pub struct AppRepository {
     host_keys: MemoryHostKeys,
     branch: Branch,
     index: Index,
+    /// The environment whose view this is ([`AppRepository::for_environment`]), and the
+    /// shared index as read.
+    environment: Option<(String, Index)>,
 }
 
 impl AppRepository {
@@ -88,33 +96,107 @@ impl AppRepository {
             host_keys,
             branch,
             index: Index::new(),
+            environment: None,
         };
-        let index_path = repository.index_path();
+        repository.index = repository.read_index(&repository.index_path())?;
+        Ok(repository)
+    }
+
+    /// An index file (none: empty), every path in it an app file of the directory.
+    fn read_index(&self, index_path: &str) -> Result<Index, GitError> {
         let unreadable = |why: String| {
             GitError::Read(format!(
                 "{index_path} is not an index this plugin wrote ({why}); fix or delete it"
             ))
         };
-        repository.index = match repository.read(&index_path)? {
+        let index: Index = match self.read(index_path)? {
             None => Index::new(),
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?,
         };
-        let apps_dir = dsl::join(directory, "apps/");
-        if let Some(path) = repository
-            .index
-            .keys()
-            .find(|path| !is_app_file(path, &apps_dir))
-        {
+        let apps_dir = dsl::join(&self.directory, "apps/");
+        if let Some(path) = index.keys().find(|path| !is_app_file(path, &apps_dir)) {
             let shown: String = path.chars().take(80).collect();
             return Err(unreadable(format!(
                 "{shown:?} is not a file under {apps_dir}"
             )));
         }
-        Ok(repository)
+        Ok(index)
     }
 
+    /// The repository as environment `name` sees it: its file, read, and the app files of
+    /// the shared index, each with the id of its app in that environment's Dify (from the
+    /// environment's own index, or the file's `apps` section), or none yet. Index writes go
+    /// to the environment's index from then on.
+    pub fn for_environment(mut self, name: &str) -> Result<(AppRepository, Environment), GitError> {
+        let file = environment::file_path(&self.directory, name);
+        let Some(text) = self.read(&file)? else {
+            return Err(GitError::Read(format!(
+                "the branch {} has no {file}, which defines the environment {name}; commit it (it may be empty) and run again",
+                self.branch.name
+            )));
+        };
+        let environment =
+            Environment::parse(name, &String::from_utf8_lossy(&text)).map_err(GitError::Read)?;
+        let own = self.read_index(&environment::index_path(&self.directory, name))?;
+        let shared = self.index.clone();
+        self.index = std::mem::take(&mut self.index)
+            .into_iter()
+            .map(|(path, entry)| {
+                let file_name = path.rsplit('/').next().unwrap_or_default();
+                let app_id = own
+                    .get(&path)
+                    .map(|e| e.app_id.clone())
+                    .or_else(|| environment.apps.get(file_name).cloned())
+                    .unwrap_or_else(|| format!("{UNMAPPED}{path}"));
+                (path, IndexEntry { app_id, ..entry })
+            })
+            .collect();
+        self.environment = Some((name.to_string(), shared));
+        Ok((self, environment))
+    }
+
+    /// Whether this is an environment's view.
+    pub fn in_environment(&self) -> bool {
+        self.environment.is_some()
+    }
+
+    /// Whether `app_id` stands for a file no app of the environment is mapped to yet.
+    pub fn is_unmapped(app_id: &str) -> bool {
+        app_id.starts_with(UNMAPPED)
+    }
+
+    /// The shared index file.
     pub fn index_path(&self) -> String {
         dsl::join(&self.directory, INDEX_FILE)
+    }
+
+    /// The index files that keep `index` (this view's index with a run's changes): the
+    /// shared one; in an environment, its own (the files mapped to its apps) and the shared
+    /// one for the files it adds.
+    pub fn index_changes(&self, index: &Index) -> Vec<FileChange> {
+        let file = |path: String, index: &Index| FileChange {
+            path,
+            content: Some(serde_json::to_vec_pretty(index).expect("the index serializes")),
+        };
+        let Some((name, shared)) = &self.environment else {
+            return vec![file(self.index_path(), index)];
+        };
+        let own: Index = index
+            .iter()
+            .filter(|(_, entry)| !Self::is_unmapped(&entry.app_id))
+            .map(|(path, entry)| (path.clone(), entry.clone()))
+            .collect();
+        let mut changes = vec![file(environment::index_path(&self.directory, name), &own)];
+        let added: Vec<(&String, &IndexEntry)> = own
+            .iter()
+            .filter(|(path, _)| !shared.contains_key(*path))
+            .collect();
+        if !added.is_empty() {
+            let mut grown = shared.clone();
+            grown.extend(added.into_iter().map(|(p, e)| (p.clone(), e.clone())));
+            changes.push(file(self.index_path(), &grown));
+        }
+        changes
     }
 
     pub fn directory(&self) -> &str {

@@ -19,6 +19,8 @@ pub struct Settings {
     pub branch: String,
     /// Where the apps live in the repository (empty: the root).
     pub directory: String,
+    /// The environment this Dify is (`.dify-sync/environments/<name>.yaml`); empty: none.
+    pub environment: String,
     /// What an export does with a secret found inside an app.
     pub secrets_in_git: SecretsInGit,
     pub git: GitCredentials,
@@ -40,13 +42,14 @@ impl fmt::Debug for Settings {
             .field("sign_in", &self.sign_in)
             .field("branch", &self.branch)
             .field("directory", &self.directory)
+            .field("environment", &self.environment)
             .field("git", &self.git)
             .finish_non_exhaustive()
     }
 }
 
 /// The credential names, as `provider/app_git_sync.yaml` declares them.
-pub const FIELDS: [&str; 20] = [
+pub const FIELDS: [&str; 21] = [
     "console_url",
     "sign_in",
     "openapi_token",
@@ -60,6 +63,7 @@ pub const FIELDS: [&str; 20] = [
     "repository_url",
     "branch",
     "directory",
+    "environment",
     "secrets_in_git",
     "git_access_token",
     "git_username",
@@ -70,7 +74,7 @@ pub const FIELDS: [&str; 20] = [
 ];
 
 /// Fields whose value is trimmed (the others are keys and certificates, kept as pasted).
-const TRIMMED: [&str; 14] = [
+const TRIMMED: [&str; 15] = [
     "console_url",
     "sign_in",
     "openapi_token",
@@ -83,6 +87,7 @@ const TRIMMED: [&str; 14] = [
     "repository_url",
     "branch",
     "directory",
+    "environment",
     "secrets_in_git",
     "git_username",
 ];
@@ -259,6 +264,12 @@ impl Settings {
         if directory.split('/').any(|part| part == ".." || part == ".") {
             problem("directory", "must stay inside the repository (no . or ..)");
         }
+        let environment = get("environment");
+        if !environment.is_empty() {
+            if let Err(message) = crate::environment::check_name(&environment) {
+                problem("environment", &message);
+            }
+        }
         let secrets_in_git = match get("secrets_in_git").as_str() {
             "" | "placeholder" => SecretsInGit::Placeholder,
             "refuse" => SecretsInGit::Refuse,
@@ -295,6 +306,7 @@ impl Settings {
                 repository_url,
                 branch,
                 directory,
+                environment,
                 secrets_in_git,
                 git,
             }),
@@ -302,11 +314,16 @@ impl Settings {
         }
     }
 
-    /// Identifies the repository, branch and directory in storage keys (no secret in it).
+    /// Identifies the repository, branch, directory and environment in storage keys (no
+    /// secret in it); without an environment, the key it always was.
     pub fn target_key(&self) -> String {
         use sha2::{Digest, Sha256};
         let masked = git_remote::url::mask_url(&self.repository_url);
-        let digest = Sha256::digest(format!("{masked}\n{}\n{}", self.branch, self.directory));
+        let mut target = format!("{masked}\n{}\n{}", self.branch, self.directory);
+        if !self.environment.is_empty() {
+            target.push_str(&format!("\nenvironment {}", self.environment));
+        }
+        let digest = Sha256::digest(target);
         hex::encode(&digest[..12])
     }
 }

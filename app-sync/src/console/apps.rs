@@ -107,6 +107,30 @@ impl Console {
     }
 }
 
+impl Console {
+    /// The graph of the app's draft (or published) workflow as Dify keeps it: knowledge
+    /// bases by their plain ids, which its export encrypts.
+    pub async fn workflow_graph(
+        &self,
+        app_id: &str,
+        version: Version,
+    ) -> Result<Value, ConsoleError> {
+        let app_id = path_segment(app_id)?;
+        let route = match version {
+            Version::Draft => format!("/apps/{app_id}/workflows/draft"),
+            Version::Published => format!("/apps/{app_id}/workflows/publish"),
+        };
+        let body = self.get(&route).await?;
+        match body["graph"].is_object() {
+            true => Ok(body["graph"].clone()),
+            false => Err(ConsoleError::Malformed {
+                route: super::route_name(&route),
+                why: "no `graph`".into(),
+            }),
+        }
+    }
+}
+
 /// What `POST /apps/imports` answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportOutcome {

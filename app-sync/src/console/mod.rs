@@ -6,6 +6,7 @@
 pub mod apps;
 pub mod openapi;
 pub mod sign_in;
+pub mod workspace;
 
 use dify_plugin::dify_http;
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};

@@ -35,6 +35,8 @@ pub struct ExportReport {
     pub conflicts: Vec<Conflict>,
     /// Apps Dify would not export, with its reason.
     pub skipped: Vec<String>,
+    /// What an environment's export noticed (a value that differs from its file).
+    pub notes: Vec<String>,
 }
 
 impl ExportReport {
@@ -69,6 +71,9 @@ impl ExportReport {
         }
         for skipped in &self.skipped {
             text.push_str(&format!("\nNot exported: {skipped}"));
+        }
+        for note in &self.notes {
+            text.push_str(&format!("\nNote: {note}"));
         }
         for conflict in &self.conflicts {
             text.push_str(&format!(
@@ -128,6 +133,11 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
         let git_hash = git.as_ref().map(|g| g.2.as_str());
         match app_state(&repository, &state, &app.id, Some(&dify_hash), git_hash) {
             AppState::OnlyInDify | AppState::ChangedInDify => {
+                let path = match (&git, repository.in_environment()) {
+                    // An environment does not rename the files the Difys share.
+                    (Some((old, _, _)), true) => old.clone(),
+                    _ => path,
+                };
                 if let Some((old, _, _)) = git.as_ref().filter(|(old, _, _)| *old != path) {
                     // Renamed in Dify: the file follows the name.
                     changes.push(FileChange {
@@ -142,6 +152,9 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
                 });
                 index.insert(path.clone(), entry);
                 report.exported.push(path.clone());
+                report
+                    .notes
+                    .extend(exported.notes.iter().map(|n| format!("{}: {n}", app.name)));
                 bases.push((app.id.clone(), path, dify_hash.clone(), dify_hash));
             }
             AppState::InSync => {
@@ -157,11 +170,7 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
         }
     }
     if !changes.is_empty() {
-        let index_bytes = serde_json::to_vec_pretty(&index).expect("the index serializes");
-        changes.push(FileChange {
-            path: repository.index_path(),
-            content: Some(index_bytes),
-        });
+        changes.extend(repository.index_changes(&index));
     }
     let message = commit_message(&options.message, &report.exported, options.version);
     let commit =

@@ -11,7 +11,8 @@ use super::{
     app_state, author, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError,
 };
 use crate::console::apps::{AppSummary, Version};
-use crate::dsl::{self, DslError, Exported};
+use crate::dsl::{self, DslError};
+use crate::environment::remap;
 use crate::repository::{AppRepository, IndexEntry};
 use crate::secrets;
 use crate::state::{AppBase, CreatedApp, SyncState};
@@ -293,7 +294,10 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             AppState::OnlyInGit => None,
         };
         let overwritable = OVERWRITABLE.contains(&app.mode.as_str());
+        // An environment creates its copy of an app the first time it is promoted to it.
+        let unmapped = AppRepository::is_unmapped(&app.id);
         let target = match target {
+            None if unmapped => None,
             Some(_) if !overwritable && !options.create_new => {
                 report.skipped.push(skip(&format!(
                     "Dify can overwrite only workflow and chatflow apps, and this is {} app; import it as a new app with create_new",
@@ -331,13 +335,24 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
                 continue;
             }
         };
+        let (yaml, remapped) = match for_this_dify(ctx, &app.name, yaml) {
+            Ok(resolved) => resolved,
+            Err(refusal) => {
+                report.failed.push(skip(&refusal));
+                continue;
+            }
+        };
         if options.dry_run {
+            let action = match &target {
+                Some(id) => format!("overwrite app {id} in place"),
+                None => "create a new app".into(),
+            };
             report.planned.push(Planned {
                 app: app.name.clone(),
                 path: path.clone(),
-                action: match &target {
-                    Some(id) => format!("overwrite app {id} in place"),
-                    None => "create a new app".into(),
+                action: match remapped.is_empty() {
+                    true => action,
+                    false => format!("{action}, with {}", remapped.join("; ")),
                 },
             });
             continue;
@@ -424,6 +439,48 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
     Ok(report)
 }
 
+/// The DSL to import into this run's Dify, with what was remapped for it; an environment
+/// resolves the files' references for its Dify and refuses an app whose references or
+/// plugins it lacks, by name. Without an environment a file written by one is refused, since
+/// Dify would drop the knowledge bases and tools it names.
+fn for_this_dify(
+    ctx: &SyncContext,
+    app: &str,
+    yaml: String,
+) -> Result<(String, Vec<String>), String> {
+    let Ok(mut dsl) = dsl::parse(app, &yaml) else {
+        // Not YAML: Dify's refusal names what is wrong.
+        return Ok((yaml, Vec::new()));
+    };
+    let Some(promotion) = ctx.promotion() else {
+        return match remap::is_neutral(&dsl) {
+            true => Err("the file names its knowledge bases or workflow tools by name, as an environment's export writes them; import it with that environment (--target NAME, or the environment field of the credentials)".into()),
+            false => Ok((yaml, Vec::new())),
+        };
+    };
+    let name = &promotion.environment.name;
+    let mut refusals = Vec::new();
+    match remap::missing_plugins(&dsl, &promotion.catalog) {
+        Ok(missing) if !missing.is_empty() => refusals.push(format!(
+            "plugins it depends on are not installed in this Dify: {}; install them first",
+            missing.join(", ")
+        )),
+        Ok(_) => {}
+        // Dify's own check after the import still names them.
+        Err(why) => tracing::warn!("{app}: the plugins of {name} cannot be listed ({why})"),
+    }
+    let resolved = remap::to_target(&mut dsl, &promotion.environment, &promotion.catalog);
+    refusals.extend(resolved.unresolved);
+    if !refusals.is_empty() {
+        return Err(format!(
+            "refused for the environment {name}, nothing changed: {}",
+            refusals.join("; ")
+        ));
+    }
+    let yaml = serde_yaml::to_string(&dsl).map_err(|e| e.to_string())?;
+    Ok((yaml, resolved.remapped))
+}
+
 /// `an agent`, `a chat`: the mode with its article.
 fn with_article(mode: &str) -> String {
     match mode.starts_with(['a', 'e', 'i', 'o', 'u']) {
@@ -465,11 +522,9 @@ async fn record_base(
     git_hash: &str,
 ) {
     let fresh = ctx
-        .console
-        .export_dsl(app_id, Version::Draft)
+        .exported(app_id, &app.name, Version::Draft)
         .await
-        .map_err(SyncError::from)
-        .and_then(|text| Ok(Exported::from_dify(&app.name, &text)?.hash));
+        .map(|exported| exported.hash);
     match fresh {
         Ok(dify_hash) => {
             state.conflicts.remove(app_id);
@@ -504,12 +559,16 @@ async fn map_files_to_new_apps(
     let mut paths = Vec::new();
     for remap in remaps {
         index.remove(&remap.old_path);
-        let new_path = dsl::free_app_path(
-            &index,
-            repository.directory(),
-            &remap.app.name,
-            &remap.new_id,
-        );
+        // The files are shared: an environment maps its app to the file where it is.
+        let new_path = match repository.in_environment() {
+            true => remap.old_path.clone(),
+            false => dsl::free_app_path(
+                &index,
+                repository.directory(),
+                &remap.app.name,
+                &remap.new_id,
+            ),
+        };
         paths.push(new_path.clone());
         index.insert(
             new_path.clone(),
@@ -531,10 +590,7 @@ async fn map_files_to_new_apps(
         });
         moved.push(format!("{} → {new_path}", remap.old_path));
     }
-    changes.push(FileChange {
-        path: repository.index_path(),
-        content: Some(serde_json::to_vec_pretty(&index).expect("the index serializes")),
-    });
+    changes.extend(repository.index_changes(&index));
     let message = format!(
         "Map app files to the apps Dify created from them\n\n{}\n",
         moved
@@ -578,7 +634,7 @@ async fn map_files_to_new_apps(
             "{} now belongs to the new app {} ({new_path}).{}",
             remap.old_path,
             remap.new_id,
-            match remap.app.id == remap.new_id {
+            match remap.app.id == remap.new_id || AppRepository::is_unmapped(&remap.app.id) {
                 true => String::new(),
                 false => format!(
                     " The app it came from ({}) stays in Dify: delete it there, or the next export adds it as an app of its own.",

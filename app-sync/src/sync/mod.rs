@@ -9,7 +9,7 @@ pub mod inspect;
 pub mod status;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use git_remote::{Author, FileChange, GitClient, GitError};
 use serde::Serialize;
@@ -18,6 +18,8 @@ use serde_json::Value;
 use crate::console::apps::AppSummary;
 use crate::console::{Console, ConsoleError};
 use crate::dsl::{self, DslError, Exported};
+use crate::environment::catalog::Catalog;
+use crate::environment::{remap, Environment};
 use crate::repository::AppRepository;
 use crate::settings::{SecretsInGit, Settings};
 use crate::state::{ConflictBranch, StateError, StateStore, SyncState};
@@ -51,10 +53,36 @@ pub struct SyncContext {
     pub console: Arc<Console>,
     pub git: Arc<GitClient>,
     pub store: StateStore,
+    /// The run's environment, once [`SyncContext::open`] read it (none without one).
+    promotion: OnceLock<Promotion>,
+}
+
+/// An environment, what its Dify has, and the values the files give the variables it maps
+/// (by app id), for the exports that write those back.
+pub struct Promotion {
+    pub environment: Environment,
+    pub catalog: Catalog,
+    git_values: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 impl SyncContext {
-    /// The sync state and the branch, fetched for this run.
+    pub fn new(
+        settings: Settings,
+        console: Arc<Console>,
+        git: Arc<GitClient>,
+        store: StateStore,
+    ) -> SyncContext {
+        SyncContext {
+            settings,
+            console,
+            git,
+            store,
+            promotion: OnceLock::new(),
+        }
+    }
+
+    /// The sync state and the branch, fetched for this run; with an environment, the
+    /// branch as it sees it, and what its Dify has that the apps refer to.
     pub async fn open(&self) -> Result<(SyncState, AppRepository), SyncError> {
         let target = self.settings.target_key();
         let state = self.store.load(&target).await?;
@@ -69,7 +97,35 @@ impl SyncContext {
                 &state.host_keys,
             )
         })?;
+        if settings.environment.is_empty() {
+            return Ok((state, repository));
+        }
+        let (repository, environment) = repository.for_environment(&settings.environment)?;
+        let catalog = Catalog::read(&self.console, &environment).await?;
+        let mut git_values = BTreeMap::new();
+        if !environment.environment_variables.is_empty() {
+            for (path, entry) in repository.index() {
+                let Some(bytes) = tokio::task::block_in_place(|| repository.read(path))? else {
+                    continue;
+                };
+                if let Ok(dsl) = dsl::parse(path, &String::from_utf8_lossy(&bytes)) {
+                    let values = remap::mapped_values(&dsl, &environment);
+                    git_values.insert(entry.app_id.clone(), values);
+                }
+            }
+        }
+        // A second open in one run reads the same branch: the first reading stands.
+        let _ = self.promotion.set(Promotion {
+            environment,
+            catalog,
+            git_values,
+        });
         Ok((state, repository))
+    }
+
+    /// The run's environment ([`SyncContext::open`] reads it).
+    pub fn promotion(&self) -> Option<&Promotion> {
+        self.promotion.get()
     }
 
     /// Saves the state (with any SSH host key trusted on first use).
@@ -162,8 +218,43 @@ impl SyncContext {
         if !in_dify.iter().any(|a| a.id == app.id) {
             return Ok(None);
         }
-        let text = self.console.export_dsl(&app.id, version).await?;
-        Ok(Some(Exported::from_dify(&app.name, &text)?))
+        Ok(Some(self.exported(&app.id, &app.name, version).await?))
+    }
+
+    /// Dify's export of one app as Git keeps it: in the environment's neutral form, secrets
+    /// replaced.
+    pub async fn exported(
+        &self,
+        app_id: &str,
+        name: &str,
+        version: crate::console::apps::Version,
+    ) -> Result<Exported, SyncError> {
+        let text = self.console.export_dsl(app_id, version).await?;
+        let Some(promotion) = self.promotion() else {
+            return Ok(Exported::from_dify(name, &text)?);
+        };
+        let mut dsl = dsl::parse(name, &text)?;
+        // Dify exports the knowledge bases of a workflow encrypted; its graph has them plain.
+        let raw = match remap::has_encrypted_datasets(&dsl) {
+            true => remap::dataset_ids(&self.console.workflow_graph(app_id, version).await?),
+            false => BTreeMap::new(),
+        };
+        let empty = BTreeMap::new();
+        let git_values = promotion.git_values.get(app_id).unwrap_or(&empty);
+        let notes = remap::to_git(
+            &mut dsl,
+            &promotion.environment,
+            &promotion.catalog,
+            &raw,
+            git_values,
+        );
+        let neutral = serde_yaml::to_string(&dsl).map_err(|e| DslError::NotYaml {
+            app: name.to_string(),
+            why: e.to_string(),
+        })?;
+        let mut exported = Exported::from_dify(name, &neutral)?;
+        exported.notes = notes;
+        Ok(exported)
     }
 
     /// Why an app with secrets may not go to Git (`secrets_in_git: refuse`); `None` when it

@@ -6,6 +6,7 @@
 mod cli;
 mod console_real_dify;
 mod console_sign_in;
+mod environments;
 mod never_lose_a_change;
 mod openapi_sign_in;
 mod package;

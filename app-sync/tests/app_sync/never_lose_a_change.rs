@@ -46,6 +46,7 @@ fn context(dir: &std::path::Path, console: &FakeConsole, repo: &TestRepo) -> Syn
         repository_url: repo.bare.to_str().unwrap().to_string(),
         branch: "main".into(),
         directory: String::new(),
+        environment: String::new(),
         secrets_in_git: Default::default(),
         git: GitCredentials::default(),
     };
@@ -56,12 +57,12 @@ fn context(dir: &std::path::Path, console: &FakeConsole, repo: &TestRepo) -> Syn
             ..app_git_sync::fetch_settings()
         },
     );
-    SyncContext {
-        console: Arc::new(Console::new(&console.url, sign_in).unwrap()),
+    SyncContext::new(
         settings,
-        git: Arc::new(git),
-        store: StateStore::Files(dir.join("state")),
-    }
+        Arc::new(Console::new(&console.url, sign_in).unwrap()),
+        Arc::new(git),
+        StateStore::Files(dir.join("state")),
+    )
 }
 
 /// The End node's title in Dify now.

@@ -5,7 +5,10 @@
 //! 100 per page at most, DSL exported without secrets (the draft, or a published version by
 //! `workflow_id`), imports that overwrite only workflow and chatflow apps, keep a secret only
 //! for `[__HIDDEN__]` under the same variable id and wipe it for anything else, go pending
-//! for a DSL newer than the server's for 10 minutes until confirmed, and publishing.
+//! for a DSL newer than the server's for 10 minutes until confirmed, and publishing. What apps
+//! refer to: knowledge bases (exported with their ids encrypted for the workspace, plain in the
+//! draft graph; an import keeps plain ids and drops another workspace's), workflow tools, tool
+//! credentials and installed plugins, each listed as Dify lists them.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -78,6 +81,14 @@ pub struct ConsoleState {
     pub apps: BTreeMap<String, FakeApp>,
     /// Plugins installed in the workspace (others are reported missing).
     pub installed_plugins: Vec<String>,
+    /// The tenant id: the key of the dataset ids an export encrypts.
+    pub workspace: String,
+    /// (id, name) of each knowledge base.
+    pub knowledge_bases: Vec<(String, String)>,
+    /// (provider id, name) of each workflow tool.
+    pub workflow_tools: Vec<(String, String)>,
+    /// Credentials by tool provider: (id, name).
+    pub tool_credentials: BTreeMap<String, Vec<(String, String)>>,
     pub pending: BTreeMap<String, Pending>,
     /// Access tokens issued, with the CSRF token of their session; expired ones are gone.
     pub sessions: Vec<(String, String)>,
@@ -154,6 +165,10 @@ impl FakeConsole {
             admin_key_enabled: true,
             apps: BTreeMap::new(),
             installed_plugins: Vec::new(),
+            workspace: WORKSPACE.into(),
+            knowledge_bases: Vec::new(),
+            workflow_tools: Vec::new(),
+            tool_credentials: BTreeMap::new(),
             pending: BTreeMap::new(),
             sessions: Vec::new(),
             refresh_tokens: Vec::new(),
@@ -222,6 +237,31 @@ impl FakeConsole {
                 no_draft: false,
             },
         );
+        id
+    }
+
+    pub fn add_knowledge_base(&self, name: &str) -> String {
+        let mut state = self.state();
+        let id = state.id("d");
+        state.knowledge_bases.push((id.clone(), name.into()));
+        id
+    }
+
+    pub fn add_workflow_tool(&self, name: &str) -> String {
+        let mut state = self.state();
+        let id = state.id("f");
+        state.workflow_tools.push((id.clone(), name.into()));
+        id
+    }
+
+    pub fn add_tool_credential(&self, provider: &str, name: &str) -> String {
+        let mut state = self.state();
+        let id = state.id("c");
+        state
+            .tool_credentials
+            .entry(provider.into())
+            .or_default()
+            .push((id.clone(), name.into()));
         id
     }
 
@@ -367,6 +407,40 @@ fn answer(state: &mut ConsoleState, parts: &Parts, body: &Bytes) -> Response<Ful
         ("POST", ["apps", "imports"]) => import(state, &json_body),
         ("POST", ["apps", "imports", id, "confirm"]) => confirm(state, id),
         ("GET", ["apps", "imports", id, "check-dependencies"]) => dependencies(state, id),
+        ("GET", ["apps", id, "workflows", "draft"]) => match state.apps.get(*id) {
+            None => error(404, "app_not_found", "App not found."),
+            Some(app) => respond(200, json!({"graph": app.graph, "features": app.features})),
+        },
+        ("GET", ["datasets"]) => datasets(state, parts),
+        ("GET", ["workspaces", "current", "tools", "workflow"]) => respond(
+            200,
+            state
+                .workflow_tools
+                .iter()
+                .map(|(id, name)| json!({"id": id, "name": name, "type": "workflow", "label": {"en_US": name}}))
+                .collect(),
+        ),
+        ("GET", ["workspaces", "current", "tool-provider", "builtin", provider @ .., "credentials"]) => {
+            let provider = provider.join("/");
+            respond(
+                200,
+                state
+                    .tool_credentials
+                    .get(&provider)
+                    .into_iter()
+                    .flatten()
+                    .map(|(id, name)| json!({"id": id, "name": name, "provider": provider, "credential_type": "api-key", "is_default": false}))
+                    .collect(),
+            )
+        }
+        ("GET", ["workspaces", "current", "plugin", "list"]) => {
+            let plugins: Vec<Value> = state
+                .installed_plugins
+                .iter()
+                .map(|p| json!({"plugin_id": p.split(':').next().unwrap(), "plugin_unique_identifier": p}))
+                .collect();
+            respond(200, json!({"total": plugins.len(), "plugins": plugins}))
+        }
         ("GET", ["apps", id, "workflows", "publish"]) => match state.apps.get(*id) {
             None => error(404, "app_not_found", "App not found."),
             Some(app) => match app.published.last() {
@@ -514,6 +588,66 @@ pub fn list_apps(state: &ConsoleState, parts: &Parts) -> Response<Full<Bytes>> {
     )
 }
 
+/// One page of knowledge bases; `has_more` is true whenever the page is full, as Dify says it.
+fn datasets(state: &ConsoleState, parts: &Parts) -> Response<Full<Bytes>> {
+    let page: usize = query(parts, "page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1);
+    let limit: usize = query(parts, "limit")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(20);
+    let data: Vec<Value> = state
+        .knowledge_bases
+        .iter()
+        .skip((page.max(1) - 1) * limit)
+        .take(limit)
+        .map(|(id, name)| json!({"id": id, "name": name, "indexing_technique": "economy"}))
+        .collect();
+    respond(
+        200,
+        json!({"data": data, "has_more": data.len() == limit, "limit": limit, "page": page, "total": state.knowledge_bases.len()}),
+    )
+}
+
+/// A dataset id as an export writes it: sealed for the workspace (Dify: AES with the
+/// tenant's key), opaque to any other.
+fn encrypt_dataset_id(workspace: &str, id: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{workspace}|{id}"))
+}
+
+/// What an import keeps of a dataset id: a plain UUID as it is, one sealed for this
+/// workspace opened, nothing else.
+fn decrypt_dataset_id(workspace: &str, text: &str) -> Option<String> {
+    if uuid_like(text) {
+        return Some(text.to_string());
+    }
+    let opened = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    let opened = String::from_utf8(opened).ok()?;
+    let (tenant, id) = opened.split_once('|')?;
+    (tenant == workspace).then(|| id.to_string())
+}
+
+fn uuid_like(text: &str) -> bool {
+    text.len() == 36 && text.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+/// Every Knowledge Retrieval node's dataset ids through `f`, the ids it drops dropped.
+fn map_dataset_ids(graph: &mut Value, f: impl Fn(&str) -> Option<String>) {
+    for node in graph["nodes"].as_array_mut().into_iter().flatten() {
+        if node["data"]["type"] != "knowledge-retrieval" {
+            continue;
+        }
+        if let Some(ids) = node["data"]["dataset_ids"].as_array_mut() {
+            *ids = ids
+                .iter()
+                .filter_map(|id| f(id.as_str()?).map(Value::String))
+                .collect();
+        }
+    }
+}
+
 /// The DSL of `app` (or of one of its published versions), secrets emptied.
 fn dsl(
     state: &ConsoleState,
@@ -535,6 +669,18 @@ fn dsl(
                 app.environment_variables.clone(),
             ),
         };
+        let mut graph = graph;
+        map_dataset_ids(&mut graph, |id| {
+            Some(encrypt_dataset_id(&state.workspace, id))
+        });
+        // Tool nodes go without their credential (`include_secret=false`).
+        for node in graph["nodes"].as_array_mut().into_iter().flatten() {
+            if node["data"]["type"] == "tool" {
+                if let Some(data) = node["data"].as_object_mut() {
+                    data.remove("credential_id");
+                }
+            }
+        }
         let variables: Vec<Value> = variables
             .into_iter()
             .map(|mut v| {
@@ -674,6 +820,8 @@ fn apply(state: &mut ConsoleState, yaml: &Value, app_id: Option<String>) -> Stri
     app.dependencies = yaml["dependencies"].as_array().cloned().unwrap_or_default();
     if let Some(workflow) = yaml.get("workflow") {
         app.graph = workflow["graph"].clone();
+        let workspace = state.workspace.clone();
+        map_dataset_ids(&mut app.graph, |id| decrypt_dataset_id(&workspace, id));
         app.features = workflow["features"].clone();
         let old = std::mem::take(&mut app.environment_variables);
         app.environment_variables = workflow["environment_variables"]
