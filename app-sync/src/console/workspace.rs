@@ -46,12 +46,24 @@ impl Console {
     }
 
     /// The workflow tools of the workspace (apps published as tools): the provider's id and
-    /// the tool's name.
+    /// the tool's name (`lookup_orders`, a tool node's `tool_name`; the provider's own `name`
+    /// is the label people see).
     pub async fn workflow_tools(&self) -> Result<Vec<Named>, ConsoleError> {
         self.console_only("workflow tools").await?;
         let route = "/workspaces/current/tools/workflow";
         let body = self.get(route).await?;
-        Ok(list(&body, route)?.iter().filter_map(named).collect())
+        Ok(list(&body, route)?
+            .iter()
+            .filter_map(|provider| {
+                Some(Named {
+                    id: provider["id"]
+                        .as_str()
+                        .filter(|id| !id.is_empty())?
+                        .to_string(),
+                    name: provider["tools"][0]["name"].as_str()?.to_string(),
+                })
+            })
+            .collect())
     }
 
     /// The credentials of a built-in or plugin tool provider (`langgenius/tavily/tavily`).

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::console::apps::Version;
 use crate::dsl;
-use crate::repository::IndexEntry;
+use crate::repository::{AppRepository, IndexEntry};
 use crate::state::AppBase;
 
 #[derive(Debug, Clone)]
@@ -100,6 +100,23 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
     let mut bases = Vec::new();
     let mut conflicts = Vec::new();
     for app in &chosen {
+        // An app an environment has, of the name of a file it is not mapped to, is that
+        // file's app made there by hand: a second file would make a second app elsewhere.
+        let unmapped_namesake = repository.index().iter().find(|(_, e)| {
+            AppRepository::is_unmapped(&e.app_id) && e.name == app.name && e.mode == app.mode
+        });
+        if let Some((path, _)) = unmapped_namesake.filter(|_| repository.path_of(&app.id).is_none())
+        {
+            if in_dify.iter().any(|a| a.id == app.id) {
+                report.skipped.push(format!(
+                    "{}: {path} is an app of that name this environment is not mapped to; map the file to this app (apps: {{{}: {}}} in the environment's file) or delete one of the two",
+                    app.name,
+                    path.rsplit('/').next().unwrap_or_default(),
+                    app.id
+                ));
+            }
+            continue;
+        }
         let side = ctx
             .dify_side_or_refusal(app, &in_dify, options.version)
             .await?;

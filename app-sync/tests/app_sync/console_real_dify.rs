@@ -124,19 +124,7 @@ impl RealDify {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let package = dir.path().join("app_git_sync.difypkg");
-        let built = Command::new(BINARY)
-            .args(["package", "--dir", REPO_DIR, "--no-aarch64", "--binary"])
-            .arg(slim_binary(dir.path()))
-            .arg("--out")
-            .arg(&package)
-            .output()
-            .unwrap();
-        assert!(built.status.success(), "{}", shown(&built));
-        let plugin = dir.path().join("plugin");
-        unpack_package(&package, &plugin);
-        let launcher = launcher_command(&plugin, &dir.path().join("launch"));
-        let plugins = format!("{}:{}", plugin.display(), launcher.display());
+        let plugins = relayed_package(dir.path());
         let cache = dir.path().join("cache");
         let process = RealDifyProcess::start_with(
             &scripts,
@@ -186,7 +174,25 @@ impl RealDify {
     }
 }
 
-fn shown(output: &Output) -> String {
+/// Our package, built, unpacked as the daemon unpacks it under `dir`, and started through its
+/// launcher: the `DIR:BINARY` of `DIFY_RELAY_PLUGINS`.
+pub fn relayed_package(dir: &Path) -> String {
+    let package = dir.join("app_git_sync.difypkg");
+    let built = Command::new(BINARY)
+        .args(["package", "--dir", REPO_DIR, "--no-aarch64", "--binary"])
+        .arg(slim_binary(dir))
+        .arg("--out")
+        .arg(&package)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", shown(&built));
+    let plugin = dir.join("plugin");
+    unpack_package(&package, &plugin);
+    let launcher = launcher_command(&plugin, &dir.join("launch"));
+    format!("{}:{}", plugin.display(), launcher.display())
+}
+
+pub fn shown(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -10,6 +10,7 @@ mod environments;
 mod never_lose_a_change;
 mod openapi_sign_in;
 mod package;
+mod promotion_real_dify;
 mod push_remote;
 mod review;
 mod secrets_in_git;

@@ -96,6 +96,73 @@ impl RealDifyProcess {
     pub fn text(&self, key: &str) -> String {
         self.boot[key].as_str().unwrap().to_string()
     }
+
+    /// A second Dify, running beside this one until dropped (two Difys at once: staging and
+    /// production), on `port`, with its state in `home` and this one's installed API
+    /// (`crates/test-support/dify/start-beside`); `env` as for [`Self::start_with`].
+    pub fn start_beside(&self, port: &str, env: &[(&str, &str)], home: &Path) -> DifyBeside {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dify/start-beside");
+        let mut command = Command::new(script);
+        command
+            .env("DIFY_PORT", port)
+            .env("DIFY_HOME", home)
+            .envs(env.iter().copied());
+        if let Some(installed) = std::env::var_os("DIFY_HOME") {
+            command.env("DIFY_SOURCE_HOME", installed);
+        }
+        let started = command.output().expect("start-beside runs");
+        // Stopped when dropped, even if it did not start in full.
+        let mut beside = DifyBeside {
+            url: String::from_utf8_lossy(&started.stdout)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .to_string(),
+            boot: Value::Null,
+            home: home.to_path_buf(),
+            script_dir: self.script_dir.clone(),
+        };
+        assert!(
+            started.status.success(),
+            "start-beside failed: {}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        let boot = Command::new(self.script_dir.join("bootstrap"))
+            .arg(&beside.url)
+            .output()
+            .expect("../shared/dify/bootstrap runs");
+        assert!(
+            boot.status.success(),
+            "bootstrap: {}",
+            String::from_utf8_lossy(&boot.stderr)
+        );
+        beside.boot = serde_json::from_slice(&boot.stdout).unwrap();
+        beside
+    }
+}
+
+/// A Dify started beside another ([`RealDifyProcess::start_beside`]); stopped when dropped.
+pub struct DifyBeside {
+    pub url: String,
+    pub boot: Value,
+    home: PathBuf,
+    script_dir: PathBuf,
+}
+
+impl DifyBeside {
+    /// A text field of the bootstrap's answer.
+    pub fn text(&self, key: &str) -> String {
+        self.boot[key].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for DifyBeside {
+    fn drop(&mut self) {
+        let _ = Command::new(self.script_dir.join("stop"))
+            .env("DIFY_HOME", &self.home)
+            .status();
+    }
 }
 
 impl Drop for RealDifyProcess {

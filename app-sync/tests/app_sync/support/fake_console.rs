@@ -417,7 +417,8 @@ fn answer(state: &mut ConsoleState, parts: &Parts, body: &Bytes) -> Response<Ful
             state
                 .workflow_tools
                 .iter()
-                .map(|(id, name)| json!({"id": id, "name": name, "type": "workflow", "label": {"en_US": name}}))
+                // The provider's `name` is the label; the tool's is its name.
+                .map(|(id, name)| json!({"id": id, "name": format!("Label of {name}"), "type": "workflow", "label": {"en_US": format!("Label of {name}")}, "tools": [{"name": name}]}))
                 .collect(),
         ),
         ("GET", ["workspaces", "current", "tool-provider", "builtin", provider @ .., "credentials"]) => {
