@@ -169,11 +169,18 @@ async fn validate(call: ToolCall, session: &Session) -> Result<(), ErrorPayload>
             message: error.to_string(),
         });
     }
+    let signed_in = problems.is_empty();
     if let Err(error) = ctx.open().await {
-        problems.push(CredentialProblem {
-            field: "repository_url",
-            message: error.to_string(),
-        });
+        let message = error.to_string();
+        // With an environment, opening also reads its file and what its Dify has.
+        let field = match error {
+            _ if message.contains(crate::environment::DIRECTORY) => Some("environment"),
+            SyncError::Console(_) => signed_in.then_some("environment"),
+            _ => Some("repository_url"),
+        };
+        if let Some(field) = field {
+            problems.push(CredentialProblem { field, message });
+        }
     }
     match problems.is_empty() {
         true => tool::credentials_valid(session).await,

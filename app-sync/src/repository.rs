@@ -63,6 +63,8 @@ pub struct AppRepository {
     /// The environment whose view this is ([`AppRepository::for_environment`]), and the
     /// shared index as read.
     environment: Option<(String, Index)>,
+    /// Apps the environment's file maps to files (`apps`), not yet in its index.
+    adopted: Vec<String>,
 }
 
 impl AppRepository {
@@ -97,6 +99,7 @@ impl AppRepository {
             branch,
             index: Index::new(),
             environment: None,
+            adopted: Vec::new(),
         };
         repository.index = repository.read_index(&repository.index_path())?;
         Ok(repository)
@@ -143,11 +146,15 @@ impl AppRepository {
             .into_iter()
             .map(|(path, entry)| {
                 let file_name = path.rsplit('/').next().unwrap_or_default();
-                let app_id = own
-                    .get(&path)
-                    .map(|e| e.app_id.clone())
-                    .or_else(|| environment.apps.get(file_name).cloned())
-                    .unwrap_or_else(|| format!("{UNMAPPED}{path}"));
+                let adopted = environment.apps.get(file_name).cloned();
+                let app_id = match (own.get(&path), adopted) {
+                    (Some(entry), _) => entry.app_id.clone(),
+                    (None, Some(id)) => {
+                        self.adopted.push(id.clone());
+                        id
+                    }
+                    (None, None) => format!("{UNMAPPED}{path}"),
+                };
                 (path, IndexEntry { app_id, ..entry })
             })
             .collect();
@@ -158,6 +165,11 @@ impl AppRepository {
     /// Whether this is an environment's view.
     pub fn in_environment(&self) -> bool {
         self.environment.is_some()
+    }
+
+    /// Whether the environment's file maps a file to `app_id`, an app its Dify already had.
+    pub fn adopts(&self, app_id: &str) -> bool {
+        self.adopted.iter().any(|id| id == app_id)
     }
 
     /// Whether `app_id` stands for a file no app of the environment is mapped to yet.

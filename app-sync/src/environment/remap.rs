@@ -204,7 +204,23 @@ pub fn to_target(dsl: &mut Value, environment: &Environment, catalog: &Catalog) 
             variable.insert("value".into(), value);
         }
     }
-    resolved
+    Resolved {
+        remapped: resolved.remapped.into_iter().map(shown).collect(),
+        unresolved: resolved.unresolved.into_iter().map(shown).collect(),
+    }
+}
+
+/// A message with names read from files and from a Dify in it, fit for a terminal and a
+/// report: no control character, at most 600 characters.
+fn shown(message: String) -> String {
+    match message.chars().any(char::is_control) || message.chars().count() > 600 {
+        true => message
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(600)
+            .collect(),
+        false => message,
+    }
 }
 
 /// Writes a Dify's export in the neutral form: its knowledge bases and workflow tools by the
@@ -286,7 +302,7 @@ pub fn to_git(
             .unwrap_or(Value::String(String::new()));
         variable.insert("value".into(), kept);
     }
-    notes
+    notes.into_iter().map(shown).collect()
 }
 
 /// The values the files give the environment variables an environment maps.

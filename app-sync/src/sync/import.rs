@@ -296,8 +296,13 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
         let overwritable = OVERWRITABLE.contains(&app.mode.as_str());
         // An environment creates its copy of an app the first time it is promoted to it.
         let unmapped = AppRepository::is_unmapped(&app.id);
+        // An app the environment's file adopts is overwritten by its file the first time.
+        let adopted = base.is_none() && repository.adopts(&app.id);
         let target = match target {
             None if unmapped => None,
+            None if adopted && overwritable && in_dify.iter().any(|a| a.id == app.id) => {
+                Some(app.id.clone())
+            }
             Some(_) if !overwritable && !options.create_new => {
                 report.skipped.push(skip(&format!(
                     "Dify can overwrite only workflow and chatflow apps, and this is {} app; import it as a new app with create_new",

@@ -343,6 +343,16 @@ fn a_file_of_an_environment_is_not_imported_without_one_and_a_missing_environmen
     let error = failure(&messages).to_string();
     assert!(error.contains(".dify-sync/environments/qa.yaml"), "{error}");
     assert!(!error.contains(PASSWORD) && !error.contains(EMAIL.split('@').next().unwrap()));
+    // Authorizing such a credential names the field, and an environment that is no name.
+    for (environment, says) in [("qa", "qa.yaml"), ("../prod", "letters, digits")] {
+        let session = p.scenario.daemon.request(
+            "validate_tool_credentials",
+            json!({"type": "tool", "provider": "app_git_sync", "credentials": p.credentials(environment)}),
+        );
+        let error = failure(&p.scenario.daemon.finish(&session));
+        let field = error["args"]["environment"].as_str().unwrap_or_default();
+        assert!(field.contains(says), "{error}");
+    }
 }
 
 fn catalog(kbs: &[(&str, &str)], tools: &[(&str, &str)]) -> Catalog {
@@ -453,4 +463,89 @@ fn what_a_dify_lacks_is_named_with_the_fix() {
         all.contains("an id of another Dify") && all.contains("API_BASE is a secret"),
         "{all}"
     );
+    // Names from a file reach a terminal without their control characters.
+    let mut file = neutral(&["Docs\u{1b}[2J\r".into()], "lookup_orders", "x");
+    let resolved = to_target(&mut file, &environment, &catalog);
+    assert!(resolved
+        .unresolved
+        .iter()
+        .all(|m| !m.chars().any(char::is_control)));
+    assert!(
+        resolved.unresolved[0].contains("Docs[2J"),
+        "{:?}",
+        resolved.unresolved
+    );
+}
+
+#[test]
+fn an_environment_adopts_the_app_its_file_names_and_never_exports_a_namesake() {
+    let p = Promotion::start();
+    p.run("staging", "export_apps", json!({}));
+    let shared: Value = serde_json::from_str(&p.file(".dify-sync/index.json")).unwrap();
+    let file_of = |name: &str| {
+        shared
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(_, entry)| entry["name"] == name)
+            .map(|(path, _)| path.rsplit('/').next().unwrap().to_string())
+            .unwrap()
+    };
+    // Production already has both apps, made by hand; its file adopts one.
+    let adopted = p
+        .production
+        .add_app("Order Assistant", "workflow", Vec::new());
+    let namesake = p
+        .production
+        .add_app("Report Workflow", "workflow", Vec::new());
+    p.production.add_knowledge_base("Docs (prod)");
+    p.production.add_workflow_tool("lookup_orders");
+    p.production.add_tool_credential(TAVILY, "Production key");
+    p.production
+        .state()
+        .installed_plugins
+        .push(TAVILY_PLUGIN.into());
+    let adopting = format!(
+        "{PRODUCTION}apps:\n  {}: {adopted}\n",
+        file_of("Order Assistant")
+    );
+    p.scenario.pull();
+    p.scenario.repo.commit(
+        &[(
+            ".dify-sync/environments/production.yaml",
+            adopting.as_bytes(),
+        )],
+        &[],
+        "production adopts its Order Assistant",
+    );
+    let (text, report) = p.run(
+        "production",
+        "import_apps",
+        json!({"apps": "Order Assistant", "dry_run": true}),
+    );
+    let planned = report["planned"][0]["action"].as_str().unwrap_or_default();
+    assert!(
+        planned.starts_with(&format!("overwrite app {adopted} in place")),
+        "{text}"
+    );
+    let (text, report) = p.run(
+        "production",
+        "import_apps",
+        json!({"apps": "Order Assistant"}),
+    );
+    assert_eq!(report["imported"][0]["app_id"], adopted.as_str(), "{text}");
+    assert_eq!(report["imported"][0]["created"], false, "{text}");
+    assert_eq!(p.production.state().apps.len(), 2, "no copy was made");
+    // The namesake is not exported as a second file: the message names the fix.
+    let (text, report) = p.run("production", "export_apps", json!({}));
+    let skipped = report["skipped"].to_string();
+    assert!(
+        skipped.contains(&format!(
+            "apps: {{{}: {namesake}}}",
+            file_of("Report Workflow")
+        )),
+        "{text}"
+    );
+    let after: Value = serde_json::from_str(&p.file(".dify-sync/index.json")).unwrap();
+    assert_eq!(after, shared, "{text}");
 }
