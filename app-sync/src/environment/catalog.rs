@@ -12,8 +12,9 @@ use crate::console::{Console, ConsoleError};
 pub struct Catalog {
     pub knowledge_bases: Vec<Named>,
     pub workflow_tools: Vec<Named>,
-    /// By provider, for the providers of the environment's `tool_credentials`.
-    pub credentials: BTreeMap<String, Vec<Named>>,
+    /// By provider, for the providers of the environment's `tool_credentials`; `Err` says
+    /// why a provider's could not be listed (not installed here, say).
+    pub credentials: BTreeMap<String, Result<Vec<Named>, String>>,
     /// Plugin ids (`langgenius/openai`); `Err` says why they could not be listed.
     pub plugins: Result<BTreeSet<String>, String>,
 }
@@ -26,7 +27,8 @@ impl Catalog {
     ) -> Result<Catalog, ConsoleError> {
         let mut credentials = BTreeMap::new();
         for provider in environment.tool_credentials.keys() {
-            credentials.insert(provider.clone(), console.tool_credentials(provider).await?);
+            let listed = console.tool_credentials(provider).await;
+            credentials.insert(provider.clone(), listed.map_err(|e| e.to_string()));
         }
         Ok(Catalog {
             knowledge_bases: console.knowledge_bases().await?,

@@ -150,10 +150,14 @@ pub fn to_target(dsl: &mut Value, environment: &Environment, catalog: &Catalog) 
         if kind == "tool" && data["provider_type"] != "workflow" {
             let provider = data["provider_id"].as_str().unwrap_or_default().to_string();
             if let Some(wanted) = environment.tool_credentials.get(&provider) {
-                let found = catalog
-                    .credentials
-                    .get(&provider)
+                let listed = catalog.credentials.get(&provider);
+                let found = listed
+                    .and_then(|list| list.as_ref().ok())
                     .and_then(|list| list.iter().find(|c| c.name == *wanted));
+                let why = match listed {
+                    Some(Err(why)) => format!(" (its credentials cannot be listed: {why})"),
+                    _ => String::new(),
+                };
                 match found {
                     Some(credential) => {
                         data.insert("credential_id".into(), Value::String(credential.id.clone()));
@@ -162,7 +166,7 @@ pub fn to_target(dsl: &mut Value, environment: &Environment, catalog: &Catalog) 
                         ));
                     }
                     None => resolved.unresolved.push(format!(
-                        "tool provider {provider} has no credential named \"{wanted}\" in this Dify (node {title}): add it under Tools, or name another under tool_credentials in {file}"
+                        "tool provider {provider} has no credential named \"{wanted}\" in this Dify{why} (node {title}): add it under Tools, or name another under tool_credentials in {file}"
                     )),
                 }
             }

@@ -133,3 +133,43 @@ fn a_setting_file_that_cannot_be_read_is_named() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_target_names_an_environment_file_and_nothing_else() {
+    let cli = Cli::start();
+    for (target, says) in [
+        (
+            "../prod",
+            "--target must be the name of a file under .dify-sync/environments/",
+        ),
+        (
+            "production",
+            "has no .dify-sync/environments/production.yaml",
+        ),
+    ] {
+        let output = cli.run(&["import", "--dry-run", "--target", target]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(text(&output).contains(says), "{}", text(&output));
+    }
+    // With the file, the same dry run goes through that environment and changes nothing.
+    cli.repo.commit(
+        &[(".dify-sync/environments/production.yaml", b"{}\n")],
+        &[],
+        "production",
+    );
+    let output = cli.run(&["export", "--target", "production"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains("Exported 1 app(s)"),
+        "{}",
+        text(&output)
+    );
+    git(&cli.repo.work, &["pull", "-q", "origin", "main"]);
+    let index = std::fs::read_to_string(
+        cli.repo
+            .work
+            .join(".dify-sync/environments/production.index.json"),
+    )
+    .unwrap();
+    assert!(index.contains("Report Workflow"), "{index}");
+}

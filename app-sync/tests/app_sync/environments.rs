@@ -367,7 +367,10 @@ fn catalog(kbs: &[(&str, &str)], tools: &[(&str, &str)]) -> Catalog {
     Catalog {
         knowledge_bases: named(kbs),
         workflow_tools: named(tools),
-        credentials: BTreeMap::from([(TAVILY.to_string(), named(&[("cred-1", "Production key")]))]),
+        credentials: BTreeMap::from([(
+            TAVILY.to_string(),
+            Ok(named(&[("cred-1", "Production key")])),
+        )]),
         plugins: Ok(Default::default()),
     }
 }
