@@ -1,8 +1,10 @@
 //! What the plugin does with each request the daemon routes to it: tool credential
-//! validation and the five tools.
+//! validation, the tools, and the push webhook endpoint.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use dify_plugin::endpoint::{EndpointRequest, EndpointResponse, INVOKE_ENDPOINT};
 use dify_plugin::protocol::{ErrorPayload, HandlerFuture, Request, RequestHandler, Session, Shown};
 use dify_plugin::tool::{self, ToolMessage, ToolRequest, INVOKE_TOOL, VALIDATE_TOOL_CREDENTIALS};
 use git_remote::{CredentialProblem, Fault, GitClient};
@@ -23,13 +25,16 @@ use crate::sync::{self, app_list, SyncContext, SyncError};
 pub struct AppSyncHandler {
     git: Arc<GitClient>,
     consoles: Arc<ConsoleSessions>,
+    /// Where the push webhook keeps its sync state and deliveries.
+    webhook_state: Arc<PathBuf>,
 }
 
 impl AppSyncHandler {
-    pub fn new(git: GitClient) -> Self {
+    pub fn new(git: GitClient, webhook_state: PathBuf) -> Self {
         AppSyncHandler {
             git: Arc::new(git),
             consoles: Arc::default(),
+            webhook_state: Arc::new(webhook_state),
         }
     }
 }
@@ -93,17 +98,23 @@ impl ConsoleSessions {
 impl RequestHandler for AppSyncHandler {
     fn handle(&self, request: Request, session: Session) -> HandlerFuture {
         let (git, consoles) = (self.git.clone(), self.consoles.clone());
+        let webhook_state = self.webhook_state.clone();
         Box::pin(async move {
-            let call = || ToolCall::new(&request, &session, git, &consoles);
+            let call = || ToolCall::new(&request, &session, git.clone(), &consoles, &webhook_state);
             match (request.kind.as_str(), request.action.as_str()) {
                 ("tool", VALIDATE_TOOL_CREDENTIALS) => validate(call()?, &session).await,
                 ("tool", INVOKE_TOOL) => invoke(call()?, &session).await,
+                ("endpoint", INVOKE_ENDPOINT) => {
+                    let http = EndpointRequest::from_request(&request)?;
+                    webhook(&http, &session, git, &consoles, &webhook_state).await
+                }
                 (kind, action) => Err(ErrorPayload::shown(
                     Shown::BadRequest,
                     "UnsupportedAction",
                     format!(
                         "app_git_sync does not handle {kind}/{action}; it serves \
-                         tool/{VALIDATE_TOOL_CREDENTIALS} and tool/{INVOKE_TOOL}"
+                         tool/{VALIDATE_TOOL_CREDENTIALS}, tool/{INVOKE_TOOL} and \
+                         endpoint/{INVOKE_ENDPOINT}"
                     ),
                 )
                 .with_arg("type", kind)
@@ -111,6 +122,39 @@ impl RequestHandler for AppSyncHandler {
             }
         })
     }
+}
+
+/// The push webhook: answers, then imports what was pushed.
+async fn webhook(
+    http: &EndpointRequest,
+    session: &Session,
+    git: Arc<GitClient>,
+    consoles: &ConsoleSessions,
+    state_root: &std::path::Path,
+) -> Result<(), ErrorPayload> {
+    let (mut response, accepted) = crate::webhook::check(http, state_root);
+    let mut job = None;
+    if let Some(accepted) = accepted {
+        match consoles.get(&accepted.settings) {
+            Ok(console) => {
+                let store = StateStore::Files(accepted.dir.clone());
+                let mut ctx = SyncContext::new(accepted.settings.clone(), console, git, store);
+                // The tools' record, read while the session lasts, for the bases of their runs.
+                let shared = StateStore::Plugin(session.storage());
+                match shared.load(&accepted.settings.target_key()).await {
+                    Ok(seed) => ctx = ctx.with_seed(seed),
+                    Err(error) => tracing::warn!("the tools' sync state: {error}"),
+                }
+                job = Some((accepted, ctx));
+            }
+            Err(message) => response = EndpointResponse::text(503, message),
+        }
+    }
+    response.send(session).await?;
+    if let Some((accepted, ctx)) = job {
+        tokio::spawn(accepted.run(ctx));
+    }
+    Ok(())
 }
 
 fn credential_error(problems: &[CredentialProblem]) -> ErrorPayload {
@@ -138,6 +182,7 @@ impl ToolCall {
         session: &Session,
         git: Arc<GitClient>,
         consoles: &ConsoleSessions,
+        webhook_state: &std::path::Path,
     ) -> Result<ToolCall, ErrorPayload> {
         let tool = ToolRequest::from_request(request)?;
         let settings =
@@ -149,12 +194,16 @@ impl ToolCall {
                 message,
             )
         })?;
+        // The push webhook reads the bases of the tools' runs from this copy.
+        let local_copy =
+            StateStore::Files(webhook_state.join(crate::webhook::target_dir(&settings)));
         let ctx = SyncContext::new(
             settings,
             console,
             git,
             StateStore::Plugin(session.storage()),
-        );
+        )
+        .with_local_copy(local_copy);
         Ok(ToolCall { tool, ctx })
     }
 }

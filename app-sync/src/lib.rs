@@ -11,6 +11,7 @@ pub mod secrets;
 pub mod settings;
 pub mod state;
 pub mod sync;
+pub mod webhook;
 
 /// The Git layer's settings are `APP_GIT_SYNC_*` variables (`APP_GIT_SYNC_CACHE_DIR`, …).
 pub const GIT_ENV: git_remote::EnvVars = git_remote::EnvVars::new("APP_GIT_SYNC");

@@ -142,7 +142,14 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let git = GitClient::new(RepoCache::from_env(GIT_ENV), fetch_settings());
-            let code = commands::serve(Arc::new(AppSyncHandler::new(git)));
+            // The plugin's directory lasts as long as its installation.
+            let webhook_state = GIT_ENV
+                .get("STATE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("state"))
+                .join("webhooks");
+            let handler = AppSyncHandler::new(git, webhook_state);
+            let code = commands::serve(Arc::new(handler));
             // Exit at once: a blocking read of stdin must not hold the process open.
             std::process::exit(code);
         }

@@ -336,6 +336,19 @@ impl AppRepository {
                 .unwrap_or(false)
     }
 
+    /// Whether commit `later` came after commit `earlier` on this branch (descends from it).
+    pub fn descends(&self, later: &str, earlier: &str) -> bool {
+        let (Ok(later), Ok(earlier)) = (git2::Oid::from_str(later), git2::Oid::from_str(earlier))
+        else {
+            return false;
+        };
+        self.branch
+            .open()
+            .ok()
+            .and_then(|repo| repo.graph_descendant_of(later, earlier).ok())
+            .unwrap_or(false)
+    }
+
     /// The commits of the branch that changed `path`, newest first, at most `max`.
     pub fn history(&self, path: &str, max: usize) -> Result<Vec<FileCommit>, GitError> {
         let Some(head) = self.branch.head else {

@@ -117,3 +117,35 @@ impl StateStore {
         }
     }
 }
+
+impl SyncState {
+    /// This state and `other`, both records of the same target (the tools' and the push
+    /// webhook's): for each app the base of the later sync, `later(a, b)` saying whether
+    /// commit `b` came after commit `a`; the conflict branch and created app that go with
+    /// it; every trusted host key.
+    pub fn merge(mut self, other: SyncState, later: impl Fn(&str, &str) -> bool) -> SyncState {
+        for (app, base) in other.apps {
+            let theirs = match self.apps.get(&app) {
+                None => true,
+                Some(ours) => ours.commit != base.commit && later(&ours.commit, &base.commit),
+            };
+            if theirs {
+                self.apps.insert(app.clone(), base);
+                match other.conflicts.get(&app) {
+                    Some(conflict) => self.conflicts.insert(app, conflict.clone()),
+                    None => self.conflicts.remove(&app),
+                };
+            }
+        }
+        for (app, conflict) in other.conflicts {
+            self.conflicts.entry(app).or_insert(conflict);
+        }
+        for (path, created) in other.created {
+            self.created.entry(path).or_insert(created);
+        }
+        for (host, key) in other.host_keys {
+            self.host_keys.entry(host).or_insert(key);
+        }
+        self
+    }
+}

@@ -55,6 +55,12 @@ pub struct SyncContext {
     pub store: StateStore,
     /// The run's environment, once [`SyncContext::open`] read it (none without one).
     promotion: OnceLock<Promotion>,
+    /// A second record of the same target, read and written with `store` (the tools keep
+    /// one where the push webhook, which runs without a session, reads it).
+    local_copy: Option<StateStore>,
+    /// A record read earlier, merged in on open and never written (the tools' record, read
+    /// while the webhook's session was open).
+    seed: Option<SyncState>,
 }
 
 /// An environment, what its Dify has, and the values the files give the variables it maps
@@ -78,14 +84,42 @@ impl SyncContext {
             git,
             store,
             promotion: OnceLock::new(),
+            local_copy: None,
+            seed: None,
         }
+    }
+
+    /// Reads and writes the state in `copy` too.
+    pub fn with_local_copy(mut self, copy: StateStore) -> SyncContext {
+        self.local_copy = Some(copy);
+        self
+    }
+
+    /// Merges `seed` into the state on open.
+    pub fn with_seed(mut self, seed: SyncState) -> SyncContext {
+        self.seed = Some(seed);
+        self
     }
 
     /// The sync state and the branch, fetched for this run; with an environment, the
     /// branch as it sees it, and what its Dify has that the apps refer to.
     pub async fn open(&self) -> Result<(SyncState, AppRepository), SyncError> {
         let target = self.settings.target_key();
-        let state = self.store.load(&target).await?;
+        let mut state = self.store.load(&target).await?;
+        let mut others = Vec::new();
+        if let Some(copy) = &self.local_copy {
+            // A copy that cannot be read is only a copy.
+            match copy.load(&target).await {
+                Ok(other) => others.push(other),
+                Err(error) => tracing::warn!("the local copy of the sync state: {error}"),
+            }
+        }
+        others.extend(self.seed.clone());
+        for other in &others {
+            for (host, key) in &other.host_keys {
+                state.host_keys.entry(host.clone()).or_insert(key.clone());
+            }
+        }
         let settings = &self.settings;
         let repository = tokio::task::block_in_place(|| {
             AppRepository::open(
@@ -97,6 +131,9 @@ impl SyncContext {
                 &state.host_keys,
             )
         })?;
+        for other in others {
+            state = state.merge(other, |a, b| repository.descends(b, a));
+        }
         if settings.environment.is_empty() {
             return Ok((state, repository));
         }
@@ -135,7 +172,13 @@ impl SyncContext {
         repository: &AppRepository,
     ) -> Result<(), SyncError> {
         repository.host_keys(&mut state.host_keys);
-        Ok(self.store.save(&self.settings.target_key(), &state).await?)
+        let target = self.settings.target_key();
+        if let Some(copy) = &self.local_copy {
+            if let Err(error) = copy.save(&target, &state).await {
+                tracing::warn!("the local copy of the sync state: {error}");
+            }
+        }
+        Ok(self.store.save(&target, &state).await?)
     }
 
     /// The apps `wanted` names (names or ids, case-insensitive for names), from Dify's list

@@ -16,3 +16,4 @@ mod review;
 mod secrets_in_git;
 mod support;
 mod tools_daemon;
+mod webhook;

@@ -97,7 +97,10 @@ fn check_names_what_the_daemon_would_refuse_in_a_tool_plugin() {
         )
     };
     let (ok, text) = check();
-    assert!(ok && text.contains("tool declarations are valid"), "{text}");
+    assert!(
+        ok && text.contains("tool declarations and the endpoint group are valid"),
+        "{text}"
+    );
 
     let tool = dir.path().join("tools/app_diff.yaml");
     let broken = std::fs::read_to_string(&tool)
@@ -113,6 +116,19 @@ fn check_names_what_the_daemon_would_refuse_in_a_tool_plugin() {
     );
     assert!(
         text.contains("tools/app_diff.yaml: description.llm: is required"),
+        "{text}"
+    );
+
+    let endpoint = dir.path().join("endpoints/push.yaml");
+    std::fs::write(&endpoint, "path: push\nmethod: PATCH\n").unwrap();
+    let (ok, text) = check();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("endpoints/push.yaml: path: must start with /"),
+        "{text}"
+    );
+    assert!(
+        text.contains("endpoints/push.yaml: method: \"PATCH\" is not one of"),
         "{text}"
     );
 
@@ -165,5 +181,21 @@ fn remote_debugging_registers_the_provider_as_a_tool_declaration() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(declared, app_git_sync::settings::FIELDS);
+    // The push webhook: its endpoint, and the same settings plus the webhook's own.
+    let group = &frames[3];
+    assert_eq!(group["type"], "endpoint_declaration");
+    let endpoint = &group["data"][0]["endpoints"][0];
+    assert_eq!(
+        (endpoint["path"].as_str(), endpoint["method"].as_str()),
+        (Some(app_git_sync::webhook::PATH), Some("POST"))
+    );
+    let settings: Vec<&str> = group["data"][0]["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(settings[..2], ["webhook_secret", "publish"]);
+    assert_eq!(settings[2..], app_git_sync::settings::FIELDS);
     assert_eq!(kinds.last(), Some(&"end"));
 }

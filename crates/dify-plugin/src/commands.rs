@@ -152,11 +152,15 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     match PluginDeclaration::load(&args.dir) {
         Ok(plugin) => {
             println!(
-                "{}/{} {}: manifest, provider and {} declarations are valid",
+                "{}/{} {}: manifest, provider and {} declarations{} are valid",
                 plugin.author(),
                 plugin.name(),
                 plugin.version(),
-                plugin.kind().noun()
+                plugin.kind().noun(),
+                match plugin.endpoints_json() {
+                    Some(_) => " and the endpoint group",
+                    None => "",
+                }
             );
             ExitCode::SUCCESS
         }

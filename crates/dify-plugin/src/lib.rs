@@ -6,6 +6,7 @@ pub mod aarch64_build;
 pub mod commands;
 pub mod declaration;
 pub mod dify_http;
+pub mod endpoint;
 pub mod package;
 pub mod protocol;
 pub mod tool;

@@ -1,6 +1,9 @@
 //! The real Dify API of `../shared/dify`, started on loopback for one test (PostgreSQL, Redis,
 //! its worker) and bootstrapped (an admin, a console session, knowledge bases); stopped when
-//! dropped. The tests of one binary take turns: `start` stops whatever runs in its home.
+//! dropped. The tests of one binary take turns: `start` stops whatever runs in its home. With
+//! our plugins behind the relay (`DIFY_DAEMON=relay`) it is started by this crate's
+//! `dify/start-beside` in a home of its own, with this crate's copy of the relay (which knows a
+//! tool plugin's endpoint group).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +20,14 @@ pub struct RealDifyProcess {
     /// What `bootstrap` printed.
     pub boot: Value,
     script_dir: PathBuf,
+    /// Its own home when started beside (relayed); else `start`'s.
+    home: Option<PathBuf>,
     _turn: MutexGuard<'static, ()>,
+}
+
+/// `dify/start-beside` of this crate.
+fn beside_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("dify/start-beside")
 }
 
 impl RealDifyProcess {
@@ -44,11 +54,24 @@ impl RealDifyProcess {
         }
         // A test that failed while holding the turn still ended its Dify (by `stop`, below).
         let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let started = Command::new(script_dir.join("start"))
+        let relayed = env.contains(&("DIFY_DAEMON", "relay"));
+        let home = relayed.then(|| std::env::temp_dir().join(format!("relay-dify-{port}")));
+        let mut command = match &home {
+            None => Command::new(script_dir.join("start")),
+            Some(home) => {
+                let mut beside = Command::new(beside_script());
+                beside.env("DIFY_HOME", home);
+                if let Some(installed) = std::env::var_os("DIFY_HOME") {
+                    beside.env("DIFY_SOURCE_HOME", installed);
+                }
+                beside
+            }
+        };
+        let started = command
             .env("DIFY_PORT", port)
             .envs(env.iter().copied())
             .output()
-            .expect("../shared/dify/start runs");
+            .expect("the Dify start script runs");
         assert!(
             started.status.success(),
             "../shared/dify/start failed: {}",
@@ -73,6 +96,7 @@ impl RealDifyProcess {
             url,
             boot: serde_json::from_slice(&boot.stdout).unwrap(),
             script_dir: script_dir.to_path_buf(),
+            home,
             _turn: turn,
         })
     }
@@ -101,8 +125,7 @@ impl RealDifyProcess {
     /// production), on `port`, with its state in `home` and this one's installed API
     /// (`crates/test-support/dify/start-beside`); `env` as for [`Self::start_with`].
     pub fn start_beside(&self, port: &str, env: &[(&str, &str)], home: &Path) -> DifyBeside {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dify/start-beside");
-        let mut command = Command::new(script);
+        let mut command = Command::new(beside_script());
         command
             .env("DIFY_PORT", port)
             .env("DIFY_HOME", home)
@@ -167,7 +190,11 @@ impl Drop for DifyBeside {
 
 impl Drop for RealDifyProcess {
     fn drop(&mut self) {
-        let _ = Command::new(self.script_dir.join("stop")).status();
+        let mut stop = Command::new(self.script_dir.join("stop"));
+        if let Some(home) = &self.home {
+            stop.env("DIFY_HOME", home);
+        }
+        let _ = stop.status();
     }
 }
 

@@ -40,9 +40,11 @@ impl AppScenario {
         console.add_app("Simple Chat", "chat", Vec::new());
         let repo = TestRepo::create(dir.path(), "apps", &[("README.md", b"# Dify apps\n")]);
         let cache = dir.path().join("cache");
+        let state = dir.path().join("plugin-state");
         let daemon = FakeDaemon::spawn(&[
             ("APP_GIT_SYNC_ALLOW_LOCAL", "1"),
             ("APP_GIT_SYNC_CACHE_DIR", cache.to_str().unwrap()),
+            ("APP_GIT_SYNC_STATE_DIR", state.to_str().unwrap()),
         ]);
         AppScenario {
             dir,

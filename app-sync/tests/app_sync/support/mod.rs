@@ -29,6 +29,8 @@ pub const PLUGIN: Plugin = Plugin {
         "tools/app_diff.yaml",
         "tools/app_history.yaml",
         "tools/lint_apps.yaml",
+        "endpoints/git_push.yaml",
+        "endpoints/push.yaml",
         "_assets/icon.svg",
     ],
 };

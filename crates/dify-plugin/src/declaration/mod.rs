@@ -1,5 +1,5 @@
 //! The plugin's own files (`manifest.yaml`, the provider YAML with its datasource or tool YAML,
-//! `_assets/`): loaded once, validated as strictly as the daemon's remote-debug path, and turned
+//! a tool plugin's endpoint group with its endpoint YAML, `_assets/`): loaded once, validated as strictly as the daemon's remote-debug path, and turned
 //! into the JSON declarations the TCP registration sends.
 
 mod rules;
@@ -88,6 +88,8 @@ pub struct PluginDeclaration {
     kind: PluginKind,
     manifest: Value,
     provider: Value,
+    /// A tool plugin's endpoint group, its endpoints inlined.
+    endpoints: Option<Value>,
     assets: Vec<(String, Vec<u8>)>,
     /// The declaration files, relative to the plugin directory.
     files: Vec<String>,
@@ -129,6 +131,31 @@ impl PluginDeclaration {
                 object.insert(kind.key().into(), Value::Array(inlined));
             }
         }
+        let group_file =
+            kind.and_then(|kind| rules::endpoint_group_path(&manifest, kind, &mut problems));
+        let mut endpoints = group_file
+            .as_deref()
+            .and_then(|file| read_yaml(dir, file, &mut problems));
+        if let (Some(file), Some(group)) = (group_file.as_deref(), endpoints.as_mut()) {
+            rules::check_endpoint_group(file, group, &mut problems);
+            let inlined = inline_list(dir, file, group, "endpoints", "endpoint", &mut problems);
+            for (member, endpoint) in &inlined {
+                rules::check_endpoint(member, endpoint, &mut problems);
+            }
+            member_files.push(file.to_string());
+            member_files.extend(
+                group["endpoints"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned),
+            );
+            if let Some(object) = group.as_object_mut() {
+                let list = inlined.into_iter().map(|(_, d)| d).collect();
+                object.insert("endpoints".into(), Value::Array(list));
+            }
+        }
         let assets = read_assets(dir, &mut problems);
         let icons = rules::icon_references(&manifest, kind, provider.as_ref().map(|(_, p)| p));
         for (file, field, icon) in icons {
@@ -149,6 +176,7 @@ impl PluginDeclaration {
                 kind,
                 manifest,
                 provider,
+                endpoints,
                 assets,
                 files,
             }),
@@ -169,6 +197,11 @@ impl PluginDeclaration {
     /// ([`PluginKind::declaration_frame`]) carries it.
     pub fn provider_json(&self) -> &Value {
         &self.provider
+    }
+
+    /// The endpoint group with its endpoints, as the `endpoint_declaration` frame carries it.
+    pub fn endpoints_json(&self) -> Option<&Value> {
+        self.endpoints.as_ref()
     }
 
     /// Every top-level file of `_assets/` by name, as the SDK sends them.
@@ -272,8 +305,26 @@ fn inline_members(
     provider: &Value,
     problems: &mut Vec<Problem>,
 ) -> Vec<(String, Value)> {
-    let key = kind.key();
-    let Some(entries) = provider.get(key).and_then(Value::as_array) else {
+    inline_list(
+        dir,
+        provider_file,
+        provider,
+        kind.key(),
+        kind.noun(),
+        problems,
+    )
+}
+
+/// The documents a declaration's list `key` names by path (or holds inline).
+fn inline_list(
+    dir: &Path,
+    file: &str,
+    declaration: &Value,
+    key: &str,
+    noun: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<(String, Value)> {
+    let Some(entries) = declaration.get(key).and_then(Value::as_array) else {
         return Vec::new();
     };
     entries
@@ -281,12 +332,12 @@ fn inline_members(
         .enumerate()
         .filter_map(|(i, entry)| match entry {
             Value::String(path) => read_yaml(dir, path, problems).map(|v| (path.clone(), v)),
-            Value::Object(_) => Some((format!("{provider_file} {key}[{i}]"), entry.clone())),
+            Value::Object(_) => Some((format!("{file} {key}[{i}]"), entry.clone())),
             _ => {
                 problems.push(Problem {
-                    file: provider_file.to_string(),
+                    file: file.to_string(),
                     field: format!("{key}[{i}]"),
-                    message: format!("must be the path of a {} YAML file", kind.noun()),
+                    message: format!("must be the path of a {noun} YAML file"),
                 });
                 None
             }

@@ -61,7 +61,8 @@ const CREDENTIAL_TYPES: [&str; 7] = [
 ];
 const SELECTOR_TYPES: [&str; 3] = ["app-selector", "model-selector", "array[tools]"];
 /// Every kind a manifest can declare under `plugins`; this runtime serves the first two, one
-/// per plugin (the daemon forbids a datasource beside any other kind, `ManifestValidate`).
+/// per plugin (the daemon forbids a datasource beside any other kind, `ManifestValidate`), and
+/// an endpoint group beside tools.
 const ALL_KINDS: [&str; 6] = [
     "datasources",
     "tools",
@@ -70,6 +71,8 @@ const ALL_KINDS: [&str; 6] = [
     "agent_strategies",
     "triggers",
 ];
+/// The methods an endpoint may declare (`is_available_endpoint_method`).
+const ENDPOINT_METHODS: [&str; 6] = ["HEAD", "GET", "POST", "PUT", "DELETE", "OPTIONS"];
 const MIN_STORAGE: u64 = 1024;
 const MAX_STORAGE: u64 = 1_073_741_824;
 
@@ -450,7 +453,8 @@ pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) -> O
                 ),
                 _ => c.problem(&field, "must be a list with the provider YAML path"),
             }
-            for other in declared.iter().skip(1) {
+            let beside = |other: &&&str| !(kind == PluginKind::Tool && **other == "endpoints");
+            for other in declared.iter().skip(1).filter(beside) {
                 c.problem(
                     &format!("plugins.{other}"),
                     format!(
@@ -507,6 +511,66 @@ pub(super) fn check_manifest(manifest: &Value, problems: &mut Vec<Problem>) -> O
         c.problem("permission", "belongs under resource.permission");
     }
     kind
+}
+
+/// The endpoint group file a tool plugin declares (`plugins.endpoints`, one path).
+pub(super) fn endpoint_group_path(
+    manifest: &Value,
+    kind: PluginKind,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    let listed = lookup(manifest, "plugins.endpoints")?;
+    let path = match listed {
+        Value::Null => return None,
+        Value::Array(paths) if paths.is_empty() => return None,
+        // A datasource beside endpoints: the manifest's check says so.
+        _ if kind != PluginKind::Tool => return None,
+        Value::Array(paths) => match paths.as_slice() {
+            [Value::String(path)] if !path.is_empty() && path.len() <= 128 => Some(path.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    if path.is_none() {
+        Checker::new(MANIFEST_FILE, problems).problem(
+            "plugins.endpoints",
+            "must be a list with the endpoint group YAML path (one, at most 128 characters)",
+        );
+    }
+    path
+}
+
+/// An endpoint group: its settings (the fields of the endpoint's form, like credentials) and
+/// its endpoints.
+pub(super) fn check_endpoint_group(file: &str, group: &Value, problems: &mut Vec<Problem>) {
+    let mut c = Checker::new(file, problems);
+    match group.get("settings") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            c.no_duplicate_names(items, "settings");
+            for (i, item) in items.iter().enumerate() {
+                check_credential(&mut c, item, &format!("settings[{i}]"));
+            }
+        }
+        Some(_) => c.problem("settings", "must be a list of setting fields"),
+    }
+    if c.list(group, "endpoints").is_empty() {
+        c.problem("endpoints", "declare at least one endpoint");
+    }
+}
+
+/// One endpoint: its path under `/e/<hook id>` and its method.
+pub(super) fn check_endpoint(file: &str, endpoint: &Value, problems: &mut Vec<Problem>) {
+    let mut c = Checker::new(file, problems);
+    if let Some(path) = c.string(endpoint, "path", 256) {
+        if !path.starts_with('/') {
+            c.problem("path", "must start with /");
+        }
+    }
+    c.one_of(endpoint, "method", &ENDPOINT_METHODS);
+    if endpoint.get("hidden").is_some_and(|h| !h.is_boolean()) {
+        c.problem("hidden", "must be true or false");
+    }
 }
 
 pub(super) fn provider_path(manifest: &Value, kind: PluginKind) -> Option<String> {

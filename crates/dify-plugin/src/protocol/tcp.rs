@@ -124,6 +124,9 @@ pub fn registration_frames(plugin: &PluginDeclaration, key: &str) -> Vec<Value> 
         json!({"type": "manifest_declaration", "data": plugin.manifest_json()}),
         json!({"type": plugin.kind().declaration_frame(), "data": [plugin.provider_json()]}),
     ];
+    if let Some(group) = plugin.endpoints_json() {
+        frames.push(json!({"type": "endpoint_declaration", "data": [group]}));
+    }
     let engine = base64::engine::general_purpose::STANDARD;
     for (name, bytes) in plugin.assets() {
         let chunks: Vec<&[u8]> = bytes.chunks(ASSET_CHUNK).collect();
