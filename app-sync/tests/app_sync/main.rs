@@ -17,3 +17,4 @@ mod secrets_in_git;
 mod support;
 mod tools_daemon;
 mod webhook;
+mod webhook_real_dify;

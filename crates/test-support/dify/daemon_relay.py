@@ -1,6 +1,11 @@
-"""Copied from ../shared/dify/daemon_relay.py (read-only for us) with one change: a tool plugin's
-endpoint group and its endpoint YAMLs (manifest `plugins.endpoints`) are part of the package it
-extracts, as the daemon extracts the whole package. Its helpers still come from ../shared/dify.
+"""Copied from ../shared/dify/daemon_relay.py (read-only for us) and extended with a tool plugin's
+endpoint group (manifest `plugins.endpoints`): its files are part of the package it extracts, as the
+daemon extracts the whole package; Dify's endpoint routes are answered (setup, list: the endpoints
+live in memory, settings as given, where the daemon keeps them encrypted by Dify) and
+`/e/<hook id>/<path>` is relayed to the plugin as the daemon does it (internal/service/endpoint.go:
+the request as Go's Request.Write prints it, without X-Forwarded-* and with Dify-Hook-Id and
+Dify-Hook-Url, hex, in an `invoke_endpoint` request with the settings; the answer's first chunk
+gives status, headers and body). Its helpers still come from ../shared/dify.
 
 A stand-in for Dify's plugin daemon that relays to REAL plugin binaries over stdio.
 
@@ -146,8 +151,13 @@ class RelayedPlugin:
             files += [rel] + list(decl.get("tools") or [])
             decl["tools"] = [load(r) for r in decl.get("tools") or []]
             self.tool = self._provider(decl)
+        self.endpoint_group, self.endpoints = None, {}  # hook id -> endpoint
         for rel in (self.manifest.get("plugins") or {}).get("endpoints") or []:
-            files += [rel] + [r for r in load(rel).get("endpoints") or [] if isinstance(r, str)]
+            group = load(rel)
+            members = [r for r in group.get("endpoints") or [] if isinstance(r, str)]
+            files += [rel] + members
+            group["endpoints"] = [load(r) for r in members]
+            self.endpoint_group = plain(group)
         digest = hashlib.sha256()
         for rel in files:
             digest.update(open(os.path.join(self.decl_dir, rel), "rb").read())
@@ -222,7 +232,82 @@ class RelayedPlugin:
             decl["datasource"] = self.datasource
         if self.tool:
             decl["tool"] = self.tool
+        if self.endpoint_group:
+            decl["endpoint"] = self.endpoint_group
         return decl
+
+    # --- endpoints ------------------------------------------------------------------------------------
+    def setup_endpoint(self, tenant, body):
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+        hook = uuid.uuid4().hex[:16]
+        self.endpoints[hook] = {"id": str(uuid.uuid4()), "created_at": now, "updated_at": now, "tenant_id": tenant,
+                                "plugin_id": self.plugin_id, "expired_at": now, "name": body.get("name") or "",
+                                "settings": body.get("settings") or {}, "enabled": True, "hook_id": hook,
+                                "declaration": self.endpoint_group}
+        return True
+
+    def listed_endpoints(self, tenant):
+        hidden = {c["name"] for c in self.endpoint_group["settings"] if c.get("type") == "secret-input"}
+        return [dict(e, settings={k: ("[__HIDDEN__]" if k in hidden else v) for k, v in e["settings"].items()})
+                for e in self.endpoints.values() if e["tenant_id"] == tenant]
+
+    def invoke_endpoint(self, handler, endpoint, path, raw_body):
+        """`/e/<hook>/<path>`: the request relayed to the plugin; its answer written back."""
+        u = urllib.parse.urlparse(handler.path)
+        host = handler.headers.get("Host") or "127.0.0.1"
+        lines = ["%s %s%s HTTP/1.1" % (handler.command, "/" + path, "?" + u.query if u.query else ""), "Host: " + host]
+        for name, value in handler.headers.items():
+            if name.lower() in ("host", "content-length", "transfer-encoding", "x-forwarded-for", "x-real-ip",
+                                "x-forwarded", "x-original-forwarded-for", "x-original-url", "x-original-host"):
+                continue
+            lines.append("%s: %s" % (name, value))
+        lines += ["Content-Length: %d" % len(raw_body), "Dify-Hook-Id: " + endpoint["hook_id"],
+                  "Dify-Hook-Url: http://%s/e/%s/%s" % (host, endpoint["hook_id"], path)]
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode() + raw_body
+        plugin = self.plugin()
+        if plugin is None:
+            return handler.send_text(500, daemon_error("the plugin sent no heartbeat", "PluginDaemonInternalServerError"))
+        sid, q = str(uuid.uuid4()), queue.Queue()
+        with plugin.lock:
+            plugin.sessions[sid] = q
+        self.active.add(sid)
+        plugin.write({"session_id": sid, "conversation_id": None, "message_id": None, "app_id": None,
+                      "endpoint_id": endpoint["id"], "context": None, "event": "request",
+                      "data": {"user_id": "", "type": "endpoint", "action": "invoke_endpoint",
+                               "raw_http_request": raw.hex(), "settings": endpoint["settings"]}})
+        status, headers, body, outcome = 500, {}, b"", "timeout"
+        deadline = time.time() + TIMEOUT
+        try:
+            while time.time() < deadline:
+                try:
+                    msg = q.get(timeout=1.0)
+                except queue.Empty:
+                    if plugin.p.poll() is not None:
+                        outcome = "plugin_exited"
+                        break
+                    continue
+                if msg["type"] == "stream":
+                    chunk = msg["data"] or {}
+                    status = chunk.get("status") or status
+                    headers.update(chunk.get("headers") or {})
+                    body += bytes.fromhex(chunk.get("result") or "")
+                elif msg["type"] in ("end", "error"):
+                    outcome = msg["type"]
+                    if msg["type"] == "error":
+                        status, body = 500, go_json(msg["data"]).encode()
+                    break
+        finally:
+            self.active.discard(sid)
+            with plugin.lock:
+                plugin.sessions.pop(sid, None)
+            self.count("invoke_endpoint", outcome)
+        handler.send_response(status)
+        for name, value in headers.items():
+            if name.lower() not in ("content-length", "transfer-encoding"):
+                handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
 
     def installation(self, tenant):
         return self.row(tenant, name=self.manifest["name"], installation_id=self.row(tenant)["id"],
@@ -420,6 +505,11 @@ class Handler(daemon_stub.H):
         parts = u.path.strip("/").split("/")
         if u.path == "/relay/stats":
             return self.send_json({pid: p.stats_now() for pid, p in self.plugins.items()})
+        if len(parts) >= 2 and parts[0] == "e":
+            for p in self.plugins.values():
+                if parts[1] in p.endpoints and p.endpoints[parts[1]]["enabled"]:
+                    return p.invoke_endpoint(self, p.endpoints[parts[1]], "/".join(parts[2:]), raw)
+            return self.send_text(404, daemon_error("endpoint not found", "PluginDaemonBadRequestError", -404))
         if len(parts) >= 4 and parts[0] == "plugin":
             tenant, group, rest = parts[1], parts[2], "/".join(parts[3:])
             try:
@@ -435,6 +525,17 @@ class Handler(daemon_stub.H):
                     if os.path.isfile(path):
                         return self.send_text(200, open(path, "rb").read(), "image/svg+xml" if path.endswith(".svg")
                                               else "application/octet-stream")
+            if group == "endpoint":
+                if rest == "setup":
+                    wanted = body.get("plugin_unique_identifier")
+                    for p in mine:
+                        if p.unique_identifier == wanted and p.endpoint_group:
+                            return self.ok(p.setup_endpoint(tenant, body))
+                    return self.send_text(200, daemon_error("plugin not found", "PluginNotFoundError", -404))
+                if rest in ("list", "list/plugin"):
+                    rows = [e for p in mine if p.endpoint_group and (rest == "list" or p.plugin_id == q.get("plugin_id"))
+                            for e in p.listed_endpoints(tenant)]
+                    return self.ok(rows)
             if group == "management":
                 if rest == "list":
                     rows = [p.installation(tenant) for p in mine]
