@@ -25,6 +25,20 @@ pub struct RealDifyProcess {
     _turn: MutexGuard<'static, ()>,
 }
 
+/// What `bootstrap` prints for the Dify at `url`: an admin, a session, knowledge bases.
+fn bootstrap(script_dir: &Path, url: &str) -> Value {
+    let boot = Command::new(script_dir.join("bootstrap"))
+        .arg(url)
+        .output()
+        .expect("../shared/dify/bootstrap runs");
+    assert!(
+        boot.status.success(),
+        "bootstrap: {}",
+        String::from_utf8_lossy(&boot.stderr)
+    );
+    serde_json::from_slice(&boot.stdout).unwrap()
+}
+
 /// `dify/start-beside` of this crate.
 fn beside_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("dify/start-beside")
@@ -83,18 +97,9 @@ impl RealDifyProcess {
             .last()
             .unwrap()
             .to_string();
-        let boot = Command::new(script_dir.join("bootstrap"))
-            .arg(&url)
-            .output()
-            .expect("../shared/dify/bootstrap runs");
-        assert!(
-            boot.status.success(),
-            "bootstrap: {}",
-            String::from_utf8_lossy(&boot.stderr)
-        );
         Some(RealDifyProcess {
+            boot: bootstrap(script_dir, &url),
             url,
-            boot: serde_json::from_slice(&boot.stdout).unwrap(),
             script_dir: script_dir.to_path_buf(),
             home,
             _turn: turn,
@@ -151,16 +156,7 @@ impl RealDifyProcess {
             "start-beside failed: {}",
             String::from_utf8_lossy(&started.stderr)
         );
-        let boot = Command::new(self.script_dir.join("bootstrap"))
-            .arg(&beside.url)
-            .output()
-            .expect("../shared/dify/bootstrap runs");
-        assert!(
-            boot.status.success(),
-            "bootstrap: {}",
-            String::from_utf8_lossy(&boot.stderr)
-        );
-        beside.boot = serde_json::from_slice(&boot.stdout).unwrap();
+        beside.boot = bootstrap(&self.script_dir, &beside.url);
         beside
     }
 }

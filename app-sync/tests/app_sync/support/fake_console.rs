@@ -558,13 +558,18 @@ fn refusal(state: &ConsoleState, parts: &Parts, route: &str) -> Option<Response<
     }
 }
 
+/// The `page` and `limit` of a list request (Dify's defaults: 1 and 20).
+fn page_and_limit(parts: &Parts) -> (usize, usize) {
+    let number = |key: &str, default: usize| {
+        query(parts, key)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default)
+    };
+    (number("page", 1), number("limit", 20))
+}
+
 pub fn list_apps(state: &ConsoleState, parts: &Parts) -> Response<Full<Bytes>> {
-    let page: usize = query(parts, "page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1);
-    let limit: usize = query(parts, "limit")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(20);
+    let (page, limit) = page_and_limit(parts);
     let most = match parts.uri.path().starts_with("/openapi/v1") {
         true => 200,
         false => 100,
@@ -591,12 +596,7 @@ pub fn list_apps(state: &ConsoleState, parts: &Parts) -> Response<Full<Bytes>> {
 
 /// One page of knowledge bases; `has_more` is true whenever the page is full, as Dify says it.
 fn datasets(state: &ConsoleState, parts: &Parts) -> Response<Full<Bytes>> {
-    let page: usize = query(parts, "page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1);
-    let limit: usize = query(parts, "limit")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(20);
+    let (page, limit) = page_and_limit(parts);
     let data: Vec<Value> = state
         .knowledge_bases
         .iter()

@@ -118,18 +118,7 @@ impl PluginDeclaration {
                     PluginKind::Tool => rules::check_tool(file, member, &mut problems),
                 }
             }
-            member_files.extend(
-                provider[kind.key()]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned),
-            );
-            if let Some(object) = provider.as_object_mut() {
-                let inlined = members.into_iter().map(|(_, d)| d).collect();
-                object.insert(kind.key().into(), Value::Array(inlined));
-            }
+            member_files.extend(inline_in_place(provider, kind.key(), members));
         }
         let group_file =
             kind.and_then(|kind| rules::endpoint_group_path(&manifest, kind, &mut problems));
@@ -143,18 +132,7 @@ impl PluginDeclaration {
                 rules::check_endpoint(member, endpoint, &mut problems);
             }
             member_files.push(file.to_string());
-            member_files.extend(
-                group["endpoints"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned),
-            );
-            if let Some(object) = group.as_object_mut() {
-                let list = inlined.into_iter().map(|(_, d)| d).collect();
-                object.insert("endpoints".into(), Value::Array(list));
-            }
+            member_files.extend(inline_in_place(group, "endpoints", inlined));
         }
         let assets = read_assets(dir, &mut problems);
         let icons = rules::icon_references(&manifest, kind, provider.as_ref().map(|(_, p)| p));
@@ -313,6 +291,27 @@ fn inline_members(
         kind.noun(),
         problems,
     )
+}
+
+/// Puts the documents `inlined` in place of the list `key` of `declaration`; the paths the
+/// list named.
+fn inline_in_place(
+    declaration: &mut Value,
+    key: &str,
+    inlined: Vec<(String, Value)>,
+) -> Vec<String> {
+    let paths = declaration[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    if let Some(object) = declaration.as_object_mut() {
+        let documents = inlined.into_iter().map(|(_, d)| d).collect();
+        object.insert(key.into(), Value::Array(documents));
+    }
+    paths
 }
 
 /// The documents a declaration's list `key` names by path (or holds inline).
