@@ -173,6 +173,15 @@ mod tests {
         let error = Environment::parse("prod", "knowledge_bases:\n  a: ''\n").unwrap_err();
         assert!(error.contains("knowledge_bases"), "{error}");
         assert!(check_name("../x").is_err() && check_name("").is_err());
+        // Aliases that would expand a small file into a huge one are refused, not expanded.
+        let mut bomb = String::from("environment_variables:\n  a: &a [x, x, x, x, x, x, x, x, x]\n");
+        for (i, name) in "bcdefghij".chars().enumerate() {
+            let prev = (b'a' + i as u8) as char;
+            bomb.push_str(&format!("  {name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let started = std::time::Instant::now();
+        assert!(Environment::parse("prod", &bomb).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert!(check_name("prod-eu_1").is_ok());
     }
 }
