@@ -23,7 +23,19 @@ pub struct Settings {
     pub environment: String,
     /// What an export does with a secret found inside an app.
     pub secrets_in_git: SecretsInGit,
+    /// What an export does with the file of an app deleted in Dify.
+    pub deletions: Deletions,
     pub git: GitCredentials,
+}
+
+/// What happens to the file of an app deleted in Dify (opt-in per target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Deletions {
+    /// The file stays.
+    #[default]
+    Keep,
+    /// The next export removes it, if it did not change in Git since the last sync.
+    RemoveFiles,
 }
 
 /// What happens to a secret Dify exports inside an app (see `secrets.rs`).
@@ -49,7 +61,7 @@ impl fmt::Debug for Settings {
 }
 
 /// The credential names, as `provider/app_git_sync.yaml` declares them.
-pub const FIELDS: [&str; 21] = [
+pub const FIELDS: [&str; 22] = [
     "console_url",
     "sign_in",
     "openapi_token",
@@ -65,6 +77,7 @@ pub const FIELDS: [&str; 21] = [
     "directory",
     "environment",
     "secrets_in_git",
+    "deletions",
     "git_access_token",
     "git_username",
     "ssh_private_key",
@@ -74,7 +87,7 @@ pub const FIELDS: [&str; 21] = [
 ];
 
 /// Fields whose value is trimmed (the others are keys and certificates, kept as pasted).
-const TRIMMED: [&str; 15] = [
+const TRIMMED: [&str; 16] = [
     "console_url",
     "sign_in",
     "openapi_token",
@@ -89,6 +102,7 @@ const TRIMMED: [&str; 15] = [
     "directory",
     "environment",
     "secrets_in_git",
+    "deletions",
     "git_username",
 ];
 
@@ -282,6 +296,18 @@ impl Settings {
                 SecretsInGit::Placeholder
             }
         };
+        let deletions = match get("deletions").as_str() {
+            "" | "keep" => Deletions::Keep,
+            "remove_files" => Deletions::RemoveFiles,
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                problem(
+                    "deletions",
+                    &format!("{shown:?} is not one of keep, remove_files"),
+                );
+                Deletions::Keep
+            }
+        };
         let git = GitCredentials {
             access_token: get("git_access_token").trim().to_string(),
             username: get("git_username"),
@@ -308,6 +334,7 @@ impl Settings {
                 directory,
                 environment,
                 secrets_in_git,
+                deletions,
                 git,
             }),
             false => Err(problems),

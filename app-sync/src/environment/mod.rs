@@ -174,7 +174,8 @@ mod tests {
         assert!(error.contains("knowledge_bases"), "{error}");
         assert!(check_name("../x").is_err() && check_name("").is_err());
         // Aliases that would expand a small file into a huge one are refused, not expanded.
-        let mut bomb = String::from("environment_variables:\n  a: &a [x, x, x, x, x, x, x, x, x]\n");
+        let mut bomb =
+            String::from("environment_variables:\n  a: &a [x, x, x, x, x, x, x, x, x]\n");
         for (i, name) in "bcdefghij".chars().enumerate() {
             let prev = (b'a' + i as u8) as char;
             bomb.push_str(&format!("  {name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));

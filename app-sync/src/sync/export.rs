@@ -11,6 +11,7 @@ use super::{
 use crate::console::apps::Version;
 use crate::dsl;
 use crate::repository::{AppRepository, IndexEntry};
+use crate::settings::Deletions;
 use crate::state::AppBase;
 
 #[derive(Debug, Clone)]
@@ -35,8 +36,11 @@ pub struct ExportReport {
     pub conflicts: Vec<Conflict>,
     /// Apps Dify would not export, with its reason.
     pub skipped: Vec<String>,
-    /// What an environment's export noticed (a value that differs from its file).
+    /// What an environment's export noticed (a value that differs from its file), and apps
+    /// deleted in Dify whose files stay.
     pub notes: Vec<String>,
+    /// Files removed: their apps were deleted in Dify (`deletions: remove_files`).
+    pub removed: Vec<String>,
 }
 
 impl ExportReport {
@@ -71,6 +75,12 @@ impl ExportReport {
         }
         for skipped in &self.skipped {
             text.push_str(&format!("\nNot exported: {skipped}"));
+        }
+        if !self.removed.is_empty() {
+            text.push_str(&format!(
+                " Removed the files of apps deleted in Dify: {}.",
+                self.removed.join(", ")
+            ));
         }
         for note in &self.notes {
             text.push_str(&format!("\nNote: {note}"));
@@ -122,7 +132,18 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
             .await?;
         let exported = match side {
             Ok(Some(side)) => side,
-            Ok(None) => continue,
+            Ok(None) => {
+                deleted_in_dify(
+                    ctx,
+                    &repository,
+                    &state,
+                    app,
+                    &mut index,
+                    &mut changes,
+                    &mut report,
+                )?;
+                continue;
+            }
             // This app cannot be exported (no draft yet, not published): the others can.
             Err(message) => {
                 report.skipped.push(format!("{}: {message}", app.name));
@@ -189,7 +210,12 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
     if !changes.is_empty() {
         changes.extend(repository.index_changes(&index));
     }
-    let message = commit_message(&options.message, &report.exported, options.version);
+    let message = commit_message(
+        &options.message,
+        &report.exported,
+        &report.removed,
+        options.version,
+    );
     let commit =
         tokio::task::block_in_place(|| repository.commit_and_push(&changes, &message, &author()))?;
     report.commit = commit.clone();
@@ -204,6 +230,20 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
         };
         let conflict = push_conflict(&repository, &mut state, &app, file, git_text, dify)?;
         report.conflicts.push(conflict);
+    }
+    if commit.is_some() {
+        for path in &report.removed {
+            let gone: Vec<String> = state
+                .apps
+                .iter()
+                .filter(|(_, base)| base.path == *path)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in gone {
+                state.apps.remove(&id);
+                state.conflicts.remove(&id);
+            }
+        }
     }
     let synced_commit = commit.or(head).unwrap_or_default();
     for (app_id, path, dify_hash, git_hash) in bases {
@@ -222,28 +262,90 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
     Ok(report)
 }
 
-fn commit_message(first_line: &str, exported: &[String], version: Version) -> String {
+/// An app of the index that Dify no longer has: with `deletions: remove_files` its file goes
+/// in this export's commit, if Git did not change it since the last sync; otherwise it stays,
+/// and a file that changed is named. An environment never removes the files the Difys share.
+fn deleted_in_dify(
+    ctx: &SyncContext,
+    repository: &AppRepository,
+    state: &crate::state::SyncState,
+    app: &crate::console::apps::AppSummary,
+    index: &mut crate::repository::Index,
+    changes: &mut Vec<FileChange>,
+    report: &mut ExportReport,
+) -> Result<(), SyncError> {
+    let Some(base) = state.apps.get(&app.id) else {
+        return Ok(());
+    };
+    if ctx.settings.deletions != Deletions::RemoveFiles {
+        return Ok(());
+    }
+    let Some((path, _, git_hash)) = git_side(repository, app)? else {
+        return Ok(());
+    };
+    match (repository.in_environment(), git_hash == base.git_hash) {
+        (true, _) => report.notes.push(format!(
+            "{} was deleted in this environment's Dify; its file is shared with the other environments and stays (remove it in Git to remove the app everywhere)",
+            app.name
+        )),
+        (false, false) => report.notes.push(format!(
+            "{} was deleted in Dify, and {path} changed in Git since the last sync: the file stays",
+            app.name
+        )),
+        (false, true) => {
+            changes.push(FileChange {
+                path: path.clone(),
+                content: None,
+            });
+            index.remove(&path);
+            report.removed.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn commit_message(
+    first_line: &str,
+    exported: &[String],
+    removed: &[String],
+    version: Version,
+) -> String {
     let names: Vec<&str> = exported
         .iter()
         .map(|p| p.rsplit('/').next().unwrap_or(p).trim_end_matches(".yml"))
         .collect();
-    let summary = match first_line.trim() {
-        "" => match names.len() {
-            1 => format!("Export {} from Dify", names[0]),
-            n => format!("Export {n} apps from Dify"),
-        },
-        line => line.lines().next().unwrap_or(line).to_string(),
+    let summary = match (first_line.trim(), names.len()) {
+        ("", 0) => format!(
+            "Remove the files of {} app(s) deleted in Dify",
+            removed.len()
+        ),
+        ("", 1) => format!("Export {} from Dify", names[0]),
+        ("", n) => format!("Export {n} apps from Dify"),
+        (line, _) => line.lines().next().unwrap_or(line).to_string(),
     };
     let which = match version {
         Version::Draft => "drafts",
         Version::Published => "published versions",
     };
-    format!(
-        "{summary}\n\nExported ({which}) by Dify App Git Sync:\n{}\n",
-        exported
+    let list = |paths: &[String]| {
+        paths
             .iter()
             .map(|p| format!("- {p}"))
             .collect::<Vec<_>>()
             .join("\n")
-    )
+    };
+    let mut message = format!("{summary}\n\n");
+    if !exported.is_empty() {
+        message.push_str(&format!(
+            "Exported ({which}) by Dify App Git Sync:\n{}\n",
+            list(exported)
+        ));
+    }
+    if !removed.is_empty() {
+        message.push_str(&format!(
+            "Removed (the apps were deleted in Dify):\n{}\n",
+            list(removed)
+        ));
+    }
+    message
 }

@@ -23,9 +23,14 @@ impl Cli {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(BINARY)
             .args(args)
             .env_clear()
+            .envs(env.iter().copied())
             .env("PATH", std::env::var("PATH").unwrap())
             .env("HOME", self.dir.path())
             .env("APP_GIT_SYNC_CONSOLE_URL", &self.console.url)
@@ -35,6 +40,62 @@ impl Cli {
             .output()
             .unwrap()
     }
+}
+
+#[test]
+fn the_file_of_an_app_deleted_in_dify_goes_only_when_asked_and_unchanged_in_git() {
+    let cli = Cli::start();
+    cli.console.add_app("Second Flow", "workflow", Vec::new());
+    assert_eq!(cli.run(&["export"]).status.code(), Some(0));
+    git(&cli.repo.work, &["pull", "-q", "origin", "main"]);
+    let files = git(&cli.repo.work, &["ls-files", "apps"]);
+    let file_of = |name: &str| {
+        files
+            .lines()
+            .find(|f| f.contains(name))
+            .unwrap()
+            .to_string()
+    };
+    let (report, second) = (file_of("report-workflow"), file_of("second-flow"));
+    // Both deleted in Dify; the second's file is edited in Git meanwhile.
+    cli.console.state().apps.clear();
+    let edited = std::fs::read_to_string(cli.repo.work.join(&second))
+        .unwrap()
+        .replace("title: End", "title: Edited");
+    cli.repo
+        .commit(&[(second.as_str(), edited.as_bytes())], &[], "edit");
+    let kept = cli.run(&["export"]);
+    assert!(text(&kept).contains("Nothing to commit"), "{}", text(&kept));
+    let removal = [("APP_GIT_SYNC_DELETIONS", "remove_files")];
+    let removed = cli.run_with(&["export"], &removal);
+    assert_eq!(removed.status.code(), Some(0), "{}", text(&removed));
+    assert!(
+        text(&removed).contains(&format!(
+            "Removed the files of apps deleted in Dify: {report}"
+        )),
+        "{}",
+        text(&removed)
+    );
+    assert!(
+        text(&removed).contains("changed in Git since the last sync: the file stays"),
+        "{}",
+        text(&removed)
+    );
+    git(&cli.repo.work, &["pull", "-q", "origin", "main"]);
+    let left = git(&cli.repo.work, &["ls-files", "apps"]);
+    assert!(!left.contains(&report) && left.contains(&second), "{left}");
+    let index = std::fs::read_to_string(cli.repo.work.join(".dify-sync/index.json")).unwrap();
+    assert!(!index.contains("Report Workflow"), "{index}");
+    let subject = git(&cli.repo.work, &["log", "-1", "--format=%s"]);
+    assert_eq!(subject, "Remove the files of 1 app(s) deleted in Dify");
+    // A value that is no choice is named.
+    let wrong = cli.run_with(&["export"], &[("APP_GIT_SYNC_DELETIONS", "all")]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        text(&wrong).contains("APP_GIT_SYNC_DELETIONS"),
+        "{}",
+        text(&wrong)
+    );
 }
 
 fn text(output: &Output) -> String {

@@ -48,6 +48,7 @@ fn context(dir: &std::path::Path, console: &FakeConsole, repo: &TestRepo) -> Syn
         directory: String::new(),
         environment: String::new(),
         secrets_in_git: Default::default(),
+        deletions: Default::default(),
         git: GitCredentials::default(),
     };
     let git = GitClient::new(
