@@ -284,29 +284,29 @@ impl Settings {
                 problem("environment", &message);
             }
         }
-        let secrets_in_git = match get("secrets_in_git").as_str() {
-            "" | "placeholder" => SecretsInGit::Placeholder,
-            "refuse" => SecretsInGit::Refuse,
-            other => {
-                let shown: String = other.chars().take(40).collect();
-                problem(
-                    "secrets_in_git",
-                    &format!("{shown:?} is not one of placeholder, refuse"),
-                );
-                SecretsInGit::Placeholder
+        // A select field: its value among `choices` (empty: the first), else named as wrong.
+        let choice = |field: &'static str, choices: &[&str]| {
+            let value = get(field);
+            match choices.iter().position(|c| *c == value) {
+                Some(i) => i,
+                None if value.is_empty() => 0,
+                None => {
+                    let shown: String = value.chars().take(40).collect();
+                    problem(
+                        field,
+                        &format!("{shown:?} is not one of {}", choices.join(", ")),
+                    );
+                    0
+                }
             }
         };
-        let deletions = match get("deletions").as_str() {
-            "" | "keep" => Deletions::Keep,
-            "remove_files" => Deletions::RemoveFiles,
-            other => {
-                let shown: String = other.chars().take(40).collect();
-                problem(
-                    "deletions",
-                    &format!("{shown:?} is not one of keep, remove_files"),
-                );
-                Deletions::Keep
-            }
+        let secrets_in_git = match choice("secrets_in_git", &["placeholder", "refuse"]) {
+            1 => SecretsInGit::Refuse,
+            _ => SecretsInGit::Placeholder,
+        };
+        let deletions = match choice("deletions", &["keep", "remove_files"]) {
+            1 => Deletions::RemoveFiles,
+            _ => Deletions::Keep,
         };
         let git = GitCredentials {
             access_token: get("git_access_token").trim().to_string(),
