@@ -127,13 +127,15 @@ fn accept(request: &EndpointRequest, state_root: &Path) -> Result<Outcome, (u16,
             )))
         }
     }
+    // The answer goes back to the Git host (its delivery log shows it): the fields only, no
+    // part of what was typed in them.
     let settings = Settings::from_credentials(&request.settings).map_err(|problems| {
-        let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field).collect();
         (
             503,
             format!(
-                "the endpoint's settings have problems: {}",
-                listed.join("; ")
+                "the endpoint's settings have problems in {}: fix them in Dify",
+                fields.join(", ")
             ),
         )
     })?;

@@ -286,6 +286,22 @@ fn pings_other_branches_and_other_files_do_nothing() {
     );
     let messages = hooks.s.daemon.finish(&session);
     assert_eq!(messages[0]["data"]["status"], 503, "{messages:?}");
+    // A secret pasted into the wrong field never reaches the Git host's delivery log.
+    let mut settings = hooks.settings();
+    settings["sign_in"] = json!("sk-pasted-in-the-wrong-field");
+    let session = hooks.s.daemon.request(
+        "invoke_endpoint",
+        json!({"type": "endpoint", "settings": settings,
+               "raw_http_request": forwarded(&signed("github", "s-2", &body, SECRET), &body)}),
+    );
+    let chunk = &hooks.s.daemon.finish(&session)[0]["data"];
+    let answer =
+        String::from_utf8(hex::decode(chunk["result"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(chunk["status"], 503, "{answer}");
+    assert!(
+        answer.contains("sign_in") && !answer.contains("sk-pasted"),
+        "{answer}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(hooks.title(), "End");
 }
