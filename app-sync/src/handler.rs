@@ -270,6 +270,7 @@ async fn invoke(call: ToolCall, session: &Session) -> Result<(), ErrorPayload> {
                 confirm_newer_dsl: tool.flag("confirm_newer_dsl")?,
                 publish: tool.flag("publish")?,
                 dry_run: tool.flag("dry_run")?,
+                delete_apps: sync::app_list(&tool.text("delete_apps")?),
             };
             let report = sync::import::import(&ctx, &options).await.map_err(failed)?;
             (report.describe(), sync::to_json(&report))

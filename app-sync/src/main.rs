@@ -131,9 +131,13 @@ struct ImportArgs {
     /// Publish each imported workflow or chatflow.
     #[arg(long)]
     publish: bool,
-    /// Say what an import would overwrite, create or refuse, and change nothing.
+    /// Say what an import would overwrite, create, delete or refuse, and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Delete in Dify these apps (names or ids, comma-separated), whose files were removed in
+    /// Git: only with deletions remove_files_and_apps, as a dry run lists them.
+    #[arg(long, value_name = "APPS", default_value = "")]
+    delete_apps: String,
 }
 
 fn main() -> ExitCode {
@@ -215,6 +219,7 @@ async fn run(command: Command) -> ExitCode {
                 confirm_newer_dsl: args.confirm_newer_dsl,
                 publish: args.publish,
                 dry_run: args.dry_run,
+                delete_apps: app_list(&args.delete_apps),
             };
             sync::import::import(&ctx, &options).await.map(|r| {
                 let troubled = !r.conflicts.is_empty() || !r.failed.is_empty();

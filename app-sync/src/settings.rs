@@ -23,19 +23,34 @@ pub struct Settings {
     pub environment: String,
     /// What an export does with a secret found inside an app.
     pub secrets_in_git: SecretsInGit,
-    /// What an export does with the file of an app deleted in Dify.
+    /// Whether a deletion on one side is carried to the other.
     pub deletions: Deletions,
     pub git: GitCredentials,
 }
 
-/// What happens to the file of an app deleted in Dify (opt-in per target).
+/// Whether a deletion on one side is carried to the other (opt-in per target).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Deletions {
-    /// The file stays.
+    /// Nothing is deleted: an app deleted in Dify keeps its file, an app whose file was
+    /// removed in Git stays in Dify.
     #[default]
     Keep,
-    /// The next export removes it, if it did not change in Git since the last sync.
+    /// The next export removes the file of an app deleted in Dify, if it did not change in
+    /// Git since the last sync.
     RemoveFiles,
+    /// That, and an import deletes in Dify an app whose file was removed in Git, when the
+    /// app did not change in Dify since the last sync and the run names it (`delete_apps`).
+    RemoveFilesAndApps,
+}
+
+impl Deletions {
+    pub fn removes_files(self) -> bool {
+        self != Deletions::Keep
+    }
+
+    pub fn deletes_apps(self) -> bool {
+        self == Deletions::RemoveFilesAndApps
+    }
 }
 
 /// What happens to a secret Dify exports inside an app (see `secrets.rs`).
@@ -304,8 +319,12 @@ impl Settings {
             1 => SecretsInGit::Refuse,
             _ => SecretsInGit::Placeholder,
         };
-        let deletions = match choice("deletions", &["keep", "remove_files"]) {
+        let deletions = match choice(
+            "deletions",
+            &["keep", "remove_files", "remove_files_and_apps"],
+        ) {
             1 => Deletions::RemoveFiles,
+            2 => Deletions::RemoveFilesAndApps,
             _ => Deletions::Keep,
         };
         let git = GitCredentials {

@@ -1,6 +1,7 @@
 //! The app routes, on the console API or the OpenAPI alike: list, export DSL (draft or
-//! published), import, confirm, check dependencies, publish, published versions.
+//! published), import, confirm, check dependencies, publish, published versions, delete.
 
+use reqwest::Method;
 use serde_json::Value;
 
 use super::{Console, ConsoleError, Surface};
@@ -248,6 +249,19 @@ impl Console {
         let route = format!("/apps/{}/workflows/publish", path_segment(app_id)?);
         let body = serde_json::json!({"marked_name": name, "marked_comment": "Published by Dify App Git Sync"});
         self.post(&route, &body).await.map(drop)
+    }
+
+    /// Deletes the app; Dify deletes its logs, conversations and API keys with it.
+    pub async fn delete_app(&self, app_id: &str) -> Result<(), ConsoleError> {
+        let route = format!("/apps/{}", path_segment(app_id)?);
+        match self.surface().await? {
+            Surface::OpenApi { .. } => Err(ConsoleError::Unsupported(
+                "Dify's OpenAPI has no route to delete an app: delete it in Dify, or sign in to \
+                 the console API (e-mail and password, key or session) to delete it from here"
+                    .into(),
+            )),
+            Surface::Console { .. } => self.call(Method::DELETE, &route, None).await.map(drop),
+        }
     }
 
     /// Whether this sign-in can publish: the OpenAPI has no publish route.

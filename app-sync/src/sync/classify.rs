@@ -15,6 +15,8 @@ pub enum AppState {
     Conflict,
     OnlyInDify,
     OnlyInGit,
+    /// Its file was removed in Git since the last sync, and Dify did not change it.
+    RemovedInGit,
 }
 
 impl AppState {
@@ -26,6 +28,7 @@ impl AppState {
             AppState::Conflict => "changed on both (conflict)",
             AppState::OnlyInDify => "only in Dify",
             AppState::OnlyInGit => "only in Git",
+            AppState::RemovedInGit => "file removed in Git",
         }
     }
 }
@@ -37,7 +40,7 @@ pub fn classify(dify: Option<&str>, git: Option<&str>, base: Option<&AppBase>) -
         (Some(_), None, None) => AppState::OnlyInDify,
         // Deleted in Git after a sync: a deletion, unless Dify moved on too.
         (Some(d), None, Some(base)) => match d == base.dify_hash {
-            true => AppState::ChangedInGit,
+            true => AppState::RemovedInGit,
             false => AppState::Conflict,
         },
         (Some(d), Some(g), _) if d == g => AppState::InSync,
@@ -84,7 +87,7 @@ mod tests {
         assert_eq!(classify(Some("h1"), None, None), AppState::OnlyInDify);
         assert_eq!(classify(None, Some("h1"), Some(&b)), AppState::OnlyInGit);
         assert_eq!(classify(Some("h1"), Some("h2"), None), AppState::Conflict);
-        assert_eq!(classify(Some("h0"), None, Some(&b)), AppState::ChangedInGit);
+        assert_eq!(classify(Some("h0"), None, Some(&b)), AppState::RemovedInGit);
         assert_eq!(classify(Some("h1"), None, Some(&b)), AppState::Conflict);
     }
 

@@ -11,7 +11,6 @@ use super::{
 use crate::console::apps::Version;
 use crate::dsl;
 use crate::repository::{AppRepository, IndexEntry};
-use crate::settings::Deletions;
 use crate::state::AppBase;
 
 #[derive(Debug, Clone)]
@@ -39,7 +38,7 @@ pub struct ExportReport {
     /// What an environment's export noticed (a value that differs from its file), and apps
     /// deleted in Dify whose files stay.
     pub notes: Vec<String>,
-    /// Files removed: their apps were deleted in Dify (`deletions: remove_files`).
+    /// Files removed: their apps were deleted in Dify (`deletions` removes files).
     pub removed: Vec<String>,
 }
 
@@ -203,6 +202,14 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
             AppState::ChangedInGit => {
                 report.changed_in_git.push(git.map(|g| g.0).unwrap_or(path));
             }
+            AppState::RemovedInGit => report.notes.push(format!(
+                "{}: its file was removed in Git; the app stays in Dify {}",
+                app.name,
+                match ctx.settings.deletions.deletes_apps() {
+                    true => "until an import that names it in delete_apps deletes it",
+                    false => "(deletions: remove_files_and_apps lets an import delete it)",
+                }
+            )),
             AppState::Conflict => conflicts.push((app.clone(), path, text, dify_hash, git)),
             AppState::OnlyInGit => {}
         }
@@ -262,7 +269,7 @@ pub async fn export(ctx: &SyncContext, options: &ExportOptions) -> Result<Export
     Ok(report)
 }
 
-/// An app of the index that Dify no longer has: with `deletions: remove_files` its file goes
+/// An app of the index that Dify no longer has: when `deletions` removes files, its file goes
 /// in this export's commit, if Git did not change it since the last sync; otherwise it stays,
 /// and a file that changed is named. An environment never removes the files the Difys share.
 fn deleted_in_dify(
@@ -277,7 +284,7 @@ fn deleted_in_dify(
     let Some(base) = state.apps.get(&app.id) else {
         return Ok(());
     };
-    if ctx.settings.deletions != Deletions::RemoveFiles {
+    if !ctx.settings.deletions.removes_files() {
         return Ok(());
     }
     let Some((path, _, git_hash)) = git_side(repository, app)? else {

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::classify::AppState;
+use super::removed_in_git::{self, Deleted};
 use git_remote::FileChange;
 
 use super::{
@@ -33,6 +34,9 @@ pub struct ImportOptions {
     /// Say what an import would do (overwrite, create, refuse, conflict) and change nothing:
     /// not Dify, not Git, not the remembered state.
     pub dry_run: bool,
+    /// Names or ids of apps whose files were removed in Git, to delete in Dify (only with
+    /// `deletions: remove_files_and_apps`; a dry run lists them first).
+    pub delete_apps: Vec<String>,
 }
 
 /// What an import would do with one app (a dry run).
@@ -80,6 +84,11 @@ pub struct ImportReport {
     /// A dry run: nothing was changed, and `planned` says what an import would do.
     pub dry_run: bool,
     pub planned: Vec<Planned>,
+    /// Apps deleted in Dify, their files having been removed in Git.
+    pub deleted: Vec<Deleted>,
+    /// Apps whose files were removed in Git that an import deletes once `delete_apps` names
+    /// them.
+    pub to_confirm: Vec<String>,
 }
 
 impl ImportReport {
@@ -125,6 +134,7 @@ impl ImportReport {
             };
             lines.push(format!("- {} from {}{notes}", app.app, app.path));
         }
+        lines.extend(self.deleted.iter().map(Deleted::describe));
         for (title, list) in [
             ("Pending", &self.pending),
             ("Failed", &self.failed),
@@ -138,6 +148,13 @@ impl ImportReport {
             }
         }
         lines.extend(self.notes.iter().cloned());
+        if !self.to_confirm.is_empty() {
+            let names = self.to_confirm.join(", ");
+            lines.push(format!(
+                "To delete in Dify the {} app(s) whose files were removed in Git, import again naming them: delete_apps: {names} (command line: --delete-apps '{names}')",
+                self.to_confirm.len()
+            ));
+        }
         for conflict in &self.conflicts {
             lines.push(format!(
                 "Conflict: {} changed in Dify and in Git since the last sync. Nothing was overwritten; Dify's version is on branch {}: merge it keeping what you want, then import again.\n{}",
@@ -163,6 +180,11 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
     let Some(head) = repository.head() else {
         return Ok(report);
     };
+    let mut removed = removed_in_git::find(&repository, &state, &in_dify)?;
+    if !options.apps.is_empty() {
+        removed.retain(|r| r.named_in(&options.apps) || r.named_in(&options.delete_apps));
+    }
+    removed_in_git::check_confirmed(ctx, options, &removed)?;
     let candidates: Vec<AppSummary> = match options.apps.is_empty() {
         true => repository
             .index()
@@ -178,7 +200,8 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
     let mut remaps = Vec::new();
     for app in &candidates {
         let Some((path, text, git_hash)) = git_side(&repository, app)? else {
-            if !options.apps.is_empty() {
+            // An app whose file was removed is the deletions' (below).
+            if !options.apps.is_empty() && !removed.iter().any(|r| r.app.id == app.id) {
                 report.skipped.push(NotImported {
                     app: app.name.clone(),
                     path: String::new(),
@@ -292,6 +315,8 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             }
             AppState::ChangedInGit | AppState::OnlyInDify => Some(app.id.clone()),
             AppState::OnlyInGit => None,
+            // Not with a file: the deletions (below) take those.
+            AppState::RemovedInGit => continue,
         };
         let overwritable = OVERWRITABLE.contains(&app.mode.as_str());
         // An environment creates its copy of an app the first time it is promoted to it.
@@ -434,6 +459,16 @@ pub async fn import(ctx: &SyncContext, options: &ImportOptions) -> Result<Import
             warnings: outcome.warnings.clone(),
         });
     }
+    removed_in_git::apply(
+        ctx,
+        &repository,
+        &mut state,
+        &in_dify,
+        removed,
+        options,
+        &mut report,
+    )
+    .await?;
     if options.dry_run {
         return Ok(report);
     }

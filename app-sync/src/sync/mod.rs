@@ -6,6 +6,7 @@ pub mod classify;
 pub mod export;
 pub mod import;
 pub mod inspect;
+pub mod removed_in_git;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -382,6 +383,7 @@ pub fn app_state(
             .is_some_and(|c| Some(c.dify_hash.as_str()) == dify && repository.has_merged(&c.commit))
     };
     match classified {
+        AppState::Conflict if merged() && git.is_none() => AppState::RemovedInGit,
         AppState::Conflict if merged() => AppState::ChangedInGit,
         other => other,
     }

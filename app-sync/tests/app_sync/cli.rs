@@ -98,6 +98,171 @@ fn the_file_of_an_app_deleted_in_dify_goes_only_when_asked_and_unchanged_in_git(
     );
 }
 
+#[test]
+fn a_file_removed_in_git_deletes_its_app_only_when_allowed_named_and_unchanged_in_dify() {
+    let cli = Cli::start();
+    cli.console.add_app("Second Flow", "workflow", Vec::new());
+    cli.console.add_app("Third Flow", "workflow", Vec::new());
+    assert_eq!(cli.run(&["export"]).status.code(), Some(0));
+    git(&cli.repo.work, &["pull", "-q", "origin", "main"]);
+    let files = git(&cli.repo.work, &["ls-files", "apps"]);
+    let file_of = |name: &str| {
+        files
+            .lines()
+            .find(|f| f.contains(name))
+            .unwrap()
+            .to_string()
+    };
+    let (report, second) = (file_of("report-workflow"), file_of("second-flow"));
+    let last_version = std::fs::read_to_string(cli.repo.work.join(&report)).unwrap();
+    // Both files removed in Git (their index entries left, as `git rm` leaves them); the
+    // second app is edited in Dify meanwhile.
+    cli.repo.commit(&[], &[&report, &second], "Retire two apps");
+    cli.console.retitle("Second Flow", "Edited in Dify");
+    let apps = |cli: &Cli| -> Vec<String> {
+        let mut names: Vec<String> = cli
+            .console
+            .state()
+            .apps
+            .values()
+            .map(|a| a.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    let all = ["Report Workflow", "Second Flow", "Third Flow"];
+
+    // By default nothing is deleted, and asking for it is refused before anything changes.
+    let kept = cli.run(&["import"]);
+    assert_eq!(kept.status.code(), Some(0), "{}", text(&kept));
+    assert!(
+        text(&kept).contains("Report Workflow: its file apps/report-workflow")
+            && text(&kept).contains("stays in Dify, since this target deletes no apps"),
+        "{}",
+        text(&kept)
+    );
+    let refused = cli.run(&["import", "--delete-apps", "Report Workflow"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("this target deletes no apps in Dify"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(apps(&cli), all);
+
+    let allowed = [("APP_GIT_SYNC_DELETIONS", "remove_files_and_apps")];
+    // Only an app whose file was removed can be named.
+    let wrong = cli.run_with(&["import", "--delete-apps", "Third Flow"], &allowed);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(
+        text(&wrong).contains(
+            "\"Third Flow\", which is not an app of this Dify whose file was removed in Git"
+        ) && text(&wrong).contains("they are: Report Workflow"),
+        "{}",
+        text(&wrong)
+    );
+    // A long or odd name is shown cut short, escaped.
+    let odd = format!("{}\u{1b}[2J", "x".repeat(200));
+    let wrong = cli.run_with(&["import", "--delete-apps", &odd], &allowed);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(
+        !text(&wrong).contains(&"x".repeat(81)) && !text(&wrong).contains('\u{1b}'),
+        "{}",
+        text(&wrong)
+    );
+    // The dry run lists the deletion and how to confirm it; the app edited in Dify stays.
+    let dry = cli.run_with(&["import", "--dry-run"], &allowed);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    let dry = text(&dry);
+    assert!(
+        dry.contains("- would delete it in Dify once named in delete_apps, with its logs, conversations and API keys")
+            && dry.contains(&format!("Report Workflow from {report}")),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("--delete-apps 'Report Workflow'")
+            && dry.contains("Second Flow")
+            && dry.contains("changed in Dify since the last sync, so it is not deleted"),
+        "{dry}"
+    );
+    // Without the name, an import deletes nothing either.
+    let unnamed = cli.run_with(&["import"], &allowed);
+    assert!(
+        text(&unnamed).contains("deletes it only when it names the app in delete_apps"),
+        "{}",
+        text(&unnamed)
+    );
+    assert_eq!(apps(&cli), all);
+    assert!(!cli
+        .console
+        .state()
+        .requests
+        .iter()
+        .any(|r| r.method == "DELETE"));
+
+    // Named, the app edited in Dify is still not deleted, and the run says it failed.
+    let edited = cli.run_with(&["import", "--delete-apps", "Second Flow"], &allowed);
+    assert_eq!(edited.status.code(), Some(2), "{}", text(&edited));
+    assert!(
+        text(&edited).contains("Failed: Second Flow"),
+        "{}",
+        text(&edited)
+    );
+    assert_eq!(apps(&cli), all);
+
+    // Dify refusing the deletion (an account that may not edit) records nothing.
+    cli.console.state().can_edit = false;
+    let forbidden = cli.run_with(&["import", "--delete-apps", "report workflow"], &allowed);
+    assert_eq!(forbidden.status.code(), Some(2), "{}", text(&forbidden));
+    assert!(
+        text(&forbidden).contains("not deleted in Dify") && text(&forbidden).contains("403"),
+        "{}",
+        text(&forbidden)
+    );
+    assert_eq!(apps(&cli), all);
+    cli.console.state().can_edit = true;
+
+    let report_id = cli.console.state().app("Report Workflow").id.clone();
+    let deleted = cli.run_with(&["import", "--delete-apps", "report workflow"], &allowed);
+    assert_eq!(deleted.status.code(), Some(0), "{}", text(&deleted));
+    let deleted = text(&deleted);
+    assert!(
+        deleted.contains(&format!(
+            "Deleted in Dify: Report Workflow ({report_id}), whose file {report} was removed in Git"
+        )),
+        "{deleted}"
+    );
+    assert_eq!(apps(&cli), ["Second Flow", "Third Flow"]);
+    // Its last version is one command away, and its index entry is gone.
+    let show = deleted
+        .split("git show ")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    git(&cli.repo.work, &["pull", "-q", "origin", "main"]);
+    assert_eq!(
+        git(&cli.repo.work, &["show", &show]),
+        last_version.trim_end()
+    );
+    let index = std::fs::read_to_string(cli.repo.work.join(".dify-sync/index.json")).unwrap();
+    assert!(
+        !index.contains("Report Workflow") && index.contains("Second Flow"),
+        "{index}"
+    );
+    let subject = git(&cli.repo.work, &["log", "-1", "--format=%s"]);
+    assert_eq!(subject, "Forget the apps deleted in Dify");
+    // Done: the next run has nothing left to delete.
+    let again = cli.run_with(&["import", "--dry-run"], &allowed);
+    assert!(
+        !text(&again).contains("Report Workflow"),
+        "{}",
+        text(&again)
+    );
+}
+
 fn text(output: &Output) -> String {
     format!(
         "{}{}",

@@ -160,9 +160,14 @@ impl RealDify {
     }
 
     fn cli(&self, home: &Path, repo: &Path, args: &[&str]) -> Output {
+        self.cli_with(home, repo, args, &[])
+    }
+
+    fn cli_with(&self, home: &Path, repo: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(BINARY)
             .args(args)
             .env_clear()
+            .envs(env.iter().copied())
             .env("PATH", std::env::var("PATH").unwrap())
             .env("HOME", home)
             .env("APP_GIT_SYNC_CONSOLE_URL", &self.process.url)
@@ -424,6 +429,41 @@ fn the_console_client_against_the_real_dify() {
             .contains("Real Chat"));
     });
 
+    // The chat app's file removed in Git: the dry run lists its deletion, the import that
+    // names it deletes it (`DELETE /console/api/apps/<id>`), and Dify no longer has it.
+    git(&repo.work, &["pull", "-q", "origin", "main"]);
+    let chat_file = git(&repo.work, &["ls-files", "apps"])
+        .lines()
+        .find(|f| f.starts_with("apps/real-chat--"))
+        .unwrap()
+        .to_string();
+    repo.commit(&[], &[chat_file.as_str()], "retire the chat app");
+    let allowed = [("APP_GIT_SYNC_DELETIONS", "remove_files_and_apps")];
+    let dry = dify.cli_with(dir.path(), &repo.bare, &["import", "--dry-run"], &allowed);
+    assert!(
+        shown(&dry).contains("- would delete it in Dify once named in delete_apps")
+            && shown(&dry).contains(&format!("Real Chat from {chat_file}")),
+        "{}",
+        shown(&dry)
+    );
+    let deleted = dify.cli_with(
+        dir.path(),
+        &repo.bare,
+        &["import", "--delete-apps", "Real Chat"],
+        &allowed,
+    );
+    assert_eq!(deleted.status.code(), Some(0), "{}", shown(&deleted));
+    assert!(
+        shown(&deleted).contains(&format!("Deleted in Dify: Real Chat ({chat})")),
+        "{}",
+        shown(&deleted)
+    );
+    runtime.block_on(async {
+        let apps = console.list_apps().await.unwrap();
+        assert!(apps.iter().all(|a| a.id != chat), "{apps:?}");
+        assert!(apps.iter().any(|a| a.id == flow), "{apps:?}");
+    });
+
     tool_inside_a_real_workflow(&dify, &console, &runtime);
     openapi_sign_in(&dify, &flow, &runtime);
 }
@@ -501,7 +541,12 @@ fn openapi_sign_in(dify: &RealDify, flow: &str, runtime: &tokio::runtime::Runtim
     )
     .unwrap();
     runtime.block_on(async {
-        assert!(console.list_apps().await.unwrap().len() >= 3);
+        // The workflow and the tool's workflow (the chat app was deleted before).
+        let apps = console.list_apps().await.unwrap();
+        assert!(
+            apps.len() >= 2 && apps.iter().any(|a| a.id == flow),
+            "{apps:?}"
+        );
         let through = console.signed_in_through().await.unwrap();
         assert!(through.contains("OpenAPI"), "{through}");
         let dsl = console.export_dsl(flow, Version::Draft).await.unwrap();

@@ -3,7 +3,7 @@
 
 use crate::support::app_scenario::{failure, objects_containing, outputs, AppScenario, SECRET};
 use crate::support::git_servers::{files_containing, git};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[test]
 fn export_edit_in_git_import_export_round_trips() {
@@ -516,4 +516,53 @@ fn a_dry_run_import_says_what_it_would_do_and_changes_nothing() {
     let (text, report) = s.run("import_apps", json!({}));
     assert_eq!(report["imported"].as_array().unwrap().len(), 1, "{text}");
     assert_eq!(report["conflicts"].as_array().unwrap().len(), 1, "{text}");
+}
+
+#[test]
+fn the_tool_deletes_an_app_whose_file_was_removed_once_named() {
+    let s = AppScenario::start();
+    s.tool("export_apps", json!({}));
+    let report_app = s.console.state().app("Report Workflow").id.clone();
+    let path = s.file_of(&report_app);
+    s.repo.commit(&[], &[&path], "Retire the report");
+    let mut credentials = s.credentials();
+    credentials["deletions"] = json!("remove_files_and_apps");
+    let run =
+        |parameters: Value| outputs(&s.tool_with("import_apps", parameters, credentials.clone()));
+
+    let (text, report) = run(json!({"dry_run": true}));
+    assert_eq!(report["to_confirm"], json!(["Report Workflow"]), "{text}");
+    assert!(
+        text.contains("would delete it in Dify once named in delete_apps"),
+        "{text}"
+    );
+    // A name no removed file belongs to is refused, as the tool's error, before anything.
+    let refused = failure(&s.tool_with(
+        "import_apps",
+        json!({"delete_apps": "Support Flow"}),
+        credentials.clone(),
+    ));
+    assert!(
+        refused
+            .to_string()
+            .contains("which is not an app of this Dify whose file was removed"),
+        "{refused}"
+    );
+    assert_eq!(s.console.state().apps.len(), 3);
+
+    let (text, report) = run(json!({"delete_apps": "Report Workflow"}));
+    assert_eq!(
+        report["deleted"][0]["app_id"],
+        report_app.as_str(),
+        "{text}"
+    );
+    assert!(!s.console.state().apps.contains_key(&report_app), "{text}");
+    // Status and the next import have nothing left to say about it.
+    let (status, _) = s.run("sync_status", json!({}));
+    assert!(!status.contains("Report Workflow"), "{status}");
+    let (text, report) = run(json!({"dry_run": true}));
+    assert!(
+        report["to_confirm"].as_array().unwrap().is_empty(),
+        "{text}"
+    );
 }

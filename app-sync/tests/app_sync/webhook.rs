@@ -305,3 +305,53 @@ fn pings_other_branches_and_other_files_do_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(hooks.title(), "End");
 }
+
+#[test]
+fn a_push_that_removes_an_app_file_deletes_no_app() {
+    let (hooks, _, path) = start();
+    // Even where the target lets imports delete apps, a push is no person naming them.
+    let mut settings = hooks.settings();
+    settings["deletions"] = json!("remove_files_and_apps");
+    let after = hooks.s.repo.commit(&[], &[&path], "Retire the report");
+    let body = listed_push("main", &after, &[&path]);
+    let session = hooks.s.daemon.request(
+        "invoke_endpoint",
+        json!({"type": "endpoint", "settings": settings,
+               "raw_http_request": forwarded(&signed("github", "r-1", &body, SECRET), &body)}),
+    );
+    let messages = hooks.s.daemon.finish(&session);
+    assert_eq!(messages[0]["data"]["status"], 202, "{messages:?}");
+    let webhooks = hooks.s.dir.path().join("plugin-state/webhooks");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let record = loop {
+        let found = std::fs::read_dir(&webhooks).ok().and_then(|dirs| {
+            dirs.flatten()
+                .map(|d| d.path().join("last-import.json"))
+                .find(|f| f.exists())
+        });
+        if let Some(file) = found {
+            break std::fs::read_to_string(file).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            hooks.s.daemon.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let record: Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["after"], after.as_str(), "{record}");
+    assert_eq!(
+        record["report"]["to_confirm"],
+        json!(["Report Workflow"]),
+        "{record}"
+    );
+    assert!(record["report"]["deleted"].as_array().unwrap().is_empty());
+    assert!(hooks
+        .s
+        .console
+        .state()
+        .apps
+        .values()
+        .any(|a| a.name == "Report Workflow"));
+}

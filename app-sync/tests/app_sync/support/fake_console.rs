@@ -8,7 +8,7 @@
 //! for a DSL newer than the server's for 10 minutes until confirmed, and publishing. What apps
 //! refer to: knowledge bases (exported with their ids encrypted for the workspace, plain in the
 //! draft graph; an import keeps plain ids and drops another workspace's), workflow tools, tool
-//! credentials and installed plugins, each listed as Dify lists them.
+//! credentials and installed plugins, each listed as Dify lists them. Deleting an app (an editor's).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -103,6 +103,8 @@ pub struct ConsoleState {
     pub echo_requests: bool,
     /// Dify's OpenAPI (`OPENAPI_ENABLED=true`); `None`: off, `/openapi/v1` is not found.
     pub openapi: Option<OpenApiState>,
+    /// The account may edit apps (an editor, admin or owner): deleting one needs it.
+    pub can_edit: bool,
     next: u64,
 }
 
@@ -179,6 +181,7 @@ impl FakeConsole {
             pending_ttl: Duration::from_secs(600),
             echo_requests: false,
             openapi: None,
+            can_edit: true,
             next: 0,
         }));
         let served = state.clone();
@@ -404,6 +407,18 @@ fn answer(state: &mut ConsoleState, parts: &Parts, body: &Bytes) -> Response<Ful
     match (method, segments.as_slice()) {
         ("GET", ["apps"]) => list_apps(state, parts),
         ("GET", ["apps", id, "export"]) => export(state, id, parts),
+        // `AppApi.delete`: 204 with no body; 403 without edit permission.
+        ("DELETE", ["apps", id]) if !state.can_edit => match state.apps.contains_key(*id) {
+            true => error(403, "forbidden", "You don't have the permission to access the requested resource. It is either read-protected or not readable by the server."),
+            false => error(404, "app_not_found", "App not found."),
+        },
+        ("DELETE", ["apps", id]) => match state.apps.remove(*id) {
+            None => error(404, "app_not_found", "App not found."),
+            Some(_) => Response::builder()
+                .status(204)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        },
         ("POST", ["apps", "imports"]) => import(state, &json_body),
         ("POST", ["apps", "imports", id, "confirm"]) => confirm(state, id),
         ("GET", ["apps", "imports", id, "check-dependencies"]) => dependencies(state, id),
