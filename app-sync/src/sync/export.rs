@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use super::classify::AppState;
 use super::{
-    app_state, author, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError,
+    app_state, author, bullets, git_side, push_conflict, Conflict, DifyVersion, SyncContext,
+    SyncError,
 };
 use crate::console::apps::Version;
 use crate::dsl;
@@ -334,24 +335,17 @@ fn commit_message(
         Version::Draft => "drafts",
         Version::Published => "published versions",
     };
-    let list = |paths: &[String]| {
-        paths
-            .iter()
-            .map(|p| format!("- {p}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
     let mut message = format!("{summary}\n\n");
     if !exported.is_empty() {
         message.push_str(&format!(
             "Exported ({which}) by Dify App Git Sync:\n{}\n",
-            list(exported)
+            bullets(exported)
         ));
     }
     if !removed.is_empty() {
         message.push_str(&format!(
             "Removed (the apps were deleted in Dify):\n{}\n",
-            list(removed)
+            bullets(removed)
         ));
     }
     message

@@ -9,7 +9,8 @@ use super::removed_in_git::{self, Deleted};
 use git_remote::FileChange;
 
 use super::{
-    app_state, author, git_side, push_conflict, Conflict, DifyVersion, SyncContext, SyncError,
+    app_state, author, bullets, git_side, push_conflict, Conflict, DifyVersion, SyncContext,
+    SyncError,
 };
 use crate::console::apps::{AppSummary, Version};
 use crate::dsl::{self, DslError};
@@ -633,11 +634,7 @@ async fn map_files_to_new_apps(
     changes.extend(repository.index_changes(&index));
     let message = format!(
         "Map app files to the apps Dify created from them\n\n{}\n",
-        moved
-            .iter()
-            .map(|m| format!("- {m}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        bullets(&moved)
     );
     let pushed =
         tokio::task::block_in_place(|| repository.commit_and_push(&changes, &message, &author()));

@@ -478,6 +478,15 @@ pub fn push_conflict(
     })
 }
 
+/// `- item` lines, for commit messages.
+pub fn bullets(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|item| format!("- {item}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Splits a comma- or line-separated list of app names.
 pub fn app_list(text: &str) -> Vec<String> {
     text.split([',', '\n'])

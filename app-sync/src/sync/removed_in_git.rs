@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::classify::AppState;
 use super::import::{ImportOptions, ImportReport, NotImported, Planned};
-use super::{app_state, author, SyncContext, SyncError};
+use super::{app_state, author, bullets, SyncContext, SyncError};
 use crate::console::apps::{AppSummary, Version};
 use crate::repository::AppRepository;
 use crate::state::SyncState;
@@ -246,11 +246,7 @@ fn forget(repository: &AppRepository, paths: &[String], report: &mut ImportRepor
     let changes = repository.index_changes(&index);
     let message = format!(
         "Forget the apps deleted in Dify\n\nTheir files were removed in Git:\n{}\n",
-        paths
-            .iter()
-            .map(|p| format!("- {p}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        bullets(paths)
     );
     let pushed =
         tokio::task::block_in_place(|| repository.commit_and_push(&changes, &message, &author()));

@@ -22,6 +22,20 @@ impl Cli {
         Cli { dir, console, repo }
     }
 
+    /// Exports every app; the file of an app by its slug.
+    fn export_all(&self) -> impl Fn(&str) -> String {
+        assert_eq!(self.run(&["export"]).status.code(), Some(0));
+        git(&self.repo.work, &["pull", "-q", "origin", "main"]);
+        let files = git(&self.repo.work, &["ls-files", "apps"]);
+        move |slug: &str| {
+            files
+                .lines()
+                .find(|f| f.contains(slug))
+                .unwrap()
+                .to_string()
+        }
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         self.run_with(args, &[])
     }
@@ -46,16 +60,7 @@ impl Cli {
 fn the_file_of_an_app_deleted_in_dify_goes_only_when_asked_and_unchanged_in_git() {
     let cli = Cli::start();
     cli.console.add_app("Second Flow", "workflow", Vec::new());
-    assert_eq!(cli.run(&["export"]).status.code(), Some(0));
-    git(&cli.repo.work, &["pull", "-q", "origin", "main"]);
-    let files = git(&cli.repo.work, &["ls-files", "apps"]);
-    let file_of = |name: &str| {
-        files
-            .lines()
-            .find(|f| f.contains(name))
-            .unwrap()
-            .to_string()
-    };
+    let file_of = cli.export_all();
     let (report, second) = (file_of("report-workflow"), file_of("second-flow"));
     // Both deleted in Dify; the second's file is edited in Git meanwhile.
     cli.console.state().apps.clear();
@@ -103,16 +108,7 @@ fn a_file_removed_in_git_deletes_its_app_only_when_allowed_named_and_unchanged_i
     let cli = Cli::start();
     cli.console.add_app("Second Flow", "workflow", Vec::new());
     cli.console.add_app("Third Flow", "workflow", Vec::new());
-    assert_eq!(cli.run(&["export"]).status.code(), Some(0));
-    git(&cli.repo.work, &["pull", "-q", "origin", "main"]);
-    let files = git(&cli.repo.work, &["ls-files", "apps"]);
-    let file_of = |name: &str| {
-        files
-            .lines()
-            .find(|f| f.contains(name))
-            .unwrap()
-            .to_string()
-    };
+    let file_of = cli.export_all();
     let (report, second) = (file_of("report-workflow"), file_of("second-flow"));
     let last_version = std::fs::read_to_string(cli.repo.work.join(&report)).unwrap();
     // Both files removed in Git (their index entries left, as `git rm` leaves them); the

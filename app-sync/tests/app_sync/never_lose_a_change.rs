@@ -1,7 +1,8 @@
 //! Whole-history property: whatever edits happen in Dify and in Git, in whatever order with
-//! exports and imports between them, no change is lost. An import never overwrites a Dify
-//! version that Git has not seen (it is in Dify still, or on some branch), and an export
-//! never rewrites the branch (its old head stays an ancestor).
+//! exports and imports between them, no change is lost. An import never overwrites or
+//! deletes a Dify version that Git has not seen (it is in Dify still, or on some branch), and
+//! an export never rewrites the branch (its old head stays an ancestor). The target deletes
+//! both ways, and the deleting imports name the app whatever its state.
 
 use std::sync::Arc;
 
@@ -10,11 +11,11 @@ use crate::support::git_servers::{git, TestRepo};
 use app_git_sync::console::apps::Version;
 use app_git_sync::console::sign_in::SignIn;
 use app_git_sync::console::Console;
-use app_git_sync::settings::Settings;
+use app_git_sync::settings::{Deletions, Settings};
 use app_git_sync::state::StateStore;
 use app_git_sync::sync::export::{export, ExportOptions};
 use app_git_sync::sync::import::{import, ImportOptions};
-use app_git_sync::sync::SyncContext;
+use app_git_sync::sync::{SyncContext, SyncError};
 use git_remote::{FetchSettings, GitClient, GitCredentials, RepoCache};
 use proptest::prelude::*;
 
@@ -22,16 +23,21 @@ use proptest::prelude::*;
 enum Step {
     EditInDify,
     EditInGit,
+    RemoveInGit,
     Export,
     Import,
+    /// An import that names the app in `delete_apps`.
+    ImportDeleting,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         Just(Step::EditInDify),
         Just(Step::EditInGit),
+        Just(Step::RemoveInGit),
         Just(Step::Export),
         Just(Step::Import),
+        Just(Step::ImportDeleting),
     ]
 }
 
@@ -48,7 +54,7 @@ fn context(dir: &std::path::Path, console: &FakeConsole, repo: &TestRepo) -> Syn
         directory: String::new(),
         environment: String::new(),
         secrets_in_git: Default::default(),
-        deletions: Default::default(),
+        deletions: Deletions::RemoveFilesAndApps,
         git: GitCredentials::default(),
     };
     let git = GitClient::new(
@@ -66,13 +72,16 @@ fn context(dir: &std::path::Path, console: &FakeConsole, repo: &TestRepo) -> Syn
     )
 }
 
-/// The End node's title in Dify now.
-fn dify_title(console: &FakeConsole) -> String {
+/// The End node's title in Dify now; `None` once the app is deleted.
+fn dify_title(console: &FakeConsole) -> Option<String> {
     let state = console.state();
-    state.app("Flow").graph["nodes"][1]["data"]["title"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    let app = state.apps.values().find(|a| a.name == "Flow")?;
+    Some(
+        app.graph["nodes"][1]["data"]["title"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    )
 }
 
 /// Whether some commit of some branch holds this title.
@@ -93,14 +102,21 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
         .unwrap();
     for (n, step) in steps.iter().enumerate() {
         match step {
-            Step::EditInDify => console.retitle("Flow", &format!("dify-{n}")),
-            Step::EditInGit => {
+            Step::EditInDify if dify_title(&console).is_some() => {
+                console.retitle("Flow", &format!("dify-{n}"))
+            }
+            Step::EditInDify => {}
+            Step::EditInGit | Step::RemoveInGit => {
                 git(&repo.work, &["fetch", "-q", "origin"]);
                 git(&repo.work, &["reset", "-q", "--hard", "origin/main"]);
                 let files = git(&repo.work, &["ls-files", "apps"]);
                 let Some(file) = files.lines().next() else {
                     continue;
                 };
+                if let Step::RemoveInGit = step {
+                    repo.commit(&[], &[file], &format!("remove {n}"));
+                    continue;
+                }
                 let text = std::fs::read_to_string(repo.work.join(file)).unwrap();
                 let edited: String = text
                     .lines()
@@ -127,18 +143,31 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                     &["merge-base", "--is-ancestor", &before, &after],
                 );
                 if report.conflicts.is_empty() && report.changed_in_git.is_empty() {
-                    prop_assert!(in_git(&repo, &dify_title(&console)), "{steps:?}");
+                    if let Some(title) = dify_title(&console) {
+                        prop_assert!(in_git(&repo, &title), "{steps:?}");
+                    }
                 }
             }
-            Step::Import => {
-                let unseen = dify_title(&console);
-                let report = runtime
-                    .block_on(import(&ctx, &ImportOptions::default()))
-                    .unwrap();
+            Step::Import | Step::ImportDeleting => {
+                let Some(unseen) = dify_title(&console) else {
+                    continue;
+                };
+                let options = ImportOptions {
+                    delete_apps: match step {
+                        Step::ImportDeleting => vec!["Flow".to_string()],
+                        _ => Vec::new(),
+                    },
+                    ..ImportOptions::default()
+                };
+                let described = match runtime.block_on(import(&ctx, &options)) {
+                    Ok(report) => report.describe(),
+                    // Naming an app whose file is there is refused before anything changes.
+                    Err(SyncError::Input(refusal)) => refusal,
+                    Err(error) => panic!("{error}"),
+                };
                 prop_assert!(
-                    dify_title(&console) == unseen || in_git(&repo, &unseen),
-                    "step {n} lost Dify's {unseen:?}: {steps:?}\n{}",
-                    report.describe()
+                    dify_title(&console).as_ref() == Some(&unseen) || in_git(&repo, &unseen),
+                    "step {n} lost Dify's {unseen:?}: {steps:?}\n{described}"
                 );
             }
         }
