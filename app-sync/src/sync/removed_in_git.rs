@@ -152,6 +152,13 @@ pub async fn apply(
             path: path.clone(),
             reason,
         };
+        if !ctx.settings.deletions.deletes_apps() {
+            report.notes.push(format!(
+                "{}: its file {path} was removed in Git; the app stays in Dify, since this target deletes no apps (deletions: remove_files_and_apps lets an import delete it)",
+                app.name
+            ));
+            continue;
+        }
         let dify = match ctx
             .dify_side_or_refusal(&app, in_dify, Version::Draft)
             .await?
@@ -175,13 +182,6 @@ pub async fn apply(
                 true => report.failed.push(changed),
                 false => report.skipped.push(changed),
             }
-            continue;
-        }
-        if !ctx.settings.deletions.deletes_apps() {
-            report.notes.push(format!(
-                "{}: its file {path} was removed in Git; the app stays in Dify, since this target deletes no apps (deletions: remove_files_and_apps lets an import delete it)",
-                app.name
-            ));
             continue;
         }
         if !named {
