@@ -19,9 +19,10 @@ pub use super::sync_report::{describe, SyncReport, EXIT_HELD};
 use super::{git_client, git_credentials, DifyArgs, RepoArgs};
 use crate::crawl::CrawlError;
 use crate::dify::pipeline::start_node;
+use crate::mirror::metadata::GitSource;
 use crate::mirror::plan::DeleteGuard;
 use crate::mirror::push::{self, PushEvent, PushSettings};
-use crate::mirror::{Mirror, Mirroring, Pipeline};
+use crate::mirror::{Mirror, MirrorConfig, Mirroring, Pipeline};
 use crate::repository::fetch::fetch_branch;
 use crate::repository::identity;
 use crate::settings::Settings;
@@ -67,6 +68,10 @@ pub struct SyncCommand {
     /// machine.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub lock_wait: u64,
+    /// Write the Git metadata of every document again, not only of those that lack it
+    /// (after a field was edited or renamed in Dify, say).
+    #[arg(long)]
+    pub rewrite_metadata: bool,
     /// How often indexing is checked (2 s).
     #[arg(skip)]
     pub poll: Option<Duration>,
@@ -170,10 +175,18 @@ impl SyncCommand {
         bar.say("listing the knowledge base");
         let hash = identity::config_hash(&params);
         let legacy = identity::legacy_config_hash(&params);
-        let mut mirroring = Mirroring::open(target, &store, &hash, legacy.as_deref(), None)
+        let config = MirrorConfig {
+            hash: &hash,
+            legacy_hash: legacy.as_deref(),
+            source: GitSource::new(&fetched.url, &params.branch),
+        };
+        let mut mirroring = Mirroring::open(target, &store, config, None)
             .await
             .map_err(CrawlError::Mirror)?;
-        let unchanged = !full && mirroring.settled_at(&report.commit);
+        if self.rewrite_metadata {
+            mirroring.forget_tags();
+        }
+        let unchanged = !full && !self.rewrite_metadata && mirroring.settled_at(&report.commit);
         if !self.dry_run && unchanged {
             report.unchanged = true;
             return Ok(report.finish(&mirroring, started));
@@ -242,6 +255,10 @@ impl SyncCommand {
         let after = mirroring.plan(&files, full, guard);
         report.held = after.held;
         report.cleanup.extend(mirroring.delete(after.delete).await);
+        if !after.untagged.is_empty() {
+            bar.say("setting the documents' Git metadata");
+            report.metadata = mirroring.tag(&after.untagged, &report.commit).await;
+        }
         let left = mirroring.plan(&files, full, guard);
         mirroring.settle(&report.commit, &left);
         mirroring.remember(&store).await;

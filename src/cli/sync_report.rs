@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::mirror::cleanup::CleanupReport;
+use crate::mirror::metadata::TagReport;
 use crate::mirror::plan::{self, Deletion, MirrorPlan};
 use crate::mirror::push::PushReport;
 use crate::mirror::Mirroring;
@@ -28,6 +29,8 @@ pub struct SyncReport {
     pub waited_for: usize,
     pub push: PushReport,
     pub cleanup: CleanupReport,
+    /// The Git metadata set on documents that lacked it.
+    pub metadata: TagReport,
     /// Deletions held back by the guard at the end.
     pub held: Vec<Deletion>,
     /// Requests to list the knowledge base and find the pipeline's start node.
@@ -87,6 +90,12 @@ impl SyncReport {
                 deletion.path
             ));
         }
+        if let Some(problem) = &self.metadata.problem {
+            errors.push(format!(
+                "the Git metadata of the documents was not set (the next sync tries again): \
+                 {problem}"
+            ));
+        }
         errors
     }
 
@@ -138,8 +147,9 @@ pub fn describe(report: &SyncReport) -> String {
             out.push_str(&format!("keep    {path}\n"));
         }
         out.push_str(&format!(
-            "dry run, commit {short}: would offer {} files, delete {} documents{}, keep {} files; \
-             {} documents of this repository still indexing; nothing was changed\n",
+            "dry run, commit {short}: would offer {} files, delete {} documents{}, keep {} files, \
+             set the Git metadata of {} documents; {} documents of this repository still \
+             indexing; nothing was changed\n",
             plan.offer.len(),
             plan.delete.len(),
             if plan.held.is_empty() {
@@ -148,6 +158,7 @@ pub fn describe(report: &SyncReport) -> String {
                 format!(" (and hold back {})", plan.held.len())
             },
             report.kept.len(),
+            plan.untagged.len(),
             plan.indexing,
         ));
         return out;
@@ -182,6 +193,12 @@ pub fn describe(report: &SyncReport) -> String {
     if !report.cleanup.deleted.is_empty() {
         out.push_str(&format!("deleted: {}\n", paths(&report.cleanup.deleted)));
     }
+    if !report.metadata.tagged.is_empty() {
+        out.push_str(&format!(
+            "Git metadata set on {} documents\n",
+            report.metadata.tagged.len()
+        ));
+    }
     if !report.cleanup.archived.is_empty() {
         out.push_str(&format!(
             "archived, left alone: {}\n",
@@ -201,10 +218,12 @@ pub fn describe(report: &SyncReport) -> String {
         out.push_str(&format!("error: {error}\n"));
     }
     out.push_str(&format!(
-        "requests: {} to list and plan, {} to push and follow indexing, {} to delete; time {:.1?}\n",
+        "requests: {} to list and plan, {} to push and follow indexing, {} to delete, {} for \
+         metadata; time {:.1?}\n",
         report.requests,
         push.requests,
         report.cleanup.deleted.len() + report.cleanup.failed.len() + report.cleanup.archived.len(),
+        report.metadata.requests,
         report.time
     ));
     out

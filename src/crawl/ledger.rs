@@ -10,8 +10,9 @@ use git_remote::{self, FetchRequest, Fetched, FileEntry, MemoryHostKeys, PathFil
 
 use super::plan::{self, Plan};
 use super::{Crawl, CrawlError, CrawlSink};
+use crate::mirror::metadata::GitSource;
 use crate::mirror::plan::{DeleteGuard, MirrorPlan};
-use crate::mirror::Mirroring;
+use crate::mirror::{MirrorConfig, Mirroring};
 use crate::store::snapshot::Entries;
 use crate::store::sync_state::SyncState;
 use crate::store::StateStore;
@@ -36,6 +37,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         &self,
         hash: &str,
         legacy: Option<&str>,
+        source: GitSource,
         deadline: Instant,
     ) -> Result<Option<Mirroring>, CrawlError> {
         let Some(target) = self.mirror else {
@@ -44,7 +46,12 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
         let ends = deadline
             .checked_sub(self.settings.time_budget / 4)
             .unwrap_or(deadline);
-        let opened = Mirroring::open(target.clone(), self.store, hash, legacy, Some(ends)).await;
+        let config = MirrorConfig {
+            hash,
+            legacy_hash: legacy,
+            source,
+        };
+        let opened = Mirroring::open(target.clone(), self.store, config, Some(ends)).await;
         match opened {
             Ok(mirroring) => Ok(Some(mirroring)),
             Err(error) if error.is_configuration() => Err(CrawlError::Mirror(error)),

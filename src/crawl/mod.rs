@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dify::knowledge::ApiError;
+use crate::mirror::metadata::GitSource;
 use crate::mirror::watch::{Rest, Watch};
 use crate::mirror::Mirror;
 use crate::repository::credentials::Credentials;
@@ -126,7 +127,10 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
 
         // Ledger.
         let full = self.params.sync_mode.ignores_state();
-        let mirroring = self.open_mirror(&hash, legacy.as_deref(), deadline).await?;
+        let source = GitSource::new(&fetched.url, &self.params.branch);
+        let mirroring = self
+            .open_mirror(&hash, legacy.as_deref(), source, deadline)
+            .await?;
         let settled = match &mirroring {
             Some(mirroring) => mirroring.settled_at(&commit),
             None => old.settled_at(&commit),

@@ -89,7 +89,8 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             plan,
             ..MirrorReport::default()
         };
-        if mirroring.unchanged && read.offered.is_empty() && report.plan.delete.is_empty() {
+        let untouched = report.plan.delete.is_empty() && report.plan.untagged.is_empty();
+        if mirroring.unchanged && read.offered.is_empty() && untouched {
             return (report, None);
         }
         let rest = match rest {

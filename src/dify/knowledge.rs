@@ -56,6 +56,9 @@ pub struct RawDocument {
     pub created_at: i64,
     #[serde(default)]
     pub position: i64,
+    /// The document's metadata values: `[{id, name, type, value}]` (`null` or `[]` without).
+    #[serde(default)]
+    pub doc_metadata: Option<serde_json::Value>,
 }
 
 /// Which failures a call tries again.

@@ -1,5 +1,6 @@
 //! The knowledge base's documents as mirroring sees them: which are ours (their `source_url`
-//! is `git:<config hash>:<path>`), the blob each holds, and where its indexing stands.
+//! is `git:<config hash>:<path>`), the blob each holds, where its indexing stands, and whether
+//! it carries its Git metadata.
 
 use git2::Oid;
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,9 @@ pub struct OurDocument {
     /// description to check (the blob is then the content's) or no content.
     #[serde(default)]
     pub genuine: Option<bool>,
+    /// Whether it carries its Git metadata (`git_path` its path, a `git_commit`).
+    #[serde(default)]
+    pub tagged: bool,
 }
 
 /// The source URL prefix of this configuration's documents.
@@ -87,12 +91,28 @@ pub fn classify(raw: &RawDocument, prefixes: &[String]) -> KbDocument {
                 archived: raw.archived,
                 created_at: raw.created_at,
                 position: raw.position,
+                tagged: tagged(raw.doc_metadata.as_ref(), path),
             }
         });
     KbDocument {
         id: raw.id.clone(),
         ours,
     }
+}
+
+/// Whether a document's metadata (`[{name, value, …}]`) names `path` as its `git_path` and
+/// has a `git_commit`.
+fn tagged(metadata: Option<&serde_json::Value>, path: &str) -> bool {
+    let Some(values) = metadata.and_then(|m| m.as_array()) else {
+        return false;
+    };
+    let value = |name: &str| {
+        values
+            .iter()
+            .find(|v| v["name"] == name)
+            .and_then(|v| v["value"].as_str())
+    };
+    value("git_path") == Some(path) && value("git_commit").is_some_and(|c| !c.is_empty())
 }
 
 /// The blob id our description ends with (`…, blob <40 hex>`).

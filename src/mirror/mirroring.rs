@@ -1,7 +1,7 @@
 //! One configuration's documents in one knowledge base: the mirror engine. Every rule of
 //! mirroring lives here once (the listing merge, the plan's inputs, when the knowledge base
-//! is settled at a commit, what a refused push leaves behind); the crawl, the watch and
-//! `sync` only decide when to call what.
+//! is settled at a commit, what a refused push leaves behind, which documents carry their Git
+//! metadata); the crawl, the watch and `sync` only decide when to call what.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use git_remote::FileEntry;
 use super::cleanup::{self, CleanupReport};
 use super::documents::{url_prefix, DocState};
 use super::listing::{KbRecord, Listing};
+use super::metadata::{self, GitSource, TagReport};
 use super::plan::{self, DeleteGuard, Deletion, MirrorPlan};
 use super::push::{self, PushEvent, PushReport, PushSettings, ReadFiles};
 use super::Mirror;
@@ -26,6 +27,8 @@ pub struct Mirroring {
     /// The `source_url` prefixes of this configuration's documents: its hash, and the hash
     /// of the URL as typed when that differs.
     pub prefixes: Vec<String>,
+    /// Where the documents come from (their Git metadata).
+    pub source: GitSource,
     /// The knowledge base as listed, with what runs learned (permanent skips, the commit it
     /// is settled at).
     pub record: KbRecord,
@@ -34,6 +37,14 @@ pub struct Mirroring {
     pub listing_time: Duration,
     /// The last listing found nothing changed since the remembered record.
     pub unchanged: bool,
+}
+
+/// Which configuration's documents: its hashes (the one of the URL as typed, when that
+/// differs) and where its documents come from.
+pub struct MirrorConfig<'a> {
+    pub hash: &'a str,
+    pub legacy_hash: Option<&'a str>,
+    pub source: GitSource,
 }
 
 /// The published pipeline a push goes through: its start node and process inputs.
@@ -48,14 +59,14 @@ impl Mirroring {
     pub async fn open<S: StateStore>(
         target: Mirror,
         store: &S,
-        config_hash: &str,
-        legacy_hash: Option<&str>,
+        config: MirrorConfig<'_>,
         ends: Option<Instant>,
     ) -> Result<Mirroring, ApiError> {
         let started = Instant::now();
+        let config_hash = config.hash;
         let known = target.remembered(store, config_hash).await;
         let prefixes: Vec<String> = std::iter::once(config_hash)
-            .chain(legacy_hash)
+            .chain(config.legacy_hash)
             .map(url_prefix)
             .collect();
         let listing = target.list(&prefixes, known.as_ref());
@@ -81,6 +92,7 @@ impl Mirroring {
                     target,
                     config_hash: config_hash.to_string(),
                     prefixes,
+                    source: config.source,
                     record: known.unwrap_or_default(),
                     requests: 0,
                     listing_time: Duration::ZERO,
@@ -206,6 +218,31 @@ impl Mirroring {
         let orphans = report.refused_orphans(&self.record.docs, &listed_before);
         let cleanup = self.delete(orphans).await;
         (report, cleanup)
+    }
+
+    /// Sets the Git metadata of a plan's `untagged` documents as at `commit`, and keeps the
+    /// record in step. A failure is reported, never fatal: the documents stay untagged, and
+    /// the next run (which does not count the knowledge base as settled) tries again.
+    pub async fn tag(&mut self, untagged: &[(String, String)], commit: &str) -> TagReport {
+        let (target, source) = (&self.target, &self.source);
+        let report = metadata::tag(&target.api, &target.dataset, untagged, source, commit).await;
+        let tagged: HashSet<&str> = report.tagged.iter().map(String::as_str).collect();
+        for doc in &mut self.record.docs {
+            if tagged.contains(doc.id.as_str()) {
+                if let Some(ours) = doc.ours.as_mut() {
+                    ours.tagged = true;
+                }
+            }
+        }
+        report
+    }
+
+    /// Forgets which documents carry their Git metadata, so the next plan tags every kept
+    /// document again (`sync --rewrite-metadata`).
+    pub fn forget_tags(&mut self) {
+        for ours in self.record.docs.iter_mut().filter_map(|d| d.ours.as_mut()) {
+            ours.tagged = false;
+        }
     }
 
     /// This configuration's documents still indexing.

@@ -1,13 +1,15 @@
 //! Mirroring: the knowledge base itself is the sync state. One [`Mirroring`] owns one
 //! configuration's documents in one knowledge base: it lists them (reading only what changed
 //! since the remembered list), plans against the branch, deletes, pushes through the
-//! published pipeline, waits while they index, settles and remembers. The crawl, the
+//! published pipeline, waits while they index, tags them with their Git metadata, settles
+//! and remembers. The crawl, the
 //! background watch that follows it, and `sync` are its three drivers.
 
 mod batcher;
 pub mod cleanup;
 pub mod documents;
 pub mod listing;
+pub mod metadata;
 mod mirroring;
 pub mod plan;
 pub mod push;
@@ -21,7 +23,7 @@ use std::time::Duration;
 use crate::dify::knowledge::{ApiError, KnowledgeApi};
 use crate::store::StateStore;
 use listing::{KbRecord, Listing};
-pub use mirroring::{Mirroring, Pipeline};
+pub use mirroring::{MirrorConfig, Mirroring, Pipeline};
 use record::RecordMemory;
 
 /// One knowledge base to mirror into, with what the process remembers of it.

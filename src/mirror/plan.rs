@@ -66,16 +66,19 @@ pub struct MirrorPlan {
     pub ours: usize,
     /// Of those, the ones searchable now (indexed): the guard's base.
     pub searchable: usize,
+    /// The indexed documents of current files without their Git metadata: `(id, path)`.
+    pub untagged: Vec<(String, String)>,
 }
 
 impl MirrorPlan {
-    /// Nothing left to offer, delete, hold back or wait for: the knowledge base mirrors the
-    /// branch.
+    /// Nothing left to offer, delete, hold back, wait for or label: the knowledge base
+    /// mirrors the branch.
     pub fn nothing_left(&self) -> bool {
         self.offer.is_empty()
             && self.delete.is_empty()
             && self.held.is_empty()
             && self.indexing == 0
+            && self.untagged.is_empty()
     }
 }
 
@@ -142,9 +145,14 @@ pub fn plan(
             .filter(current)
             .filter(|(_, d)| d.state == DocState::Indexed)
             .max_by_key(|(id, d)| (d.genuine != Some(false), d.created_at, d.position, *id));
-        let Some((keeper, _)) = keeper else { continue };
+        let Some((keeper, kept)) = keeper else {
+            continue;
+        };
         if !full {
             plan.kept += 1;
+        }
+        if !kept.tagged && !kept.archived {
+            plan.untagged.push((keeper.to_string(), file.path.clone()));
         }
         for (id, doc) in docs {
             if id != keeper && deletable(doc) {
@@ -216,6 +224,7 @@ mod tests {
                 created_at: at,
                 position: 0,
                 genuine: None,
+                tagged: true,
             }),
         }
     }
@@ -224,6 +233,26 @@ mod tests {
         let mut ids: Vec<&str> = deletions.iter().map(|d| d.id.as_str()).collect();
         ids.sort();
         ids
+    }
+
+    #[test]
+    fn only_the_kept_copy_of_a_current_file_is_labelled() {
+        use DocState::*;
+        let files = [file("a", 1), file("b", 2), file("c", 3)];
+        let untagged = |mut d: KbDocument| {
+            d.ours.as_mut().unwrap().tagged = false;
+            d
+        };
+        let docs = [
+            untagged(doc("a-new", "a", 1, Indexed, 2)),
+            untagged(doc("a-dup", "a", 1, Indexed, 1)),
+            untagged(doc("b-old", "b", 9, Indexed, 1)),
+            untagged(doc("c-wait", "c", 3, Indexing, 1)),
+            doc("b-new", "b", 2, Indexed, 2),
+        ];
+        let plan = plan(&files, &docs, &Entries::new(), false, DeleteGuard::Default);
+        assert_eq!(plan.untagged, [("a-new".to_string(), "a".to_string())]);
+        assert!(!plan.nothing_left());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! planned at once, then polls until the documents of the user's import are indexed (or the
 //! import makes no progress for a bounded wait) and deletes what they supersede. With
 //! `large_change_sets: push_after_import` it then pushes the part of the change set the
-//! crawl's message could not hold through the published pipeline. Whatever it cannot finish,
-//! the next crawl does.
+//! crawl's message could not hold through the published pipeline. Last, the indexed
+//! documents get their Git metadata. Whatever it cannot finish, the next crawl does.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use git2::Oid;
 use super::cleanup::CleanupReport;
 use super::documents::DocState;
 use super::listing::KbRecord;
+use super::metadata::TagReport;
 use super::mirroring::{Mirroring, Pipeline};
 use super::plan::{DeleteGuard, Deletion};
 use super::push::{self, PushReport, PushSettings};
@@ -126,6 +127,7 @@ impl Watch {
                     total.extend(self.push_rest(rest, settings).await);
                     changed = true;
                 } else {
+                    changed |= self.tag().await;
                     if !offered.is_empty() {
                         tracing::info!("mirror: the import is indexed; watcher done");
                     }
@@ -168,6 +170,24 @@ impl Watch {
         }
         self.mirroring.into_memory(changed);
         total
+    }
+
+    /// Sets the Git metadata of the indexed documents that lack it, and settles again;
+    /// returns whether any document was tagged.
+    async fn tag(&mut self) -> bool {
+        let left = self
+            .mirroring
+            .plan(&self.files, self.full, DeleteGuard::Default);
+        if left.untagged.is_empty() {
+            return false;
+        }
+        let report = self.mirroring.tag(&left.untagged, &self.commit).await;
+        log_tags(&report);
+        let left = self
+            .mirroring
+            .plan(&self.files, self.full, DeleteGuard::Default);
+        self.mirroring.settle(&self.commit, &left);
+        !report.tagged.is_empty()
     }
 
     /// Pushes the rest of the change set through the published pipeline with its default
@@ -234,6 +254,19 @@ impl Watch {
         log_push(&report);
         log(&cleanup);
         cleanup
+    }
+}
+
+fn log_tags(report: &TagReport) {
+    if !report.tagged.is_empty() {
+        tracing::info!(
+            "mirror: set the Git metadata of {} documents ({} requests)",
+            report.tagged.len(),
+            report.requests
+        );
+    }
+    if let Some(problem) = &report.problem {
+        tracing::warn!("mirror: Git metadata not set: {problem}; the next run tries again");
     }
 }
 

@@ -1,11 +1,12 @@
 //! The configured repository and the names of its documents: the datasource parameters,
-//! the credentials, fetching the branch, and the identity (config hash, `source_url`, title,
-//! description) every document carries.
+//! the credentials, fetching the branch, the identity (config hash, `source_url`, title,
+//! description) every document carries, and a file's link on its Git host.
 
 pub mod credentials;
 pub mod fetch;
 pub mod identity;
 pub mod params;
+pub mod web_link;
 
 /// At most 20 paths (or lines) for a log or a summary, then how many more.
 pub fn shorten(paths: &[&str]) -> String {

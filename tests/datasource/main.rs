@@ -11,6 +11,7 @@ mod check_command;
 mod crawl_budget;
 mod crawl_command;
 mod crawl_daemon;
+mod git_metadata;
 mod install_package;
 mod mirror;
 mod mirror_daemon;

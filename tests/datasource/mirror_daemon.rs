@@ -253,3 +253,46 @@ fn a_listed_id_that_is_no_uuid_never_reaches_a_delete() {
         "{requests:?}"
     );
 }
+
+/// The watcher that follows a crawl gives the documents of the user's import their Git
+/// metadata once they are indexed; the next run, with nothing to do, is one probe.
+#[test]
+fn imported_documents_get_their_git_metadata_from_the_watcher() {
+    use crate::support::mirror_scenario::crawl_with;
+
+    let (_dir, kb, repo, daemon) = mirrored_and_indexed();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !kb
+        .docs()
+        .iter()
+        .all(|d| d.metadata.contains_key("git_commit"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not tagged: {:?}\n{}",
+            kb.docs(),
+            daemon.stderr_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let paths: Vec<serde_json::Value> = kb
+        .docs()
+        .iter()
+        .map(|d| d.metadata["git_path"].clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [serde_json::json!("a.md"), serde_json::json!("b.md")]
+    );
+    // Let the watcher put its record back, then a run with nothing to do.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = kb.request_count();
+    let again = crawl_with(&daemon, &kb, &repo, serde_json::json!({}));
+    assert!(again.is_empty());
+    assert_eq!(
+        kb.request_count() - before,
+        1,
+        "{:?}",
+        &kb.state().requests[before..]
+    );
+}

@@ -282,4 +282,91 @@ fn sync_through_the_pipeline_api(dify: &RealDify, dir: &Path) {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("no Git Repository node 42"), "{text}");
     mirrored(&files);
+    git_metadata_filters_retrieval(dify, &repo, &state, &prefix);
+}
+
+/// Every document carries its Git metadata in the real Dify, and a retrieval filtered by
+/// `git_directory` (the dataset's hit-testing route, as a Knowledge Retrieval node filters)
+/// returns only that directory's documents.
+fn git_metadata_filters_retrieval(
+    dify: &RealDify,
+    repo: &crate::support::git_servers::TestRepo,
+    state: &Path,
+    prefix: &str,
+) {
+    repo.commit(
+        &[
+            (
+                "api/users.md",
+                b"# Users\n\nThe xylophone endpoint lists users.\n",
+            ),
+            (
+                "notes/users.md",
+                b"# Notes\n\nA xylophone note about users.\n",
+            ),
+        ],
+        &[],
+        "two files that say xylophone",
+    );
+    let (code, text) = sync(dify, &repo.bare, &dify.dataset, state, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Git metadata set on 2 documents"), "{text}");
+    let listed = dify.documents();
+    let ours: Vec<&Value> = listed
+        .iter()
+        .filter(|d| {
+            d["data_source_info"]["source_url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(prefix))
+        })
+        .collect();
+    for doc in &ours {
+        let values: std::collections::BTreeMap<&str, &str> = doc["doc_metadata"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no metadata: {doc}"))
+            .iter()
+            .filter_map(|m| Some((m["name"].as_str()?, m["value"].as_str()?)))
+            .collect();
+        let path =
+            doc["data_source_info"]["source_url"].as_str().unwrap()[prefix.len()..].to_string();
+        assert_eq!(values.get("git_path"), Some(&path.as_str()), "{doc}");
+        assert_eq!(values.get("git_branch"), Some(&"main"), "{doc}");
+        assert_eq!(values.get("git_extension"), Some(&"md"), "{doc}");
+        assert_eq!(
+            values.get("git_directory").copied(),
+            path.split('/').next(),
+            "{doc}"
+        );
+    }
+    let search = |conditions: Option<Value>| {
+        let mut model = json!({"search_method": "keyword_search", "reranking_enable": false,
+                               "top_k": 10, "score_threshold_enabled": false});
+        if let Some(conditions) = conditions {
+            model["metadata_filtering_conditions"] = conditions;
+        }
+        let answer = dify.call(
+            reqwest::Method::POST,
+            &format!("/datasets/{}/hit-testing", dify.dataset),
+            Some(json!({"query": "xylophone", "retrieval_model": model})),
+        );
+        let mut names: Vec<String> = answer["records"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .iter()
+            .map(|r| {
+                r["segment"]["document"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let everywhere = search(None);
+    assert_eq!(everywhere, ["api/users.md", "notes/users.md"]);
+    let in_api = search(Some(json!({"logical_operator": "and", "conditions": [
+        {"name": "git_directory", "comparison_operator": "is", "value": "api"}]})));
+    assert_eq!(in_api, ["api/users.md"]);
 }

@@ -21,10 +21,10 @@ struct Cli {
     sync: SyncCommand,
 }
 
-struct World {
+pub struct World {
     dir: tempfile::TempDir,
-    repo: TestRepo,
-    kb: FakeKnowledgeApi,
+    pub repo: TestRepo,
+    pub kb: FakeKnowledgeApi,
     /// The branch as the test wrote it.
     files: BTreeMap<String, String>,
 }
@@ -38,7 +38,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 impl World {
-    fn new(files: &[(String, String)]) -> World {
+    pub fn new(files: &[(String, String)]) -> World {
         std::env::set_var("GIT_DATASOURCE_DIFY_RETRY_MS", "1");
         let dir = tempfile::tempdir().unwrap();
         let refs: Vec<(&str, &[u8])> = files
@@ -88,7 +88,7 @@ impl World {
         command
     }
 
-    fn sync(&self, extra: &[&str]) -> SyncReport {
+    pub fn sync(&self, extra: &[&str]) -> SyncReport {
         let command = self.command(extra);
         runtime().block_on(command.run()).unwrap()
     }

@@ -6,6 +6,15 @@
 //! (204 empty from 1.13, "200 with body 204" before), 404 for a document already gone, 403
 //! for an archived one, and a route miss (HTML 404) for an id that is not a UUID.
 //!
+//! Document metadata as `services/metadata_service.py` keeps it: custom fields (`string`,
+//! `number`, `time`; a name taken, or a built-in one, is a 400), values set in one call per
+//! many documents, with `partial_update` keeping the values of other fields. Before 1.16 each
+//! document is updated in turn, keyed by the name sent, and a missing document stops the
+//! call with a 400 after the earlier ones were written; from 1.16 every field and document id
+//! is checked first (404) and values are keyed by the field's stored name. The list shows a
+//! document's bound fields as `[{id, name, type, value}]` (`null` without, before 1.16; `[]`
+//! from 1.16), values as strings before 1.16.
+//!
 //! Beside it, an import simulator does what Dify does with the items of a crawl's final
 //! message when the user presses *Save & Process*: one new `waiting` document per selected
 //! item, all of one import in one transaction (one `created_at`, rising positions), no
@@ -53,6 +62,18 @@ pub struct Doc {
     pub status: String,
     pub archived: bool,
     pub enabled: bool,
+    /// `doc_metadata`: values by field name.
+    pub metadata: serde_json::Map<String, Value>,
+    /// The ids of the fields bound to it.
+    pub bound: Vec<String>,
+}
+
+/// A custom metadata field of the knowledge base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
 }
 
 impl Doc {
@@ -138,6 +159,7 @@ pub struct KbState {
     pub requests: Vec<String>,
     /// Paths (by source_url suffix) whose indexing ends in `error`.
     pub failing_paths: Vec<String>,
+    pub fields: Vec<Field>,
     clock: i64,
     next_id: u64,
 }
@@ -167,6 +189,7 @@ impl FakeKnowledgeApi {
             faults: Vec::new(),
             requests: Vec::new(),
             failing_paths: Vec::new(),
+            fields: Vec::new(),
             clock: 1_790_000_000,
             next_id: 1,
         }));
@@ -251,6 +274,8 @@ fn create(state: &mut KbState, items: &[Value], batch: &str) -> Vec<String> {
             status: "waiting".into(),
             archived: false,
             enabled: true,
+            metadata: serde_json::Map::new(),
+            bound: Vec::new(),
         });
         ids.push(id);
     }
@@ -348,6 +373,9 @@ fn answer(
             ("batch", *id, Some(batch.to_string()))
         }
         ("GET", ["datasets", id]) if is_uuid(id) => ("detail", *id, None),
+        ("GET", ["datasets", id, "metadata"]) if is_uuid(id) => ("fields", *id, None),
+        ("POST", ["datasets", id, "metadata"]) if is_uuid(id) => ("new field", *id, None),
+        ("POST", ["datasets", id, "documents", "metadata"]) if is_uuid(id) => ("values", *id, None),
         ("GET", ["datasets", id, "documents"]) if is_uuid(id) => ("list", *id, None),
         ("DELETE", ["datasets", id, "documents", doc]) if is_uuid(id) && is_uuid(doc) => {
             ("delete", *id, Some(doc.to_string()))
@@ -404,6 +432,9 @@ fn answer(
             "application/json",
         ),
         "list" => list(&state, &params),
+        "fields" => fields(&state),
+        "new field" => new_field(&mut state, body),
+        "values" => set_values(&mut state, body),
         "nodes" => datasource_nodes(&state),
         "run" => run(&mut state, body),
         "batch" => batch_status(&state, route.2.as_deref().unwrap()),
@@ -426,6 +457,153 @@ fn answer(
             }
         }
     }
+}
+
+/// A document's bound fields as the list shows them.
+fn doc_metadata(state: &KbState, doc: &Doc) -> Value {
+    let modern = state.version >= (1, 16);
+    let bound: Vec<Value> = state
+        .fields
+        .iter()
+        .filter(|f| doc.bound.contains(&f.id))
+        .map(|f| {
+            let value = doc.metadata.get(&f.name).cloned().unwrap_or(Value::Null);
+            // `fields.String` before 1.16.
+            let value = match (modern, value) {
+                (false, Value::Number(n)) => json!(n.to_string()),
+                (_, value) => value,
+            };
+            json!({"id": f.id, "name": f.name, "type": f.kind, "value": value})
+        })
+        .collect();
+    match (bound.is_empty(), modern) {
+        (true, false) => Value::Null,
+        _ => Value::Array(bound),
+    }
+}
+
+fn fields(state: &KbState) -> Response<Full<Bytes>> {
+    let listed: Vec<Value> = state
+        .fields
+        .iter()
+        .map(|f| {
+            let count = state
+                .docs
+                .iter()
+                .filter(|d| d.bound.contains(&f.id))
+                .count();
+            json!({"id": f.id, "name": f.name, "type": f.kind, "count": count})
+        })
+        .collect();
+    json_response(json!({"doc_metadata": listed, "built_in_field_enabled": false}))
+}
+
+const BUILT_IN_FIELDS: [&str; 5] = [
+    "document_name",
+    "uploader",
+    "upload_date",
+    "last_update_date",
+    "source",
+];
+
+fn new_field(state: &mut KbState, body: &[u8]) -> Response<Full<Bytes>> {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let (Some(kind), Some(name)) = (body["type"].as_str(), body["name"].as_str()) else {
+        return error(400, "invalid_param", "1 validation error for MetadataArgs");
+    };
+    if !["string", "number", "time"].contains(&kind) {
+        return error(
+            400,
+            "invalid_param",
+            "1 validation error for MetadataArgs\ntype",
+        );
+    }
+    if name.chars().count() > 255 {
+        return error(
+            400,
+            "invalid_param",
+            "Metadata name cannot exceed 255 characters.",
+        );
+    }
+    if state.fields.iter().any(|f| f.name == name) {
+        return error(400, "invalid_param", "Metadata name already exists.");
+    }
+    if BUILT_IN_FIELDS.contains(&name) {
+        return error(
+            400,
+            "invalid_param",
+            "Metadata name already exists in Built-in fields.",
+        );
+    }
+    let n = state.next_id;
+    state.next_id += 1;
+    let field = Field {
+        id: format!("0000000f-0000-4000-8000-{n:012x}"),
+        name: name.to_string(),
+        kind: kind.to_string(),
+    };
+    let answer = json!({"id": field.id, "name": field.name, "type": field.kind});
+    state.fields.push(field);
+    respond(201, answer.to_string().into_bytes(), "application/json")
+}
+
+fn set_values(state: &mut KbState, body: &[u8]) -> Response<Full<Bytes>> {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let Some(operations) = body["operation_data"].as_array().cloned() else {
+        return error(
+            400,
+            "invalid_param",
+            "1 validation error for MetadataOperationData",
+        );
+    };
+    let modern = state.version >= (1, 16);
+    if modern {
+        let unknown_field = operations
+            .iter()
+            .flat_map(|o| o["metadata_list"].as_array().cloned().unwrap_or_default())
+            .any(|v| !state.fields.iter().any(|f| v["id"] == f.id.as_str()));
+        if unknown_field {
+            return error(404, "not_found", "Metadata not found.");
+        }
+        if operations
+            .iter()
+            .any(|o| !state.docs.iter().any(|d| o["document_id"] == d.id.as_str()))
+        {
+            return error(404, "not_found", "Document not found.");
+        }
+    }
+    for operation in &operations {
+        let Some(doc) = state
+            .docs
+            .iter_mut()
+            .find(|d| operation["document_id"] == d.id.as_str())
+        else {
+            // A ValueError: 400, the earlier documents already written.
+            return error(400, "invalid_param", "Document not found.");
+        };
+        let partial = operation["partial_update"] == true;
+        if !partial {
+            doc.metadata.clear();
+            doc.bound.clear();
+        }
+        for value in operation["metadata_list"].as_array().into_iter().flatten() {
+            let id = value["id"].as_str().unwrap_or_default().to_string();
+            let name = match modern {
+                true => state
+                    .fields
+                    .iter()
+                    .find(|f| f.id == id)
+                    .map(|f| f.name.clone())
+                    .unwrap_or_default(),
+                false => value["name"].as_str().unwrap_or_default().to_string(),
+            };
+            doc.metadata.insert(name, value["value"].clone());
+            if !doc.bound.contains(&id) {
+                doc.bound.push(id);
+            }
+        }
+    }
+    json_response(json!({"result": "success"}))
 }
 
 fn json_response(body: Value) -> Response<Full<Bytes>> {
@@ -623,7 +801,8 @@ fn list(state: &KbState, params: &HashMap<&str, &str>) -> Response<Full<Bytes>> 
                 "error": if d.status == "error" { json!("chunker failed") } else { json!(null) },
                 "enabled": d.enabled, "disabled_at": null, "disabled_by": null, "archived": d.archived,
                 "display_status": display, "word_count": d.content().len(), "hit_count": 0,
-                "doc_form": "text_model", "doc_metadata": null, "summary_index_status": null, "need_summary": false,
+                "doc_form": "text_model", "doc_metadata": doc_metadata(state, d),
+                "summary_index_status": null, "need_summary": false,
             })
         })
         .collect();
