@@ -36,6 +36,9 @@ pub struct KbRecord {
     /// The state store holds this very record.
     #[serde(skip)]
     pub stored: bool,
+    /// The chunks of the store's copy (`record.rs`): those a save need not write again.
+    #[serde(skip)]
+    pub chunks: Vec<String>,
 }
 
 impl KbRecord {

@@ -74,10 +74,15 @@ impl Watch {
         files(&self.files) + docs + offered + skipped + rest
     }
 
-    /// Without a background watch (the command line): deletes what the crawl planned now and
-    /// remembers; the next run does the rest.
+    /// Without a background watch (the command line): deletes what the crawl planned now,
+    /// tags the indexed documents that lack their Git metadata, and remembers; the next run
+    /// does the rest.
     pub async fn delete_planned<S: StateStore>(mut self, store: &S) -> CleanupReport {
-        let report = self.mirroring.delete(self.deletions).await;
+        let report = self
+            .mirroring
+            .delete(std::mem::take(&mut self.deletions))
+            .await;
+        self.tag().await;
         self.mirroring.remember(store).await;
         report
     }

@@ -192,6 +192,8 @@ fn mirroring_from_the_terminal_cleans_up_a_knowledge_base() {
         .collect();
     assert_eq!(left.len(), 1);
     assert!(left[0].ends_with(":a.md"));
+    // The document kept carries its Git metadata.
+    assert_eq!(kb.docs()[0].metadata["git_path"], "a.md");
 
     // Without a key: the fix is named.
     let output = Command::new(BINARY)

@@ -262,7 +262,7 @@ fn first_sync_change_rename_delete_and_a_cancelled_import_converge() {
 /// it, is waited for: every superseded document goes. Without progress the watcher stops.
 #[test]
 fn a_slow_import_is_waited_for_while_it_makes_progress() {
-    let files: Vec<(String, String)> = (0..12)
+    let files: Vec<(String, String)> = (0..30)
         .map(|n| (format!("f{n:02}.md"), format!("v1 {n}")))
         .collect();
     let mut world = World::owned(&files);
@@ -273,9 +273,11 @@ fn a_slow_import_is_waited_for_while_it_makes_progress() {
         .collect();
     world.write(&changed, &[]);
     let crawled = world.crawl(json!({}));
-    assert_eq!(crawled.items.len(), 12);
+    assert_eq!(crawled.items.len(), 30);
     world.kb.import(&crawled.items);
-    // Dify's worker indexes one document per request: about a dozen polls of 25 ms.
+    // Dify's worker indexes one document per request (each poll lists twice and deletes
+    // what the indexed ones supersede, so about four a poll): some eight polls of 25 ms,
+    // twice the wait.
     world.kb.state().auto_index = 1;
     let settings = WatchSettings {
         poll: Duration::from_millis(25),
@@ -288,7 +290,7 @@ fn a_slow_import_is_waited_for_while_it_makes_progress() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(report.deleted.len(), 12, "every superseded copy");
+    assert_eq!(report.deleted.len(), 30, "every superseded copy");
     world.assert_mirrored(&hash);
 
     // An import whose indexing never moves: the watcher gives up after the wait.
