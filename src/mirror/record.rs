@@ -220,7 +220,7 @@ mod tests {
     fn doc(n: usize) -> KbDocument {
         KbDocument {
             id: format!("00000000-0000-4000-8000-{n:012x}"),
-            ours: (n % 7 != 0).then(|| OurDocument {
+            ours: (!n.is_multiple_of(7)).then(|| OurDocument {
                 path: format!("docs/{}/{n}.md", n % 31),
                 blob: Some(format!("{n:040x}")),
                 state: DocState::Indexed,
@@ -228,7 +228,7 @@ mod tests {
                 created_at: n as i64,
                 position: n as i64,
                 genuine: Some(true),
-                tagged: n % 3 == 0,
+                tagged: n.is_multiple_of(3),
             }),
         }
     }
