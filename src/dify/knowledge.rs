@@ -50,6 +50,9 @@ pub struct RawDocument {
     pub data_source_info: Option<serde_json::Value>,
     #[serde(default)]
     pub indexing_status: Option<String>,
+    /// `queuing`, `indexing`, `paused`, `error`, `available`, `disabled` or `archived`.
+    #[serde(default)]
+    pub display_status: Option<String>,
     #[serde(default)]
     pub archived: bool,
     #[serde(default)]
@@ -167,8 +170,30 @@ impl KnowledgeApi {
 
     /// One page of the knowledge base's documents, newest first.
     pub async fn list(&self, dataset: &str, page: usize, limit: usize) -> Result<Page, ApiError> {
+        self.list_page(dataset, page, limit, "").await
+    }
+
+    /// One page of the documents of one display status (`queuing`, `indexing`, …), newest
+    /// first. Dify before 1.10.1 ignores the filter and answers the whole list.
+    pub async fn list_by_status(
+        &self,
+        dataset: &str,
+        status: &str,
+        page: usize,
+    ) -> Result<Page, ApiError> {
+        self.list_page(dataset, page, MAX_PAGE, &format!("&status={status}"))
+            .await
+    }
+
+    async fn list_page(
+        &self,
+        dataset: &str,
+        page: usize,
+        limit: usize,
+        filter: &str,
+    ) -> Result<Page, ApiError> {
         let path = format!("/datasets/{dataset}/documents");
-        let query = format!("?page={page}&limit={}", limit.clamp(1, MAX_PAGE));
+        let query = format!("?page={page}&limit={}{filter}", limit.clamp(1, MAX_PAGE));
         let body = self.call(reqwest::Method::GET, &path, &query).await?;
         parse(&format!("GET {path}"), &body, "a document list")
     }

@@ -2,8 +2,10 @@
 //! newest first and reports `total`, and every document carries its whole content twice, so
 //! what an earlier run saw is remembered ([`KbRecord`]) and only the new front of the list
 //! is read: a one-document probe says whether anything changed at all, and pages are read
-//! until they meet a remembered document after which the remembered tail adds up to `total`
-//! and holds nothing still indexing. Anything that does not add up is read in full.
+//! until they meet a remembered document after which the remembered tail adds up to `total`.
+//! Documents of that tail still indexing are brought up to date by the list's `status`
+//! filter (Dify 1.10.1+; older ones read on down). Anything that does not add up is read in
+//! full.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -19,6 +21,11 @@ const LISTING_TRIES: usize = 3;
 /// Pages read at most (200,000 documents): a server that reports an endless list is not
 /// followed forever.
 const MAX_PAGES: usize = 2000;
+/// The display statuses of a document not done indexing, or failed: what the `status`
+/// filter is asked for to bring remembered documents still indexing up to date.
+const NOT_DONE: [&str; 4] = ["queuing", "indexing", "paused", "error"];
+/// Pages of one status read at most; more reads the list instead.
+const MAX_STATUS_PAGES: usize = 5;
 
 /// What mirroring remembers of one knowledge base for one configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,13 +88,28 @@ pub async fn list(
     if let Some(known) = known {
         let same_front =
             probe.data.first().map(|d| d.id.as_str()) == known.docs.first().map(|d| d.id.as_str());
-        if same_front && probe.total == known.total && !known.docs.iter().any(unsettled) {
+        let same = same_front && probe.total == known.total;
+        if same && !known.docs.iter().any(unsettled) {
             return Ok(Listing {
                 docs: None,
                 total: known.total,
                 unchanged: true,
                 requests,
             });
+        }
+        // Nothing new at the front and nothing gone, only documents still indexing: where
+        // the list is longer than a page, their state by status is cheaper than the pages.
+        if same && known.docs.len() > MAX_PAGE {
+            let refreshed =
+                refresh_by_status(api, dataset, prefixes, &known.docs, &mut requests).await?;
+            if let Some(docs) = refreshed {
+                return Ok(Listing {
+                    total: docs.len(),
+                    docs: Some(docs),
+                    unchanged: false,
+                    requests,
+                });
+            }
         }
     }
     let position: HashMap<&str, usize> = known
@@ -119,9 +141,19 @@ pub async fn list(
             if let (Some(known), Some(last)) = (known, fresh.last()) {
                 if let Some(&at) = position.get(last.id.as_str()) {
                     let tail = &known.docs[at + 1..];
-                    if fresh.len() + tail.len() == answer.total && !tail.iter().any(unsettled) {
-                        fresh.extend_from_slice(tail);
-                        break true;
+                    if fresh.len() + tail.len() == answer.total {
+                        if !tail.iter().any(unsettled) {
+                            fresh.extend_from_slice(tail);
+                            break true;
+                        }
+                        // Documents still indexing deep in the list: their state now, by
+                        // status, rather than every page down to them.
+                        let refreshed =
+                            refresh_by_status(api, dataset, prefixes, tail, &mut requests).await?;
+                        if let Some(tail) = refreshed {
+                            fresh.extend(tail);
+                            break true;
+                        }
                     }
                 }
             }
@@ -159,6 +191,56 @@ pub async fn list(
              ({LISTING_TRIES} tries)"
         ),
     })
+}
+
+/// `tail` (remembered, and known complete: the list's count adds up) with the documents
+/// that were still indexing brought up to date through the list's `status` filter (Dify
+/// 1.10.1+): a document queuing, indexing, paused or failed now is listed under that status;
+/// one that was indexing and is listed under none has completed. `None` where the filter is
+/// not honoured (an older Dify answers documents of every status) or a status holds more
+/// than a few pages: the caller reads the list instead.
+async fn refresh_by_status(
+    api: &KnowledgeApi,
+    dataset: &str,
+    prefixes: &[String],
+    tail: &[KbDocument],
+    requests: &mut usize,
+) -> Result<Option<Vec<KbDocument>>, ApiError> {
+    let mut now: HashMap<String, KbDocument> = HashMap::new();
+    for status in NOT_DONE {
+        for page in 1.. {
+            *requests += 1;
+            let answer = api.list_by_status(dataset, status, page).await?;
+            if answer
+                .data
+                .iter()
+                .any(|d| d.display_status.as_deref() != Some(status))
+            {
+                return Ok(None);
+            }
+            for raw in &answer.data {
+                now.insert(raw.id.clone(), classify(raw, prefixes));
+            }
+            if answer.data.len() < MAX_PAGE || page * MAX_PAGE >= answer.total {
+                break;
+            }
+            if page >= MAX_STATUS_PAGES {
+                return Ok(None);
+            }
+        }
+    }
+    let refreshed = tail.iter().map(|doc| match now.remove(&doc.id) {
+        Some(fresh) => fresh,
+        None if unsettled(doc) => {
+            let mut done = doc.clone();
+            if let Some(ours) = done.ours.as_mut() {
+                ours.state = DocState::Indexed;
+            }
+            done
+        }
+        None => doc.clone(),
+    });
+    Ok(Some(refreshed.collect()))
 }
 
 /// Page `page` of `limit` documents. One whose answer is too large to hold (large documents

@@ -887,3 +887,79 @@ fn a_page_too_large_to_hold_is_read_in_smaller_pages() {
         "{requests:?}"
     );
 }
+
+/// A document left waiting for ever deep in a long list (a run that failed after Dify made
+/// it): from Dify 1.10.1 a listing asks the list's `status` filter for it rather than reading
+/// every page down to it; an older Dify, which ignores the filter, is read page by page, and
+/// both see the same documents. Once it completes, the next listing sees that too.
+#[test]
+fn a_document_stuck_deep_in_the_list_costs_a_few_requests_not_every_page() {
+    use git_datasource::mirror::documents::{url_prefix, DocState};
+    use git_datasource::mirror::listing::{list, KbRecord};
+
+    for version in [(1, 13), (1, 9)] {
+        let kb = FakeKnowledgeApi::start();
+        kb.state().version = version;
+        let items = |range: std::ops::Range<usize>| -> Vec<Value> {
+            range
+                .map(|n| json!({"source_url": format!("git:h1:doc{n}.md"), "content": format!("text {n}"),
+                                "title": format!("doc{n}.md"), "description": ""}))
+                .collect()
+        };
+        let stuck = kb.import(&items(0..1))[0].clone();
+        kb.state().stuck.insert(stuck.clone());
+        for start in (1..951).step_by(100) {
+            kb.import(&items(start..(start + 100).min(951)));
+        }
+        kb.index_all();
+        let api = KnowledgeApi::new(&kb.base_url, KEY).unwrap();
+        let prefixes = [url_prefix("h1")];
+        let listed = |known: Option<&KbRecord>| {
+            let before = kb.request_count();
+            let listing = runtime()
+                .block_on(list(&api, &kb.dataset, &prefixes, known))
+                .unwrap();
+            let record = KbRecord {
+                total: listing.total,
+                docs: listing.docs.unwrap(),
+                ..KbRecord::default()
+            };
+            (record, kb.request_count() - before)
+        };
+        let state_of = |record: &KbRecord, id: &str| {
+            let doc = record.docs.iter().find(|d| d.id == id).unwrap();
+            doc.ours.as_ref().unwrap().state
+        };
+        let (first, _) = listed(None);
+        assert_eq!(first.docs.len(), 951);
+        assert_eq!(state_of(&first, &stuck), DocState::Indexing);
+
+        // An import on top, indexed; the stuck one still waits.
+        kb.import(&items(951..961));
+        kb.index_all();
+        let (second, requests) = listed(Some(&first));
+        assert_eq!(second.docs.len(), 961, "{version:?}");
+        assert_eq!(state_of(&second, &stuck), DocState::Indexing);
+        match version {
+            // The probe, the first page, four statuses.
+            (1, 13) => assert!(requests <= 6, "{requests} requests"),
+            // The probe and every page.
+            _ => assert!(requests >= 11, "{requests} requests"),
+        }
+
+        // It completes: seen, with nothing new at the front (the probe and four statuses).
+        kb.state().stuck.clear();
+        kb.index_all();
+        let (third, requests) = listed(Some(&second));
+        assert_eq!(state_of(&third, &stuck), DocState::Indexed, "{version:?}");
+        assert_eq!(third.docs, {
+            let mut all = second.docs.clone();
+            let doc = all.iter_mut().find(|d| d.id == stuck).unwrap();
+            doc.ours.as_mut().unwrap().state = DocState::Indexed;
+            all
+        });
+        if version == (1, 13) {
+            assert_eq!(requests, 5);
+        }
+    }
+}

@@ -6,6 +6,9 @@
 //! (204 empty from 1.13, "200 with body 204" before), 404 for a document already gone, 403
 //! for an archived one, and a route miss (HTML 404) for an id that is not a UUID.
 //!
+//! The list's `status` filter from 1.10.1 (display statuses; ignored before, and for an
+//! unknown value).
+//!
 //! Document metadata as `services/metadata_service.py` keeps it: custom fields (`string`,
 //! `number`, `time`; a name taken, or a built-in one, is a 400), values set in one call per
 //! many documents, with `partial_update` keeping the values of other fields. Before 1.16 each
@@ -459,6 +462,18 @@ fn answer(
     }
 }
 
+/// `display_status` (`models/dataset.py`).
+fn display_status(doc: &Doc) -> &'static str {
+    match (doc.status.as_str(), doc.archived, doc.enabled) {
+        ("waiting", _, _) => "queuing",
+        ("error", _, _) => "error",
+        ("completed", true, _) => "archived",
+        ("completed", false, true) => "available",
+        ("completed", false, false) => "disabled",
+        _ => "indexing",
+    }
+}
+
 /// A document's bound fields as the list shows them.
 fn doc_metadata(state: &KbState, doc: &Doc) -> Value {
     let modern = state.version >= (1, 16);
@@ -778,21 +793,40 @@ fn list(state: &KbState, params: &HashMap<&str, &str>) -> Response<Full<Bytes>> 
     };
     let per_page = if limit < 1 { 20 } else { limit.min(100) } as usize;
     let start = (page.max(1) as usize - 1) * per_page;
-    let mut ordered: Vec<&Doc> = state.docs.iter().collect();
+    // The `status` filter, from 1.10.1: a display status (case-insensitive, `active` and
+    // `enabled` for `available`); any other value, and any value before, filters nothing.
+    let wanted = params
+        .get("status")
+        .filter(|_| state.version >= (1, 10))
+        .map(|s| s.to_ascii_lowercase())
+        .map(|s| match s.as_str() {
+            "active" | "enabled" => "available".to_string(),
+            _ => s,
+        })
+        .filter(|s| {
+            [
+                "queuing",
+                "indexing",
+                "paused",
+                "error",
+                "available",
+                "disabled",
+                "archived",
+            ]
+            .contains(&s.as_str())
+        });
+    let mut ordered: Vec<&Doc> = state
+        .docs
+        .iter()
+        .filter(|d| wanted.as_deref().is_none_or(|w| display_status(d) == w))
+        .collect();
     ordered.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.position)));
     let data: Vec<Value> = ordered
         .iter()
         .skip(start)
         .take(per_page)
         .map(|d| {
-            let display = match (d.status.as_str(), d.archived, d.enabled) {
-                ("waiting", _, _) => "queuing",
-                ("error", _, _) => "error",
-                ("completed", true, _) => "archived",
-                ("completed", false, true) => "available",
-                ("completed", false, false) => "disabled",
-                _ => "indexing",
-            };
+            let display = display_status(d);
             json!({
                 "id": d.id, "position": d.position, "data_source_type": "website_crawl",
                 "data_source_info": d.item, "data_source_detail_dict": d.item,
