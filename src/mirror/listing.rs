@@ -26,6 +26,9 @@ const MAX_PAGES: usize = 2000;
 const NOT_DONE: [&str; 4] = ["queuing", "indexing", "paused", "error"];
 /// Pages of one status read at most; more reads the list instead.
 const MAX_STATUS_PAGES: usize = 5;
+/// Documents beyond which asking by status (a request per status) is fewer requests than
+/// reading the pages.
+const STATUS_WORTH: usize = NOT_DONE.len() * MAX_PAGE;
 
 /// What mirroring remembers of one knowledge base for one configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,9 +100,9 @@ pub async fn list(
                 requests,
             });
         }
-        // Nothing new at the front and nothing gone, only documents still indexing: where
-        // the list is longer than a page, their state by status is cheaper than the pages.
-        if same && known.docs.len() > MAX_PAGE {
+        // Nothing new at the front and nothing gone, only documents still indexing: their
+        // state by status, where that is fewer requests than the pages.
+        if same && known.docs.len() > STATUS_WORTH {
             let refreshed =
                 refresh_by_status(api, dataset, prefixes, &known.docs, &mut requests).await?;
             if let Some(docs) = refreshed {
@@ -148,11 +151,14 @@ pub async fn list(
                         }
                         // Documents still indexing deep in the list: their state now, by
                         // status, rather than every page down to them.
-                        let refreshed =
-                            refresh_by_status(api, dataset, prefixes, tail, &mut requests).await?;
-                        if let Some(tail) = refreshed {
-                            fresh.extend(tail);
-                            break true;
+                        if tail.len() > STATUS_WORTH {
+                            let refreshed =
+                                refresh_by_status(api, dataset, prefixes, tail, &mut requests)
+                                    .await?;
+                            if let Some(tail) = refreshed {
+                                fresh.extend(tail);
+                                break true;
+                            }
                         }
                     }
                 }

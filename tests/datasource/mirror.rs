@@ -963,3 +963,94 @@ fn a_document_stuck_deep_in_the_list_costs_a_few_requests_not_every_page() {
         }
     }
 }
+
+/// What random histories around 15,000 documents (imports on top, some left waiting for
+/// ever, indexing, deletions anywhere, stuck ones finishing) do to a listing that starts
+/// from the remembered record: it always equals a listing from nothing, on a Dify that
+/// honours the `status` filter and on one that ignores it, and never costs more requests.
+#[derive(Debug, Clone)]
+enum KbStep {
+    Import { count: usize, stuck: usize },
+    Index,
+    Delete { every: usize },
+    Unstick,
+}
+
+fn kb_step() -> impl Strategy<Value = KbStep> {
+    prop_oneof![
+        (1usize..250, 0usize..3).prop_map(|(count, stuck)| KbStep::Import { count, stuck }),
+        Just(KbStep::Index),
+        (200usize..5000).prop_map(|every| KbStep::Delete { every }),
+        Just(KbStep::Unstick),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_listing_from_the_record_equals_one_from_nothing(
+        start in 14_800usize..15_200,
+        modern in any::<bool>(),
+        steps in prop::collection::vec(kb_step(), 1..4),
+    ) {
+        use git_datasource::mirror::documents::url_prefix;
+        use git_datasource::mirror::listing::{list, KbRecord};
+
+        let kb = FakeKnowledgeApi::start();
+        kb.state().version = if modern { (1, 13) } else { (1, 9) };
+        let mut next = 0;
+        let mut items = |count: usize| -> Vec<Value> {
+            let made = (next..next + count)
+                .map(|n| json!({"source_url": format!("git:h1:f{n}.md"), "content": format!("text {n}"),
+                                "title": format!("f{n}.md"), "description": ""}))
+                .collect();
+            next += count;
+            made
+        };
+        for _ in 0..start / 1000 {
+            kb.import(&items(1000));
+        }
+        let stuck_early = kb.import(&items(start % 1000 + 1));
+        kb.state().stuck.insert(stuck_early[0].clone());
+        kb.index_all();
+        let api = KnowledgeApi::new(&kb.base_url, KEY).unwrap();
+        let prefixes = [url_prefix("h1")];
+        let runtime = runtime();
+        let listed = |known: Option<&KbRecord>| {
+            let before = kb.request_count();
+            let listing = runtime.block_on(list(&api, &kb.dataset, &prefixes, known)).unwrap();
+            (listing, kb.request_count() - before)
+        };
+        let (first, _) = listed(None);
+        let mut known = KbRecord { total: first.total, docs: first.docs.unwrap(), ..KbRecord::default() };
+        // Every history ends with the stuck documents finishing.
+        for step in steps.iter().chain([&KbStep::Unstick]) {
+            match step {
+                KbStep::Import { count, stuck } => {
+                    let ids = kb.import(&items(*count));
+                    kb.state().stuck.extend(ids.into_iter().take(*stuck));
+                }
+                KbStep::Index => kb.index_all(),
+                KbStep::Delete { every } => kb.state().docs.retain(|d| {
+                    let n = d.source_url().trim_start_matches("git:h1:f").trim_end_matches(".md");
+                    n.parse::<usize>().unwrap_or(0) % every != 1
+                }),
+                KbStep::Unstick => {
+                    kb.state().stuck.clear();
+                    kb.index_all();
+                }
+            }
+            let (from_record, requests) = listed(Some(&known));
+            let (from_nothing, full) = listed(None);
+            let fresh = from_nothing.docs.unwrap();
+            if let Some(docs) = &from_record.docs {
+                prop_assert_eq!(docs, &fresh, "{:?}", step);
+                known = KbRecord { total: from_record.total, docs: docs.clone(), ..KbRecord::default() };
+            } else {
+                prop_assert_eq!(&known.docs, &fresh, "{:?}", step);
+            }
+            prop_assert!(requests <= full, "{} requests from the record, {} from nothing", requests, full);
+        }
+    }
+}
