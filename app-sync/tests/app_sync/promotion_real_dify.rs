@@ -17,6 +17,7 @@ use crate::console_real_dify::{relayed_package, shown};
 use crate::support::git_servers::{git, TestRepo};
 use crate::support::plugin_under_test::BINARY;
 use crate::support::real_dify::RealDifyProcess;
+use crate::support::start_end_workflow;
 use app_git_sync::console::sign_in::SignIn;
 use app_git_sync::console::Console;
 
@@ -35,24 +36,6 @@ models:
 environment_variables:
   API_BASE: https://api.example.com
 ";
-
-/// The app published as the workflow tool `lookup_orders`.
-const LOOKUP_DSL: &str = r#"app: {description: '', icon: "\U0001F50E", icon_background: '#FFEAD5', mode: workflow, name: Lookup}
-dependencies: []
-kind: app
-version: 0.6.0
-workflow:
-  conversation_variables: []
-  environment_variables: []
-  features: {}
-  graph:
-    edges:
-    - {data: {sourceType: start, targetType: end}, id: s-e, source: '1', sourceHandle: source, target: '2', targetHandle: target, type: custom}
-    nodes:
-    - {data: {desc: '', title: Start, type: start, variables: []}, id: '1', position: {x: 80, y: 280}, type: custom}
-    - {data: {desc: '', outputs: [], title: End, type: end}, id: '2', position: {x: 380, y: 280}, type: custom}
-  rag_pipeline_variables: []
-"#;
 
 /// The promoted app: `{KB}`, `{TOOL}` and `{CREDENTIAL}` are staging's.
 const ORDER_DSL: &str = r#"app: {description: '', icon: "\U0001F916", icon_background: '#FFEAD5', mode: workflow, name: Order Assistant}
@@ -158,7 +141,10 @@ async fn furnish(
         .post("/datasets", &json!({"name": if credential == "Production key" { "Docs (prod)" } else { "Product docs" }}))
         .await
         .unwrap();
-    let lookup = console.import_dsl(LOOKUP_DSL, None).await.unwrap();
+    let lookup = console
+        .import_dsl(&start_end_workflow("Lookup", "End", "0.6.0"), None)
+        .await
+        .unwrap();
     assert!(lookup.status.starts_with("completed"), "{lookup:?}");
     console.publish(&lookup.app_id, "tool").await.unwrap();
     console

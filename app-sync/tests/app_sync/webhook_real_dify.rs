@@ -13,29 +13,13 @@ use serde_json::{json, Value};
 use crate::console_real_dify::relayed_package;
 use crate::support::git_servers::{git, TestRepo};
 use crate::support::real_dify::{http_client, RealDifyProcess};
+use crate::support::start_end_workflow;
 use app_git_sync::console::sign_in::SignIn;
 use app_git_sync::console::Console;
 use app_git_sync::webhook::signature::sign;
 
 const PORT: &str = "5308";
 const SECRET: &str = "real-webhook-secret-0123456789";
-
-const FLOW: &str = r#"app: {description: '', icon: "\U0001F680", icon_background: '#FFEAD5', mode: workflow, name: Pushed Flow}
-dependencies: []
-kind: app
-version: 0.7.0
-workflow:
-  conversation_variables: []
-  environment_variables: []
-  features: {}
-  graph:
-    edges:
-    - {data: {sourceType: start, targetType: end}, id: s-e, source: '1', sourceHandle: source, target: '2', targetHandle: target, type: custom}
-    nodes:
-    - {data: {desc: '', title: Start, type: start, variables: []}, id: '1', position: {x: 80, y: 280}, type: custom}
-    - {data: {desc: '', outputs: [], title: Deployed, type: end}, id: '2', position: {x: 380, y: 280}, type: custom}
-  rag_pipeline_variables: []
-"#;
 
 #[test]
 fn a_signed_push_deploys_the_app_through_the_real_dify() {
@@ -58,13 +42,14 @@ fn a_signed_push_deploys_the_app_through_the_real_dify() {
     };
     let index = json!({"apps/pushed-flow.yml": {"app_id": "0b0c0d0e-0000-4000-8000-000000000001",
                                                  "mode": "workflow", "name": "Pushed Flow"}});
+    let flow = start_end_workflow("Pushed Flow", "Deployed", "0.7.0");
     let repo = TestRepo::create(
         dir.path(),
         "apps",
         &[
             (".dify-sync/environments/production.yaml", b"{}\n"),
             (".dify-sync/index.json", index.to_string().as_bytes()),
-            ("apps/pushed-flow.yml", FLOW.as_bytes()),
+            ("apps/pushed-flow.yml", flow.as_bytes()),
         ],
     );
     let head = git(&repo.bare, &["rev-parse", "main"]);

@@ -10,6 +10,29 @@ pub use test_support::{git_servers, keys, loopback_http, real_dify};
 
 use test_support::fake_daemon::{Plugin, UnderTest};
 
+/// The DSL of a workflow app with a Start node and an End node titled `end_title`, in DSL
+/// `version`.
+pub fn start_end_workflow(name: &str, end_title: &str, version: &str) -> String {
+    format!(
+        r#"app: {{description: '', icon: "\U0001F680", icon_background: '#FFEAD5', mode: workflow, name: {name}}}
+dependencies: []
+kind: app
+version: {version}
+workflow:
+  conversation_variables: []
+  environment_variables: []
+  features: {{}}
+  graph:
+    edges:
+    - {{data: {{sourceType: start, targetType: end}}, id: s-e, source: '1', sourceHandle: source, target: '2', targetHandle: target, type: custom}}
+    nodes:
+    - {{data: {{desc: '', title: Start, type: start, variables: []}}, id: '1', position: {{x: 80, y: 280}}, type: custom}}
+    - {{data: {{desc: '', outputs: [], title: {end_title}, type: end}}, id: '2', position: {{x: 380, y: 280}}, type: custom}}
+  rag_pipeline_variables: []
+"#
+    )
+}
+
 /// The plugin under test: App Git Sync.
 pub struct AppGitSync;
 
