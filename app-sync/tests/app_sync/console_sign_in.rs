@@ -251,11 +251,27 @@ async fn a_server_that_quotes_requests_back_gets_no_secret_into_an_error() {
         .await
         .unwrap_err()
         .to_string();
-    let state = fake.state();
-    let (access, csrf) = state.sessions.last().unwrap().clone();
+    let (access, csrf) = fake.state().sessions.last().unwrap().clone();
     assert!(text.contains("404"), "{text}");
     assert!(!text.contains(&access) && !text.contains(&csrf), "{text}");
     assert!(!text.contains(PASSWORD), "{text}");
+
+    // A refused deletion (an account that may not edit) is quoted back the same way.
+    let app = fake.add_app("Kept", "workflow", Vec::new());
+    fake.state().can_edit = false;
+    let text = console.delete_app(&app).await.unwrap_err().to_string();
+    let (access, csrf) = fake.state().sessions.last().unwrap().clone();
+    assert!(text.contains("403") && text.contains("[hidden]"), "{text}");
+    assert!(!text.contains(&access) && !text.contains(&csrf), "{text}");
+    // An id that is no id never reaches a request path.
+    let before = fake.state().requests.len();
+    let hostile = console.delete_app("../../apps/other").await.unwrap_err();
+    assert!(
+        hostile.to_string().contains("is not an app or workflow id"),
+        "{hostile}"
+    );
+    assert_eq!(fake.state().requests.len(), before);
+    assert!(fake.state().apps.contains_key(&app));
 }
 
 #[tokio::test(flavor = "multi_thread")]
