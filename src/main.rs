@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use dify_plugin::commands::{self, CheckArgs, PackageArgs};
 use git_datasource::cli::crawl::{describe, CrawlCommand};
 use git_datasource::cli::sync::{self, SyncCommand};
+use git_datasource::cli::sync_all;
 use git_datasource::handlers::PluginHandler;
 use git_datasource::settings::Settings;
 use git_datasource::GIT_ENV;
@@ -72,6 +73,22 @@ fn crawl(command: &CrawlCommand) -> ExitCode {
 }
 
 fn run_sync(command: &SyncCommand) -> ExitCode {
+    match command.config() {
+        Ok(None) => {}
+        Ok(Some(config)) => {
+            return match commands::runtime().block_on(sync_all::run(command, &config)) {
+                Ok(code) => ExitCode::from(code),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    }
     match commands::runtime().block_on(command.run()) {
         Ok(report) => {
             print!("{}", sync::describe(&report));

@@ -4,6 +4,9 @@
 
 pub mod crawl;
 pub mod sync;
+pub mod sync_all;
+pub mod sync_config;
+pub mod sync_job;
 mod sync_lock;
 mod sync_report;
 
@@ -23,7 +26,8 @@ use git_remote::{FetchSettings, GitClient, GitCredentials, RepoCache};
 #[derive(Debug, clap::Args)]
 pub struct RepoArgs {
     /// A repository URL or a local path (local paths are allowed here).
-    pub repo: String,
+    #[arg(required = true)]
+    pub repo: Option<String>,
     #[arg(long, default_value = "main")]
     pub branch: String,
     /// Only files under this directory.
@@ -50,7 +54,7 @@ impl RepoArgs {
     /// The plugin's parameters for these arguments.
     pub fn params(&self, knowledge_base: Option<&str>) -> Result<CrawlParams, CrawlError> {
         CrawlParams::from_json(Some(&serde_json::json!({
-            "repo_url": self.repo, "branch": self.branch, "subdir": self.subdir, "extensions": self.extensions,
+            "repo_url": self.repo.as_deref().unwrap_or_default(), "branch": self.branch, "subdir": self.subdir, "extensions": self.extensions,
             "include": self.include, "exclude": self.exclude, "sync_mode": if self.full { "full" } else { "incremental" },
             "knowledge_base_id": knowledge_base.unwrap_or_default(),
         })))

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use git2::Oid;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::batcher::{Batch, Batcher};
 use super::documents::{DocState, KbDocument};
@@ -21,14 +22,28 @@ use git_remote::{read_blobs, BlobRead, BlobReader, FileEntry, GitClient, GitErro
 /// Files read per blocking read.
 const READ_CHUNK: usize = 50;
 
-#[derive(Debug, Clone, Copy)]
+/// Runs whose documents are not all indexed yet, at most, per Dify.
+pub const RUNS_IN_FLIGHT: usize = 2;
+
+/// Room for pipeline runs still indexing. Pushes that share one (every push to one Dify in a
+/// `sync --config`) keep at most its size of runs in Dify's worker queue between them.
+#[derive(Debug, Clone)]
+pub struct RunSlots(Arc<Semaphore>);
+
+impl RunSlots {
+    pub fn new(runs: usize) -> RunSlots {
+        RunSlots(Arc::new(Semaphore::new(runs.max(1))))
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct PushSettings {
     /// Documents per run, and bytes of their JSON per run (a run of one larger document
     /// goes alone).
     pub max_items: usize,
     pub max_bytes: usize,
-    /// Runs whose documents are not all indexed yet, at most.
-    pub in_flight: usize,
+    /// Room for runs whose documents are not all indexed yet.
+    pub slots: RunSlots,
     /// How often indexing is checked, and how long it may make no progress at all.
     pub poll: Duration,
     pub stall: Duration,
@@ -39,7 +54,7 @@ impl Default for PushSettings {
         PushSettings {
             max_items: 100,
             max_bytes: 4 * 1024 * 1024,
-            in_flight: 2,
+            slots: RunSlots::new(RUNS_IN_FLIGHT),
             poll: Duration::from_secs(2),
             stall: Duration::from_secs(300),
         }
@@ -152,6 +167,8 @@ impl PushReport {
 struct Running {
     batch: String,
     left: HashSet<String>,
+    /// Its room among the runs in flight, given back when it is dropped.
+    _slot: OwnedSemaphorePermit,
 }
 
 struct Pusher<'a> {
@@ -237,7 +254,7 @@ pub async fn push(
             pusher.send(batch).await;
         }
     }
-    pusher.wait_below(1).await;
+    pusher.wait_until_indexed().await;
     let mut report = pusher.report;
     for running in &pusher.running {
         report.unfinished.extend(
@@ -268,9 +285,9 @@ fn item(source: &Source<'_>, file: &FileEntry, text: &str) -> Vec<u8> {
 impl Pusher<'_> {
     /// Sends one run once there is room; false when nothing more should be sent.
     async fn send(&mut self, batch: Batch) -> bool {
-        if !self.wait_below(self.settings.in_flight).await {
+        let Some(slot) = self.wait_for_a_slot().await else {
             return false;
-        }
+        };
         let items: Vec<&[u8]> = batch.items.iter().map(Vec::as_slice).collect();
         let body = run_body(self.target.start_node, self.target.inputs, &items);
         self.report.requests += 1;
@@ -291,6 +308,7 @@ impl Pusher<'_> {
                 self.running.push(Running {
                     batch: answer.batch,
                     left,
+                    _slot: slot,
                 });
                 self.last_change = Instant::now();
                 true
@@ -320,23 +338,50 @@ impl Pusher<'_> {
         !self.running.is_empty() && self.last_change.elapsed() >= self.settings.stall
     }
 
-    /// Waits until fewer than `limit` runs are indexing; false when indexing stalled or the
-    /// configuration was refused.
-    async fn wait_below(&mut self, limit: usize) -> bool {
-        while self.running.len() >= limit.max(1) {
-            if self.report.stopped.is_some() {
-                return false;
+    /// Room for one more run: polls this push's runs until one of them gives room back, or,
+    /// with none of its own in flight, waits for other pushes to give some back. None when
+    /// indexing stalled or the configuration was refused.
+    async fn wait_for_a_slot(&mut self) -> Option<OwnedSemaphorePermit> {
+        let slots = &self.settings.slots.0;
+        loop {
+            if let Ok(slot) = slots.clone().try_acquire_owned() {
+                return Some(slot);
             }
-            if self.stalled() {
-                tracing::warn!(
-                    "no document was indexed for {:?}; is Dify's worker running?",
-                    self.settings.stall
-                );
-                return false;
+            if self.running.is_empty() {
+                return slots.clone().acquire_owned().await.ok();
             }
-            tokio::time::sleep(self.settings.poll).await;
-            self.poll().await;
+            if !self.wait_a_poll().await {
+                return None;
+            }
         }
+    }
+
+    /// Waits until every run of this push is indexed; false when indexing stalled or the
+    /// configuration was refused.
+    async fn wait_until_indexed(&mut self) -> bool {
+        while !self.running.is_empty() {
+            if !self.wait_a_poll().await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits one poll interval and reads the runs' indexing; false when indexing stalled or
+    /// the configuration was refused.
+    async fn wait_a_poll(&mut self) -> bool {
+        if self.report.stopped.is_some() {
+            return false;
+        }
+        if self.stalled() {
+            tracing::warn!(
+                "no document was indexed for {:?}; is Dify's worker running?",
+                self.settings.stall
+            );
+            return false;
+        }
+        tokio::time::sleep(self.settings.poll).await;
+        self.poll().await;
         true
     }
 

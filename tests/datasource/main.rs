@@ -21,4 +21,5 @@ mod protocol_tcp;
 mod state_faults;
 mod support;
 mod sync;
+mod sync_config;
 mod ui_path_real_dify;

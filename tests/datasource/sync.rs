@@ -22,7 +22,7 @@ struct Cli {
 }
 
 pub struct World {
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     pub repo: TestRepo,
     pub kb: FakeKnowledgeApi,
     /// The branch as the test wrote it.
@@ -56,7 +56,7 @@ impl World {
         }
     }
 
-    fn numbered(count: usize) -> World {
+    pub fn numbered(count: usize) -> World {
         let files: Vec<(String, String)> = (0..count)
             .map(|n| {
                 (
@@ -117,7 +117,7 @@ impl World {
         outcome
     }
 
-    fn change(&mut self, files: &[(&str, &str)], removed: &[&str]) {
+    pub fn change(&mut self, files: &[(&str, &str)], removed: &[&str]) {
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
         self.repo.commit(&refs, removed, "change");
         for (path, content) in files {
@@ -129,7 +129,7 @@ impl World {
     }
 
     /// One completed document per file, with its current content; nothing else.
-    fn assert_mirrored(&self) {
+    pub fn assert_mirrored(&self) {
         let docs = self.kb.docs();
         let mut by_path: BTreeMap<String, Vec<&crate::support::knowledge_api::Doc>> =
             BTreeMap::new();
