@@ -320,7 +320,6 @@ fn plugin_via_daemon(
 
 /// `git-datasource crawl` with a state directory, raised budget.
 fn plugin_via_cli(target: &Target, cache: &Path, state: &Path) -> Sample {
-    let started = Instant::now();
     let mut command = Command::new(BINARY);
     command
         .arg("crawl")
@@ -340,6 +339,15 @@ fn plugin_via_cli(target: &Target, cache: &Path, state: &Path) -> Sample {
         std::fs::write(&ca_file, ca).unwrap();
         command.env("GIT_DATASOURCE_CA_FILE", &ca_file);
     }
+    Sample {
+        runs: 1,
+        ..measure(&mut command)
+    }
+}
+
+/// Runs a child to its end: wall and CPU seconds and its peak resident memory.
+fn measure(command: &mut Command) -> Sample {
+    let started = Instant::now();
     let child = command.spawn().unwrap();
     let pid = child.id();
     // Sample the peak until the process is gone (VmHWM only grows).
@@ -358,11 +366,14 @@ fn plugin_via_cli(target: &Target, cache: &Path, state: &Path) -> Sample {
     std::mem::forget(child);
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{command:?} failed ({status})"
+    );
     Sample {
         wall: started.elapsed().as_secs_f64(),
         cpu,
         peak_rss_mb: peak,
-        runs: 1,
         ..Sample::default()
     }
 }
@@ -683,7 +694,7 @@ fn main() {
     for line in &mirror_lines {
         println!("{line}");
     }
-    let (sync_lines, sync_report) = pipeline::run(work.path());
+    let (sync_lines, sync_report) = pipeline::run(work.path(), size != "small");
     for line in &sync_lines {
         println!("{line}");
     }

@@ -1,104 +1,137 @@
-//! `git-datasource sync` through the pipeline API of the fake Knowledge API: a first sync of
-//! a 5,000-file repository into an empty pipeline knowledge base, a re-sync after 1% of the
-//! files changed and 1% were deleted, and a re-sync with nothing changed. Time, requests and
-//! bytes sent. The fake indexes at once, so the times are ours, not Dify's worker's (the
-//! real one indexes about 2.6 documents/s: `knowledge-api.md` §6.4).
+//! `git-datasource sync` (the binary) through the pipeline API of the fake Knowledge API: a
+//! first sync of a generated repository into an empty pipeline knowledge base, a re-sync after
+//! 1% of the files changed and 1% were deleted, and a re-sync with nothing changed; at 5,000
+//! files, and at 100,000 unless `--size small`. Time, requests, documents pushed and deleted,
+//! and the process's peak memory. The fake indexes at once, so the times are ours, not Dify's
+//! worker's (the real one indexes about 2.6 documents/s: `knowledge-api.md` §6.4).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use clap::Parser;
-use git_datasource::cli::sync::{describe, SyncCommand, SyncReport};
 use serde_json::{json, Value};
 
+use super::support::fake_daemon::BINARY;
 use super::support::knowledge_api::{FakeKnowledgeApi, KEY};
-use super::{Importer, Rng};
+use super::{measure, Importer, Rng, Sample};
 
-const FILES: usize = 5000;
+/// Bytes of text per file.
+const FILE_BYTES: usize = 1200;
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    sync: SyncCommand,
+/// One sync: the process's measures, the fake's requests, and what it printed.
+struct Outcome {
+    sample: Sample,
+    requests: usize,
+    text: String,
 }
 
-/// One sync: its report, wall seconds and requests.
-fn sync(bare: &Path, kb: &FakeKnowledgeApi, state: &Path) -> (SyncReport, f64, usize) {
-    let args = [
-        "sync",
-        bare.to_str().unwrap(),
-        "--knowledge-base",
-        &kb.dataset,
-        "--dify-api-url",
-        &kb.base_url,
-        "--dify-api-key",
-        KEY,
-        "--state-dir",
-        state.to_str().unwrap(),
-    ];
-    let mut command = Cli::try_parse_from(args).unwrap().sync;
-    command.poll = Some(Duration::from_millis(10));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+fn sync(bare: &Path, kb: &FakeKnowledgeApi, work: &Path) -> Outcome {
+    let printed = work.join("sync-output.txt");
     let before = kb.request_count();
-    let started = Instant::now();
-    let report = runtime.block_on(command.run()).unwrap();
-    let wall = started.elapsed().as_secs_f64();
-    assert_eq!(report.exit_code(), 0, "{}", describe(&report));
-    (report, wall, kb.request_count() - before)
+    let sample = measure(
+        Command::new(BINARY)
+            .arg("sync")
+            .arg(bare)
+            .args(["--knowledge-base", &kb.dataset, "--dify-api-url", &kb.base_url])
+            .args(["--poll-ms", "10", "--state-dir"])
+            .arg(work.join("state"))
+            .env("GIT_DATASOURCE_DIFY_API_KEY", KEY)
+            .env("GIT_DATASOURCE_CACHE_DIR", work.join("cache"))
+            .stdout(std::fs::File::create(&printed).unwrap())
+            .stderr(Stdio::null()),
+    );
+    Outcome {
+        sample,
+        requests: kb.request_count() - before,
+        text: std::fs::read_to_string(&printed).unwrap(),
+    }
 }
 
-fn row(name: &str, (report, wall, requests): &(SyncReport, f64, usize)) -> (String, Value) {
-    let push = &report.push;
-    let line = format!(
-        "sync: {name:<24} {wall:>7.3} s  {requests:>5} requests  {:>10} bytes sent  {:>3} runs  pushed {:>4}  deleted {:>3}",
-        push.bytes_sent,
-        push.runs,
-        push.created.len(),
-        report.cleanup.deleted.len()
+/// The number printed right after `label` in a sync's summary (0 when absent).
+fn after(text: &str, label: &str) -> usize {
+    text.find(label)
+        .map(|at| &text[at + label.len()..])
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn row(files: usize, name: &str, outcome: &Outcome) -> (String, Value) {
+    let Outcome {
+        sample,
+        requests,
+        text,
+    } = outcome;
+    let (pushed, runs, deleted) = (
+        after(text, "pushed "),
+        after(text, " in "),
+        after(text, "deleted "),
     );
-    let json = json!({"seconds": wall, "requests": requests, "bytes_sent": push.bytes_sent,
-                      "runs": push.runs, "pushed": push.created.len(), "deleted": report.cleanup.deleted.len()});
+    let line = format!(
+        "sync {files:>6} files: {name:<24} {:>7.3} s  {requests:>6} requests  {:>6.1} MB peak  \
+         {runs:>4} runs  pushed {pushed:>6}  deleted {deleted:>5}",
+        sample.wall, sample.peak_rss_mb
+    );
+    let json = json!({"seconds": sample.wall, "cpu_seconds": sample.cpu, "requests": requests,
+                      "peak_rss_mb": sample.peak_rss_mb, "runs": runs, "pushed": pushed,
+                      "deleted": deleted});
     (line, json)
 }
 
-/// Runs the scenario; returns the report lines and their JSON.
-pub fn run(work: &Path) -> (Vec<String>, Value) {
+/// A first sync, 1% changed and 1% deleted, and no change, at `files` files.
+fn scenario(work: &Path, files: usize) -> (Vec<String>, Value) {
+    let work = work.join(format!("pipeline-sync-{files}"));
     let mut rng = Rng(11);
-    let tree = (0..FILES)
-        .map(|i| (format!("docs/{:02}/{i:05}.md", i % 50), rng.text(1200)))
+    // 200 files a directory, as documentation trees tend to be.
+    let tree = (0..files)
+        .map(|i| (format!("docs/{:03}/{i:06}.md", i / 200), rng.text(FILE_BYTES)))
         .collect();
-    let bare = work.join("pipeline-sync.git");
+    let bare = work.join("repo.git");
     let mut importer = Importer::create(&bare, tree);
     let kb = FakeKnowledgeApi::start();
     kb.state().auto_index = 1000;
-    let state = work.join("pipeline-sync-state");
-    let first = sync(&bare, &kb, &state);
+    let first = sync(&bare, &kb, &work);
 
     let paths: Vec<String> = importer.tree.keys().cloned().collect();
-    let step = paths.len() / 50;
+    let step = 100;
     let changed: Vec<(String, Vec<u8>)> = paths
         .iter()
         .step_by(step)
-        .map(|p| (p.clone(), rng.text(1300)))
+        .map(|p| (p.clone(), rng.text(FILE_BYTES + 100)))
         .collect();
     let deleted: Vec<String> = paths.iter().skip(step / 2).step_by(step).cloned().collect();
     importer.commit(changed, &deleted, false, "1% changed, 1% deleted");
-    let delta = sync(&bare, &kb, &state);
-    let unchanged = sync(&bare, &kb, &state);
+    let delta = sync(&bare, &kb, &work);
+    let unchanged = sync(&bare, &kb, &work);
+    assert!(unchanged.text.contains("already mirrors"), "{}", unchanged.text);
+    assert_eq!(kb.docs().len(), files - deleted.len(), "the knowledge base mirrors the branch");
 
     let mut lines = Vec::new();
-    let mut report = json!({"files": FILES});
-    for (name, key, result) in [
-        ("first sync, 5,000 files", "first", &first),
+    let mut report = json!({"files": files});
+    for (name, key, outcome) in [
+        ("first sync", "first", &first),
         ("1% changed + 1% deleted", "delta", &delta),
         ("no change", "no_change", &unchanged),
     ] {
-        let (line, json) = row(name, result);
+        let (line, json) = row(files, name, outcome);
         lines.push(line);
         report[key] = json;
     }
+    let _ = std::fs::remove_dir_all(&work);
     (lines, report)
+}
+
+/// Runs the scenarios; returns the report lines and their JSON.
+pub fn run(work: &Path, with_100k: bool) -> (Vec<String>, Value) {
+    let mut sizes = vec![5_000];
+    if with_100k {
+        sizes.push(100_000);
+    }
+    let mut lines = Vec::new();
+    let mut reports = Vec::new();
+    for files in sizes {
+        let (more, report) = scenario(work, files);
+        lines.extend(more);
+        reports.push(report);
+    }
+    (lines, Value::Array(reports))
 }

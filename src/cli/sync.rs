@@ -77,9 +77,9 @@ pub struct SyncCommand {
     /// (after a field was edited or renamed in Dify, say).
     #[arg(long)]
     pub rewrite_metadata: bool,
-    /// How often indexing is checked (2 s).
-    #[arg(skip)]
-    pub poll: Option<Duration>,
+    /// How often indexing is checked, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub poll_ms: u64,
 }
 
 /// Parses `--input` values: `name=text` (a string) or `name:=JSON`.
@@ -158,7 +158,6 @@ impl SyncCommand {
 
     /// How every sync of this command runs.
     pub fn options(&self) -> SyncOptions {
-        let poll = self.poll.unwrap_or(PushSettings::default().poll);
         SyncOptions {
             dry_run: self.dry_run,
             rewrite_metadata: self.rewrite_metadata,
@@ -167,7 +166,7 @@ impl SyncCommand {
                 max_items: self.batch_files.max(1),
                 max_bytes: self.batch_bytes,
                 stall: Duration::from_secs(self.stall_secs),
-                poll,
+                poll: Duration::from_millis(self.poll_ms.max(1)),
                 ..PushSettings::default()
             },
         }

@@ -165,6 +165,8 @@ fn mirroring_against_the_real_dify_api() {
     mirror_scenario::push_after_import(&dify, pushed.path());
     let synced = tempfile::tempdir().unwrap();
     sync_through_the_pipeline_api(&dify, synced.path());
+    let configured = tempfile::tempdir().unwrap();
+    sync_config(&dify, configured.path());
 }
 
 /// `git-datasource sync` as a CI job runs it: key from the environment, exit status read.
@@ -369,4 +371,84 @@ fn git_metadata_filters_retrieval(
     let in_api = search(Some(json!({"logical_operator": "and", "conditions": [
         {"name": "git_directory", "comparison_operator": "is", "value": "api"}]})));
     assert_eq!(in_api, ["api/users.md"]);
+}
+
+/// `git-datasource sync --config` with three entries, two repositories into the pipeline
+/// knowledge base and one into a classic one (which cannot take them): the two are mirrored
+/// and indexed by the real Dify, the third fails alone, the exit status is the worst.
+fn sync_config(dify: &RealDify, dir: &Path) {
+    use crate::support::git_servers::TestRepo;
+    let repository = |name: &str, count: usize| {
+        let files: Vec<(String, String)> = (0..count)
+            .map(|n| {
+                (
+                    format!("{name}/{n}.md"),
+                    format!("# {name} {n}\n\nConfigured {n}.\n"),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_bytes()))
+            .collect();
+        (TestRepo::create(dir, name, &refs), files)
+    };
+    let (guide, guide_files) = repository("guide", 3);
+    let (manual, manual_files) = repository("manual", 2);
+    let entry = |name: &str, repo: &TestRepo, dataset: &str| {
+        format!(
+            "  - name: {name}\n    repository: {}\n    knowledge_base: {dataset}\n",
+            repo.bare.display()
+        )
+    };
+    let config = dir.join("sync.yaml");
+    let text = format!(
+        "defaults:\n  dify:\n    api_url: {}\n    api_key_env: REAL_DIFY_DATASET_KEY\nsyncs:\n{}{}{}",
+        dify.service_api,
+        entry("guide", &guide, &dify.dataset),
+        entry("classic", &guide, &dify.classic_dataset),
+        entry("manual", &manual, &dify.dataset),
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_git-datasource"))
+        .args(["sync", "--config"])
+        .arg(&config)
+        .args(["--jobs", "2", "--state-dir"])
+        .arg(dir.join("state"))
+        .env("REAL_DIFY_DATASET_KEY", &dify.key)
+        .env_remove("GIT_DATASOURCE_DIFY_API_KEY")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains(&dify.key), "the key was shown: {text}");
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let table = &text[text.rfind("entry ").expect(&text)..];
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string()
+    };
+    assert!(row("guide").contains("mirrored"), "{text}");
+    assert!(row("manual").contains("mirrored"), "{text}");
+    assert!(row("classic").contains("FAILED"), "{text}");
+    assert!(
+        text.contains("not a knowledge-pipeline knowledge base"),
+        "{text}"
+    );
+    for (repo, files) in [(&guide, &guide_files), (&manual, &manual_files)] {
+        let prefix = crate::support::crawl_harness::source_url_prefix(repo.bare.to_str().unwrap());
+        let mut ours = dify.ours(&prefix);
+        ours.sort();
+        let want: Vec<(String, String, String)> = files
+            .iter()
+            .map(|(p, c)| (p.clone(), "completed".to_string(), c.clone()))
+            .collect();
+        assert_eq!(ours, want, "{text}");
+    }
 }

@@ -84,7 +84,7 @@ impl World {
         ];
         args.extend_from_slice(extra);
         let mut command = Cli::try_parse_from(args).unwrap().sync;
-        command.poll = Some(Duration::from_millis(1));
+        command.poll_ms = 1;
         command
     }
 

@@ -36,7 +36,7 @@ fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_git-datasource"))
         .arg("sync")
         .args(args)
-        .arg("--state-dir")
+        .args(["--poll-ms", "20", "--state-dir"])
         .arg(dir.join("state"))
         .env("SYNC_CONFIG_TEST_KB_KEY", KEY)
         .env("GIT_DATASOURCE_CACHE_DIR", dir.join("cache"))
