@@ -218,6 +218,9 @@ struct Sample {
     wall: f64,
     cpu: f64,
     peak_rss_mb: f64,
+    /// The largest anonymous (heap) part of the resident memory seen: without the pages of
+    /// mapped pack files, which the kernel drops at will.
+    peak_anon_mb: f64,
     final_bytes: usize,
     runs: usize,
     delivered_oids: Vec<String>,
@@ -226,10 +229,15 @@ struct Sample {
 /// The peak resident memory of a running process, in MB (`VmHWM`, which starts afresh at
 /// exec, unlike `ru_maxrss`, which inherits the forking parent's).
 fn peak_rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmHWM:")
+}
+
+/// A size from `/proc/<pid>/status`, in MB (0 once the process is gone).
+fn status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -351,11 +359,12 @@ fn measure(command: &mut Command) -> Sample {
     let child = command.spawn().unwrap();
     let pid = child.id();
     // Sample the peak until the process is gone (VmHWM only grows).
-    let mut peak = 0.0f64;
+    let (mut peak, mut anon) = (0.0f64, 0.0f64);
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         peak = peak.max(peak_rss_mb(pid));
+        anon = anon.max(status_mb(pid, "RssAnon:"));
         // SAFETY: a non-blocking wait on our own child.
         let reaped = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut usage) };
         if reaped == pid as i32 {
@@ -374,6 +383,7 @@ fn measure(command: &mut Command) -> Sample {
         wall: started.elapsed().as_secs_f64(),
         cpu,
         peak_rss_mb: peak,
+        peak_anon_mb: anon,
         ..Sample::default()
     }
 }

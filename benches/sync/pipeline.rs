@@ -68,11 +68,11 @@ fn row(files: usize, name: &str, outcome: &Outcome) -> (String, Value) {
     );
     let line = format!(
         "sync {files:>6} files: {name:<24} {:>7.3} s  {requests:>6} requests  {:>6.1} MB peak  \
-         {runs:>4} runs  pushed {pushed:>6}  deleted {deleted:>5}",
-        sample.wall, sample.peak_rss_mb
+         ({:>5.1} MB heap)  {:>6.3} s CPU  {runs:>4} runs  pushed {pushed:>6}  deleted {deleted:>5}",
+        sample.wall, sample.peak_rss_mb, sample.peak_anon_mb, sample.cpu
     );
     let json = json!({"seconds": sample.wall, "cpu_seconds": sample.cpu, "requests": requests,
-                      "peak_rss_mb": sample.peak_rss_mb, "runs": runs, "pushed": pushed,
+                      "peak_rss_mb": sample.peak_rss_mb, "peak_heap_mb": sample.peak_anon_mb, "runs": runs, "pushed": pushed,
                       "deleted": deleted});
     (line, json)
 }

@@ -589,18 +589,23 @@ fn set_values(state: &mut KbState, body: &[u8]) -> Response<Full<Bytes>> {
             return error(404, "not_found", "Metadata not found.");
         }
     }
-    let at: HashMap<String, usize> = state
-        .docs
-        .iter()
-        .enumerate()
-        .map(|(at, d)| (d.id.clone(), at))
-        .collect();
-    let find = |operation: &Value| at.get(operation["document_id"].as_str()?).copied();
-    if modern && operations.iter().any(|o| find(o).is_none()) {
+    let found: Vec<Option<usize>> = {
+        let at: HashMap<&str, usize> = state
+            .docs
+            .iter()
+            .enumerate()
+            .map(|(at, d)| (d.id.as_str(), at))
+            .collect();
+        operations
+            .iter()
+            .map(|o| at.get(o["document_id"].as_str()?).copied())
+            .collect()
+    };
+    if modern && found.contains(&None) {
         return error(404, "not_found", "Document not found.");
     }
-    for operation in &operations {
-        let Some(doc) = find(operation).map(|at| &mut state.docs[at]) else {
+    for (operation, at) in operations.iter().zip(found) {
+        let Some(doc) = at.map(|at| &mut state.docs[at]) else {
             // A ValueError: 400, the earlier documents already written.
             return error(400, "invalid_param", "Document not found.");
         };
