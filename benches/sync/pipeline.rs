@@ -31,7 +31,12 @@ fn sync(bare: &Path, kb: &FakeKnowledgeApi, work: &Path) -> Outcome {
         Command::new(BINARY)
             .arg("sync")
             .arg(bare)
-            .args(["--knowledge-base", &kb.dataset, "--dify-api-url", &kb.base_url])
+            .args([
+                "--knowledge-base",
+                &kb.dataset,
+                "--dify-api-url",
+                &kb.base_url,
+            ])
             .args(["--poll-ms", "10", "--state-dir"])
             .arg(work.join("state"))
             .env("GIT_DATASOURCE_DIFY_API_KEY", KEY)
@@ -83,7 +88,12 @@ fn scenario(work: &Path, files: usize) -> (Vec<String>, Value) {
     let mut rng = Rng(11);
     // 200 files a directory, as documentation trees tend to be.
     let tree = (0..files)
-        .map(|i| (format!("docs/{:03}/{i:06}.md", i / 200), rng.text(FILE_BYTES)))
+        .map(|i| {
+            (
+                format!("docs/{:03}/{i:06}.md", i / 200),
+                rng.text(FILE_BYTES),
+            )
+        })
         .collect();
     let bare = work.join("repo.git");
     let mut importer = Importer::create(&bare, tree);
@@ -102,8 +112,16 @@ fn scenario(work: &Path, files: usize) -> (Vec<String>, Value) {
     importer.commit(changed, &deleted, false, "1% changed, 1% deleted");
     let delta = sync(&bare, &kb, &work);
     let unchanged = sync(&bare, &kb, &work);
-    assert!(unchanged.text.contains("already mirrors"), "{}", unchanged.text);
-    assert_eq!(kb.docs().len(), files - deleted.len(), "the knowledge base mirrors the branch");
+    assert!(
+        unchanged.text.contains("already mirrors"),
+        "{}",
+        unchanged.text
+    );
+    assert_eq!(
+        kb.docs().len(),
+        files - deleted.len(),
+        "the knowledge base mirrors the branch"
+    );
 
     let mut lines = Vec::new();
     let mut report = json!({"files": files});

@@ -183,11 +183,15 @@ pub fn summary(outcomes: &[EntryOutcome]) -> String {
                     ),
                     None => String::new(),
                 };
+                let files = match report.unchanged {
+                    true => "-".to_string(),
+                    false => report.files.to_string(),
+                };
                 format!(
                     "{:<10}  {:<12}  {:>6}  {:>6}  {:>7}  {time:>7}  {detail}",
                     result,
                     &report.commit[..report.commit.len().min(12)],
-                    report.files,
+                    files,
                     report.push.created.len(),
                     report.cleanup.deleted.len(),
                 )

@@ -97,11 +97,6 @@ impl SyncJob {
         )
         .await?;
         report.commit = fetched.commit.to_string();
-        let files = {
-            let repo = fetched.open()?;
-            git_remote::list_files(&repo, fetched.commit, &params.filter())?.files
-        };
-        report.files = files.len();
 
         // A knowledge base that cannot take documents fails before anything else.
         bar.say("finding the pipeline");
@@ -133,6 +128,11 @@ impl SyncJob {
             report.unchanged = true;
             return Ok(report.finish(&mirroring, started));
         }
+        let files = {
+            let repo = fetched.open()?;
+            git_remote::list_files(&repo, fetched.commit, &params.filter())?.files
+        };
+        report.files = files.len();
         if !options.dry_run {
             let say = |left: usize, first: usize| match left == first {
                 true => bar.say(&format!(

@@ -20,7 +20,7 @@ pub struct SyncReport {
     pub dry_run: bool,
     /// The knowledge base already mirrored this commit: nothing was read or sent.
     pub unchanged: bool,
-    /// The branch's files after the filters.
+    /// The branch's files after the filters (not listed when `unchanged`).
     pub files: usize,
     pub plan: MirrorPlan,
     /// Paths whose current content is indexed already.

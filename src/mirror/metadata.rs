@@ -97,32 +97,30 @@ pub async fn tag(
             return report;
         }
     };
-    let values: Vec<[String; 7]> = documents
-        .iter()
-        .map(|(_, path)| source.values(path, commit))
-        .collect();
-    let operation = |at: usize| DocumentValues {
-        document: &documents[at].0,
-        values: fields.iter().zip(values[at].iter().cloned()).collect(),
-    };
-    let indices: Vec<usize> = (0..documents.len()).collect();
-    for batch in indices.chunks(BATCH) {
-        let operations: Vec<DocumentValues> = batch.iter().map(|&at| operation(at)).collect();
+    // The values of one batch at a time: memory stays that of a batch, whatever the count.
+    for batch in documents.chunks(BATCH) {
+        let operations: Vec<DocumentValues> = batch
+            .iter()
+            .map(|(document, path)| DocumentValues {
+                document,
+                values: fields.iter().zip(source.values(path, commit)).collect(),
+            })
+            .collect();
         report.requests += 1;
         match api.set_documents_metadata(dataset, &operations).await {
             Ok(()) => report
                 .tagged
-                .extend(batch.iter().map(|&at| documents[at].0.clone())),
+                .extend(batch.iter().map(|(document, _)| document.clone())),
             // Dify 1.16 checks every document first: one deleted meanwhile fails the batch,
             // so its documents go one by one and the gone ones are passed by.
             Err(error) if document_gone(&error) => {
-                for (&at, one) in batch.iter().zip(&operations) {
+                for ((document, _), one) in batch.iter().zip(&operations) {
                     report.requests += 1;
                     match api
                         .set_documents_metadata(dataset, std::slice::from_ref(one))
                         .await
                     {
-                        Ok(()) => report.tagged.push(documents[at].0.clone()),
+                        Ok(()) => report.tagged.push(document.clone()),
                         Err(error) if document_gone(&error) => {}
                         Err(error) => {
                             report.problem = Some(error.to_string());

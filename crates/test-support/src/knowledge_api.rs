@@ -58,6 +58,8 @@ pub enum DeleteStyle {
 #[derive(Debug, Clone)]
 pub struct Doc {
     pub id: String,
+    /// `item`'s `source_url`, kept apart for lookups over every document.
+    url: String,
     pub batch: String,
     pub position: i64,
     pub created_at: i64,
@@ -81,7 +83,7 @@ pub struct Field {
 
 impl Doc {
     pub fn source_url(&self) -> &str {
-        self.item["source_url"].as_str().unwrap_or("")
+        &self.url
     }
     pub fn content(&self) -> &str {
         self.item["content"].as_str().unwrap_or("")
@@ -258,7 +260,7 @@ fn create(state: &mut KbState, items: &[Value], batch: &str) -> Vec<String> {
     let mut live: std::collections::HashSet<(String, String)> = state
         .docs
         .iter()
-        .filter(|d| d.status != "error" && urls.contains(d.source_url()))
+        .filter(|d| d.status != "error" && urls.contains(d.url.as_str()))
         .map(|d| (d.source_url().to_string(), d.content().to_string()))
         .collect();
     let mut ids = Vec::new();
@@ -277,6 +279,7 @@ fn create(state: &mut KbState, items: &[Value], batch: &str) -> Vec<String> {
             state.duplicate_pushes.push(url);
         }
         state.docs.push(Doc {
+            url: item["source_url"].as_str().unwrap_or("").to_string(),
             id: id.clone(),
             batch: batch.clone(),
             position,
@@ -753,15 +756,11 @@ fn run(state: &mut KbState, body: &[u8]) -> Response<Full<Bytes>> {
     if refused {
         return error(500, "pipeline_run_error", "fake: this run was refused");
     }
-    let batch = state
-        .docs
+    // The run's documents are the last ones created.
+    let created = &state.docs[state.docs.len() - ids.len()..];
+    let batch = created.first().map(|d| d.batch.clone());
+    let documents: Vec<Value> = created
         .iter()
-        .find(|d| Some(&d.id) == ids.first())
-        .map(|d| d.batch.clone());
-    let documents: Vec<Value> = state
-        .docs
-        .iter()
-        .filter(|d| ids.contains(&d.id))
         .map(|d| {
             json!({"id": d.id, "position": d.position, "data_source_type": "website_crawl",
                    "data_source_info": d.item, "name": d.item["title"], "indexing_status": d.status,
