@@ -195,6 +195,7 @@ impl<'a> Authenticator<'a> {
                 .map(|()| CertificateCheckStatus::CertificateOk);
         }
         if let Some(x509) = cert.as_x509() {
+            crate::nodelay::on_connections_to(self.url.port.unwrap_or(443));
             let ca = &self.credentials.ca_certificate;
             if !ca.trim().is_empty() && verify_with_ca(x509.data(), ca, &self.url.host) {
                 return Ok(CertificateCheckStatus::CertificateOk);

@@ -113,7 +113,6 @@ pub struct GitClient {
 
 impl GitClient {
     pub fn new(cache: RepoCache, settings: FetchSettings) -> Self {
-        init_libgit2(settings.env);
         GitClient { cache, settings }
     }
 
@@ -258,6 +257,7 @@ impl GitClient {
         reference: &str,
         request: &FetchRequest<'_>,
     ) -> Result<(Oid, RefKind), FetchFailure> {
+        init_network(self.settings.env);
         let as_commit = Oid::from_str(reference)
             .ok()
             .filter(|_| is_full_hex(reference));
@@ -270,9 +270,9 @@ impl GitClient {
             env: self.settings.env,
             outcome: Default::default(),
         };
-        let mut callbacks = auth.callbacks();
         let deadline = request.deadline;
         let progress = request.progress;
+        let mut callbacks = auth.callbacks();
         callbacks.transfer_progress(move |stats| {
             if let Some(report) = progress {
                 report(
@@ -318,15 +318,36 @@ impl GitClient {
             }
             FetchFailure::Git(GitError::from_remote(&error, &url.masked()))
         };
+        // No redirect is followed, the ref advertisement's included (`connect` reads this
+        // from the repository's configuration).
+        refuse_redirects(repo).map_err(failure)?;
+        // One connection for the whole fetch: its ref advertisement says where the branch
+        // is, and the fetch reuses it.
+        let mut connection = remote
+            .connect_auth(git2::Direction::Fetch, Some(auth.callbacks()), None)
+            .map_err(failure)?;
+        let heads: Vec<(String, Oid)> = connection
+            .list()
+            .map_err(failure)?
+            .iter()
+            .map(|h| (h.name().to_string(), h.oid()))
+            .collect();
         if let Some(oid) = cached_commit {
             // The commit is in the shared cache already, perhaps fetched by another
-            // workspace: the caller proves, with their own credentials, that the server lets
-            // them read this repository before anything cached is used.
-            let connection = remote
-                .connect_auth(git2::Direction::Fetch, Some(callbacks), None)
-                .map_err(failure)?;
-            connection.list().map_err(failure)?;
+            // workspace: the caller has just proved, with their own credentials, that the
+            // server lets them read this repository before anything cached is used.
             return Ok((oid, RefKind::Commit));
+        }
+        let advertised = match as_commit {
+            Some(oid) => (oid, RefKind::Commit),
+            None => advertised(&heads, reference)
+                .ok_or_else(|| FetchFailure::Git(ref_not_found(url, reference, &heads)))?,
+        };
+        let held = repo.find_commit(advertised.0).and_then(|c| c.tree());
+        if as_commit.is_none() && held.is_ok() {
+            // The branch (or tag) has not moved since it was fetched: no negotiation and no
+            // pack, as `git fetch` skips it. The caller's credentials were checked above.
+            return Ok(advertised);
         }
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
@@ -344,31 +365,13 @@ impl GitClient {
                 format!("+refs/tags/{reference}:refs/datasource/tags/{reference}"),
             ],
         };
-        let fetched = remote.fetch(&refspecs, Some(&mut options), None);
+        let fetched = connection
+            .remote()
+            .fetch(&refspecs, Some(&mut options), None);
         if let Err(error) = fetched {
             return Err(failure(error));
         }
-        let heads: Vec<(String, Oid)> = remote
-            .list()
-            .map(|heads| {
-                heads
-                    .iter()
-                    .map(|h| (h.name().to_string(), h.oid()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let find = |name: &str| heads.iter().find(|(n, _)| n == name).map(|(_, oid)| *oid);
-        let (oid, kind) = if let Some(oid) = as_commit {
-            (oid, RefKind::Commit)
-        } else if let Some(oid) = find(&format!("refs/heads/{reference}")) {
-            (oid, RefKind::Branch)
-        } else if let Some(oid) = find(&format!("refs/tags/{reference}^{{}}"))
-            .or_else(|| find(&format!("refs/tags/{reference}")))
-        {
-            (oid, RefKind::Tag)
-        } else {
-            return Err(FetchFailure::Git(ref_not_found(url, reference, &heads)));
-        };
+        let (oid, kind) = advertised;
         let commit = repo
             .find_object(oid, None)
             .and_then(|object| object.peel_to_commit())
@@ -384,6 +387,26 @@ impl GitClient {
         })?;
         Ok((commit.id(), kind))
     }
+}
+
+/// Where the advertisement puts `reference`: a branch, else a tag (peeled to its commit).
+fn advertised(heads: &[(String, Oid)], reference: &str) -> Option<(Oid, RefKind)> {
+    let find = |name: &str| heads.iter().find(|(n, _)| n == name).map(|(_, oid)| *oid);
+    if let Some(oid) = find(&format!("refs/heads/{reference}")) {
+        return Some((oid, RefKind::Branch));
+    }
+    find(&format!("refs/tags/{reference}^{{}}"))
+        .or_else(|| find(&format!("refs/tags/{reference}")))
+        .map(|oid| (oid, RefKind::Tag))
+}
+
+/// Sets `http.followRedirects=false` in the repository's own configuration, once.
+fn refuse_redirects(repo: &Repository) -> Result<(), git2::Error> {
+    let mut config = repo.config()?;
+    if config.get_bool("http.followRedirects").ok() != Some(false) {
+        config.set_bool("http.followRedirects", false)?;
+    }
+    Ok(())
 }
 
 /// A local repository is read where it is: copying it into the cache would only cost time.
@@ -476,10 +499,11 @@ fn ref_not_found(url: &RepoUrl, reference: &str, heads: &[(String, Oid)]) -> Git
     ))
 }
 
-/// Process-wide libgit2 settings: where the system's CA certificates are (the vendored
-/// OpenSSL does not know), and network timeouts
-/// (`<PREFIX>_CONNECT_TIMEOUT_SECS`, `<PREFIX>_IO_TIMEOUT_SECS`).
-fn init_libgit2(env: EnvVars) {
+/// Process-wide libgit2 settings for the network, made before this process's first
+/// connection: where the system's CA certificates are (the vendored OpenSSL does not know),
+/// and network timeouts (`<PREFIX>_CONNECT_TIMEOUT_SECS`, `<PREFIX>_IO_TIMEOUT_SECS`). Not at
+/// start: loading the CA bundle costs 14 ms, which a crawl of a local path never needs.
+pub(crate) fn init_network(env: EnvVars) {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let probe = openssl_probe::probe();
@@ -488,7 +512,8 @@ fn init_libgit2(env: EnvVars) {
                 .unwrap_or(default)
                 .saturating_mul(1000)
         };
-        // SAFETY: called once, before any other libgit2 use in this process.
+        // SAFETY: called once, before any connection of this process (every one starts in
+        // `fetch_once` or `push`, after this); these settings touch nothing a local read uses.
         unsafe {
             if let Some(file) = probe.cert_file {
                 let _ = git2::opts::set_ssl_cert_file(file);

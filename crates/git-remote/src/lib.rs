@@ -9,6 +9,7 @@ pub mod credentials;
 mod env;
 mod error;
 pub mod filters;
+mod nodelay;
 pub mod push;
 pub mod tree;
 pub mod url;

@@ -171,6 +171,7 @@ impl GitClient {
             }
             Ok(())
         });
+        super::client::init_network(self.settings().env);
         let mut remote = repo.remote_anonymous(branch.url.fetch_url()).map_err(|e| {
             GitError::InvalidUrl(format!("{}: {}", branch.url.masked(), e.message()))
         })?;
