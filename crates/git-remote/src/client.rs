@@ -318,8 +318,8 @@ impl GitClient {
             }
             FetchFailure::Git(GitError::from_remote(&error, &url.masked()))
         };
-        // No redirect is followed, the ref advertisement's included (`connect` reads this
-        // from the repository's configuration).
+        // The ref advertisement follows redirects as the fetch does, within the host only
+        // (`connect` reads the policy from the repository's configuration).
         refuse_redirects(repo).map_err(failure)?;
         // One connection for the whole fetch: its ref advertisement says where the branch
         // is, and the fetch reuses it.

@@ -1239,3 +1239,67 @@ fn a_redirect_to_another_origin_never_receives_the_token() {
     let url = server.same_origin_redirect_url("moved");
     fetch(&client, &url, "main", &token(&server.ca.ca_pem)).unwrap();
 }
+
+/// A branch that has not moved since it was fetched costs the ref advertisement and nothing
+/// more (as `git fetch` skips it); the private repository's token is still asked for; a branch
+/// that moved is fetched through the same connection; a missing one is named without a fetch.
+#[test]
+fn an_unmoved_branch_costs_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(&dir.path().join("https"));
+    let repo = TestRepo::create(&server.root.join("private"), "steady", &[("a.md", b"1")]);
+    let url = server.https_url("private", "steady");
+    let client = client(&dir.path().join("cache"), settings());
+    let first = fetch(&client, &url, "main", &token(&server.ca.ca_pem))
+        .unwrap()
+        .commit;
+    let requests = |from: usize| -> Vec<String> {
+        server.requests()[from..]
+            .iter()
+            .map(|r| r.rsplit('/').next().unwrap().to_string())
+            .collect()
+    };
+    let seen = server.requests().len();
+    let again = fetch(&client, &url, "main", &token(&server.ca.ca_pem)).unwrap();
+    assert_eq!(again.commit, first);
+    // libgit2 asks without the token first, then with it: both for the advertisement only.
+    assert_eq!(requests(seen), ["refs", "refs"], "{:?}", server.requests());
+    drop(again);
+    let wrong = GitCredentials {
+        access_token: "wrong".into(),
+        ..token(&server.ca.ca_pem)
+    };
+    assert_kind(fetch(&client, &url, "main", &wrong), "auth_failed");
+
+    let moved = repo.commit(&[("a.md", b"2")], &[], "move");
+    let seen = server.requests().len();
+    let fetched = fetch(&client, &url, "main", &token(&server.ca.ca_pem)).unwrap();
+    assert_eq!(fetched.commit.to_string(), moved);
+    assert!(
+        requests(seen)
+            .iter()
+            .filter(|r| *r == "git-upload-pack")
+            .count()
+            >= 1,
+        "{:?}",
+        server.requests()
+    );
+    assert_eq!(
+        requests(seen).iter().filter(|r| *r == "refs").count(),
+        2,
+        "one advertisement for the whole fetch: {:?}",
+        server.requests()
+    );
+    drop(fetched);
+    let seen = server.requests().len();
+    let message = assert_kind(
+        fetch(&client, &url, "nope", &token(&server.ca.ca_pem)),
+        "ref_not_found",
+    );
+    assert!(message.contains("main"), "{message}");
+    assert!(
+        requests(seen).iter().all(|r| r == "refs"),
+        "{:?}",
+        server.requests()
+    );
+}

@@ -306,6 +306,7 @@ error_log {dir}/nginx-error.log;
 events {{ worker_connections 64; }}
 http {{
     access_log off;
+    log_format requests '$request_method $uri';
     client_body_temp_path {temp}/body;
     fastcgi_temp_path {temp}/fastcgi;
     proxy_temp_path {temp}/proxy;
@@ -315,6 +316,7 @@ http {{
         listen 127.0.0.1:{https_port} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
+        access_log {dir}/requests.log requests;
         {locations}{redirects}
     }}
     log_format authorization '$http_authorization';
@@ -379,6 +381,15 @@ http {{
     }
 
     /// The `Authorization` headers the recording server received, one per request.
+    /// `METHOD path` of every request the HTTPS origin answered, in order.
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn recorded_authorizations(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("recorded.log"))
             .unwrap_or_default()
