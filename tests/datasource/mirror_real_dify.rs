@@ -8,6 +8,7 @@
 //! another repository into the same knowledge base through the pipeline API, beside the
 //! first one's documents. Skipped, saying so, where `../shared/dify` is absent.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -177,19 +178,28 @@ fn sync(
     state: &Path,
     extra: &[&str],
 ) -> (i32, String) {
+    let mut args: Vec<&std::ffi::OsStr> = vec![repo.as_os_str()];
+    for arg in [
+        "--knowledge-base",
+        dataset,
+        "--dify-api-url",
+        &dify.service_api,
+    ] {
+        args.push(arg.as_ref());
+    }
+    args.extend([OsStr::new("--state-dir"), state.as_os_str()]);
+    args.extend(extra.iter().map(OsStr::new));
+    run_sync(dify, &args, "GIT_DATASOURCE_DIFY_API_KEY")
+}
+
+/// `git-datasource sync ARGS` with the Knowledge API key in the variable `key_in` (and in no
+/// other): its exit status and all it printed, which never shows the key.
+fn run_sync(dify: &RealDify, args: &[&OsStr], key_in: &str) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_git-datasource"))
         .arg("sync")
-        .arg(repo)
-        .args([
-            "--knowledge-base",
-            dataset,
-            "--dify-api-url",
-            &dify.service_api,
-        ])
-        .arg("--state-dir")
-        .arg(state)
-        .args(extra)
-        .env("GIT_DATASOURCE_DIFY_API_KEY", &dify.key)
+        .args(args)
+        .env_remove("GIT_DATASOURCE_DIFY_API_KEY")
+        .env(key_in, &dify.key)
         .output()
         .unwrap();
     let text = format!(
@@ -201,13 +211,18 @@ fn sync(
     (output.status.code().unwrap_or(-1), text)
 }
 
-fn sync_through_the_pipeline_api(dify: &RealDify, dir: &Path) {
-    use crate::support::git_servers::TestRepo;
-    let files: Vec<(String, String)> = (0..12)
+/// A repository `name` of `count` Markdown files under `folder/`, and its files.
+fn numbered_repository(
+    dir: &Path,
+    name: &str,
+    folder: &str,
+    count: usize,
+) -> (crate::support::git_servers::TestRepo, Vec<(String, String)>) {
+    let files: Vec<(String, String)> = (0..count)
         .map(|n| {
             (
-                format!("guide/{n:02}.md"),
-                format!("# Part {n}\n\nSynced text {n}.\n"),
+                format!("{folder}/{n:02}.md"),
+                format!("# {folder} {n}\n\nSynced text {n}.\n"),
             )
         })
         .collect();
@@ -215,7 +230,12 @@ fn sync_through_the_pipeline_api(dify: &RealDify, dir: &Path) {
         .iter()
         .map(|(p, c)| (p.as_str(), c.as_bytes()))
         .collect();
-    let repo = TestRepo::create(dir, "synced", &refs);
+    let repo = crate::support::git_servers::TestRepo::create(dir, name, &refs);
+    (repo, files)
+}
+
+fn sync_through_the_pipeline_api(dify: &RealDify, dir: &Path) {
+    let (repo, files) = numbered_repository(dir, "synced", "guide", 12);
     let state = dir.join("state");
     let bare = repo.bare.to_str().unwrap().to_string();
     let prefix = crate::support::crawl_harness::source_url_prefix(&bare);
@@ -378,23 +398,8 @@ fn git_metadata_filters_retrieval(
 /// and indexed by the real Dify, the third fails alone, the exit status is the worst.
 fn sync_config(dify: &RealDify, dir: &Path) {
     use crate::support::git_servers::TestRepo;
-    let repository = |name: &str, count: usize| {
-        let files: Vec<(String, String)> = (0..count)
-            .map(|n| {
-                (
-                    format!("{name}/{n}.md"),
-                    format!("# {name} {n}\n\nConfigured {n}.\n"),
-                )
-            })
-            .collect();
-        let refs: Vec<(&str, &[u8])> = files
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.as_bytes()))
-            .collect();
-        (TestRepo::create(dir, name, &refs), files)
-    };
-    let (guide, guide_files) = repository("guide", 3);
-    let (manual, manual_files) = repository("manual", 2);
+    let (guide, guide_files) = numbered_repository(dir, "guide", "guide", 3);
+    let (manual, manual_files) = numbered_repository(dir, "manual", "manual", 2);
     let entry = |name: &str, repo: &TestRepo, dataset: &str| {
         format!(
             "  - name: {name}\n    repository: {}\n    knowledge_base: {dataset}\n",
@@ -410,22 +415,16 @@ fn sync_config(dify: &RealDify, dir: &Path) {
         entry("manual", &manual, &dify.dataset),
     );
     std::fs::write(&config, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_git-datasource"))
-        .args(["sync", "--config"])
-        .arg(&config)
-        .args(["--jobs", "2", "--state-dir"])
-        .arg(dir.join("state"))
-        .env("REAL_DIFY_DATASET_KEY", &dify.key)
-        .env_remove("GIT_DATASOURCE_DIFY_API_KEY")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(!text.contains(&dify.key), "the key was shown: {text}");
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let state = dir.join("state");
+    let args = [
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--jobs".as_ref(),
+        "2".as_ref(),
+    ];
+    let args = [&args[..], &["--state-dir".as_ref(), state.as_os_str()]].concat();
+    let (code, text) = run_sync(dify, &args, "REAL_DIFY_DATASET_KEY");
+    assert_eq!(code, 1, "{text}");
     let table = &text[text.rfind("entry ").expect(&text)..];
     let row = |name: &str| {
         table

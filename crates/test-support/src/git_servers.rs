@@ -380,18 +380,18 @@ http {{
         format!("https://127.0.0.1:{}/same/{name}.git", self.https_port)
     }
 
-    /// The `Authorization` headers the recording server received, one per request.
     /// `METHOD path` of every request the HTTPS origin answered, in order.
     pub fn requests(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("requests.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.log("requests.log")
     }
 
+    /// The `Authorization` headers the recording server received, one per request.
     pub fn recorded_authorizations(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("recorded.log"))
+        self.log("recorded.log")
+    }
+
+    fn log(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join(name))
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
