@@ -5,20 +5,16 @@
 //! repository, and a secret pasted where a variable's name belongs must not reach a CI log.
 //! Editors validate it with `sync-config.schema.json`.
 
+mod checks;
+mod secrets;
+
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{git_credentials, read_secret_file, DifyArgs};
-use crate::crawl::CrawlError;
-use crate::dify::knowledge::KnowledgeApi;
-use crate::repository::credentials::Credentials;
-use crate::repository::params::{parse_knowledge_base_id, CrawlParams};
-use crate::settings::Settings;
-use git_remote::url::RepoUrl;
-use git_remote::GitCredentials;
+use crate::repository::params::CrawlParams;
+use checks::{shown_error, Checked};
 
 /// The largest file read: thousands of entries fit many times over.
 const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -84,183 +80,6 @@ struct Defaults {
     credentials: Option<Checked<CredentialNames>>,
     max_delete: Option<usize>,
     allow_mass_delete: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEntry {
-    name: Option<String>,
-    repository: String,
-    branch: Option<String>,
-    subdir: Option<String>,
-    extensions: Option<Patterns>,
-    include: Option<Patterns>,
-    exclude: Option<Patterns>,
-    knowledge_base: String,
-    dify: Option<Checked<DifySection>>,
-    credentials: Option<Checked<CredentialNames>>,
-    #[serde(default)]
-    inputs: serde_json::Map<String, Value>,
-    start_node: Option<String>,
-    max_delete: Option<usize>,
-    allow_mass_delete: Option<bool>,
-}
-
-/// Comma-separated text, or a list.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Patterns {
-    Text(String),
-    List(Vec<String>),
-}
-
-impl Patterns {
-    fn joined(self) -> String {
-        match self {
-            Patterns::Text(text) => text,
-            Patterns::List(list) => list.join(","),
-        }
-    }
-}
-
-/// A value checked as it is read, so that a problem carries the line where its mapping starts
-/// (serde_yaml marks an error raised inside a mapping with the mapping's position).
-struct Checked<T>(T);
-
-trait Check: Sized {
-    type Raw: DeserializeOwned;
-    fn check(raw: Self::Raw) -> Result<Self, String>;
-}
-
-impl<'de, T: Check> Deserialize<'de> for Checked<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Checking<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Check> Visitor<'de> for Checking<T> {
-            type Value = Checked<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a mapping of keys to values")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Checked<T>, A::Error> {
-                let raw = T::Raw::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                T::check(raw).map(Checked).map_err(de::Error::custom)
-            }
-        }
-        deserializer.deserialize_map(Checking(std::marker::PhantomData))
-    }
-}
-
-impl Check for Entry {
-    type Raw = RawEntry;
-
-    fn check(raw: RawEntry) -> Result<Entry, String> {
-        let mut problems = Vec::new();
-        let repository = raw.repository.trim();
-        let local = repository.starts_with(['/', '.', '~']);
-        if !local {
-            match RepoUrl::parse(repository) {
-                Ok(url) if url.embedded_credentials().is_some() => problems.push(
-                    "repository: the URL carries a user name and token; this file is usually \
-                     committed, so put the token in an environment variable and name it as \
-                     credentials.token_env"
-                        .to_string(),
-                ),
-                Ok(_) => {}
-                Err(error) => problems.push(format!("repository: {error}")),
-            }
-        }
-        let dataset = parse_knowledge_base_id(&raw.knowledge_base)
-            .map_err(|problem| {
-                problems.push(problem.replacen("knowledge_base_id", "knowledge_base", 1))
-            })
-            .ok();
-        let params = CrawlParams::from_json(Some(&serde_json::json!({
-            "repo_url": repository,
-            "branch": raw.branch.unwrap_or_default(),
-            "subdir": raw.subdir.unwrap_or_default(),
-            "extensions": raw.extensions.map(Patterns::joined).unwrap_or_default(),
-            "include": raw.include.map(Patterns::joined).unwrap_or_default(),
-            "exclude": raw.exclude.map(Patterns::joined).unwrap_or_default(),
-            "knowledge_base_id": dataset.clone().unwrap_or_default(),
-        })))
-        .map_err(|found| problems.extend(found))
-        .ok();
-        let name = match raw.name {
-            Some(name) => name.trim().to_string(),
-            None => default_name(repository),
-        };
-        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            problems.push(
-                "name must be 1 to 64 printable characters (it names the entry in the summary \
-                 and in --only)"
-                    .into(),
-            );
-        }
-        match (params, dataset, problems.is_empty()) {
-            (Some(params), Some(dataset), true) => Ok(Entry {
-                name,
-                params,
-                dataset,
-                dify: raw.dify.map(|d| d.0).unwrap_or_default(),
-                credentials: raw.credentials.map(|c| c.0),
-                inputs: Value::Object(raw.inputs),
-                start_node: raw.start_node,
-                max_delete: raw.max_delete,
-                allow_mass_delete: raw.allow_mass_delete,
-            }),
-            _ => Err(problems.join("; ")),
-        }
-    }
-}
-
-impl Check for DifySection {
-    type Raw = DifySection;
-
-    fn check(raw: DifySection) -> Result<DifySection, String> {
-        check_variable("api_key_env", raw.api_key_env.as_deref())?;
-        Ok(raw)
-    }
-}
-
-impl Check for CredentialNames {
-    type Raw = CredentialNames;
-
-    fn check(raw: CredentialNames) -> Result<CredentialNames, String> {
-        check_variable("token_env", raw.token_env.as_deref())?;
-        check_variable("ssh_key_env", raw.ssh_key_env.as_deref())?;
-        check_variable("ssh_passphrase_env", raw.ssh_passphrase_env.as_deref())?;
-        if raw.ssh_key_env.is_some() && raw.ssh_key_file.is_some() {
-            return Err("give ssh_key_env or ssh_key_file, not both (one key is used)".into());
-        }
-        Ok(raw)
-    }
-}
-
-/// A variable's name, never its value: a secret pasted there is refused without being shown.
-fn check_variable(key: &str, name: Option<&str>) -> Result<(), String> {
-    let Some(name) = name else { return Ok(()) };
-    let valid = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    match valid {
-        true => Ok(()),
-        false => Err(format!(
-            "{key} must be the name of an environment variable (letters, digits and _, such as \
-             DOCS_TOKEN), not the secret itself: put the secret in that variable; the value given \
-             ({} characters) is not shown",
-            name.chars().count()
-        )),
-    }
-}
-
-/// `org/docs.git` → `docs`.
-fn default_name(repository: &str) -> String {
-    let last = repository
-        .trim_end_matches('/')
-        .rsplit(['/', ':'])
-        .next()
-        .unwrap_or_default();
-    last.strip_suffix(".git").unwrap_or(last).to_string()
 }
 
 impl SyncConfig {
@@ -351,103 +170,6 @@ impl CredentialNames {
             ..self
         }
     }
-
-    /// The credentials, read from the variables and files named.
-    fn read(&self) -> Result<Credentials, CrawlError> {
-        let secret = |key: &str, name: &Option<String>| match name {
-            Some(name) => named_secret(name, key),
-            None => Ok(String::new()),
-        };
-        let file = |key: &str, path: &Option<PathBuf>| match path {
-            Some(path) => read_secret_file(path, key),
-            None => Ok(String::new()),
-        };
-        let ssh_private_key = match &self.ssh_key_file {
-            Some(path) => read_secret_file(path, "credentials.ssh_key_file")?,
-            None => secret("credentials.ssh_key_env", &self.ssh_key_env)?,
-        };
-        Ok(Credentials {
-            git: GitCredentials {
-                access_token: secret("credentials.token_env", &self.token_env)?,
-                username: self.username.clone().unwrap_or_default(),
-                ssh_private_key,
-                ssh_passphrase: secret("credentials.ssh_passphrase_env", &self.ssh_passphrase_env)?,
-                ssh_known_hosts: file("credentials.known_hosts_file", &self.known_hosts_file)?,
-                ca_certificate: file("credentials.ca_file", &self.ca_file)?,
-            },
-            ..Credentials::default()
-        })
-    }
-}
-
-/// The secret in the variable `name`, or in the file `<name>_FILE` names; an error when
-/// neither is set (the entry cannot run as written).
-fn named_secret(name: &str, key: &str) -> Result<String, CrawlError> {
-    if let Some(file) = std::env::var_os(format!("{name}_FILE")) {
-        return read_secret_file(Path::new(&file), &format!("{name}_FILE ({key})"));
-    }
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_string()),
-        _ => Err(CrawlError::Params(vec![format!(
-            "the environment variable {name} ({key}) is not set, nor {name}_FILE: set it to the \
-             secret, or change the name in the file"
-        )])),
-    }
-}
-
-impl Entry {
-    /// The Knowledge API this entry reaches: its own or the defaults' `dify`, else the
-    /// command's.
-    pub fn api(&self, command: &DifyArgs, settings: &Settings) -> Result<KnowledgeApi, CrawlError> {
-        let Some(name) = &self.dify.api_key_env else {
-            let url = self.dify.api_url.clone();
-            let command = DifyArgs {
-                dify_api_url: url.unwrap_or_else(|| command.dify_api_url.clone()),
-                dify_api_key: command.dify_api_key.clone(),
-                dify_api_key_file: command.dify_api_key_file.clone(),
-            };
-            return command.api("sync", settings);
-        };
-        let key = named_secret(name, "dify.api_key_env")?;
-        let url = self.dify.api_url.as_ref().unwrap_or(&command.dify_api_url);
-        KnowledgeApi::new(url, &key)
-            .map(|api| api.with_first_backoff(settings.dify_retry))
-            .map_err(|problem| CrawlError::Params(vec![problem]))
-    }
-
-    /// The Git credentials: those the entry (or the defaults) names, else GIT_DATASOURCE_*.
-    pub fn credentials(&self) -> Result<Credentials, CrawlError> {
-        match &self.credentials {
-            Some(names) => names.read(),
-            None => git_credentials(),
-        }
-    }
-}
-
-/// serde_yaml's message with every quoted value hidden, unless it is one of the file's keys
-/// or shaped like one (a mistyped key is worth showing; a token pasted as a key is not).
-fn shown_error(error: &serde_yaml::Error) -> String {
-    let message = error.to_string();
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message.as_str();
-    while let Some(open) = rest.find(['`', '"']) {
-        let quote = rest[open..].chars().next().expect("found");
-        out.push_str(&rest[..=open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find(quote) else {
-            rest = after;
-            break;
-        };
-        let quoted = &after[..close];
-        let key_like = quoted.len() <= 32
-            && !quoted.is_empty()
-            && quoted.chars().all(|c| c.is_ascii_lowercase() || c == '_');
-        out.push_str(if key_like { quoted } else { "…" });
-        out.push(quote);
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -558,7 +280,7 @@ mod tests {
     #[test]
     fn the_schema_has_the_keys_the_reader_takes() {
         let schema: Value =
-            serde_json::from_str(include_str!("../../sync-config.schema.json")).unwrap();
+            serde_json::from_str(include_str!("../../../sync-config.schema.json")).unwrap();
         let keys = |object: &Value| {
             let mut keys: Vec<String> = object["properties"]
                 .as_object()
@@ -601,7 +323,7 @@ mod tests {
 
     #[test]
     fn the_readme_example_is_a_valid_file() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let start = readme.find("```yaml\n# sync.yaml\n").expect("the example") + "```yaml\n".len();
         let example = &readme[start..start + readme[start..].find("```").unwrap()];
         let config = parse(example).unwrap();
