@@ -82,6 +82,16 @@ pub struct SyncCommand {
     pub poll_ms: u64,
 }
 
+/// The guard `allow_mass_delete` and `max_delete` ask for (the first wins); None when neither
+/// asks.
+pub fn asked_guard(allow_mass_delete: bool, max_delete: Option<usize>) -> Option<DeleteGuard> {
+    match (allow_mass_delete, max_delete) {
+        (true, _) => Some(DeleteGuard::Off),
+        (false, Some(most)) => Some(DeleteGuard::AtMost(most)),
+        (false, None) => None,
+    }
+}
+
 /// Parses `--input` values: `name=text` (a string) or `name:=JSON`.
 pub fn parse_inputs(inputs: &[String]) -> Result<serde_json::Value, String> {
     let mut map = serde_json::Map::new();
@@ -149,11 +159,7 @@ impl SyncCommand {
 
     /// The deletion guard the options ask for, if they ask.
     pub fn guard(&self) -> Option<DeleteGuard> {
-        match (self.allow_mass_delete, self.max_delete) {
-            (true, _) => Some(DeleteGuard::Off),
-            (false, Some(most)) => Some(DeleteGuard::AtMost(most)),
-            (false, None) => None,
-        }
+        asked_guard(self.allow_mass_delete, self.max_delete)
     }
 
     /// How every sync of this command runs.

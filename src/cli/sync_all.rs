@@ -11,7 +11,7 @@ use indicatif::MultiProgress;
 use tokio::sync::Semaphore;
 
 use super::git_client;
-use super::sync::SyncCommand;
+use super::sync::{asked_guard, SyncCommand};
 use super::sync_config::{Entry, SyncConfig};
 use super::sync_job::{Bar, SyncJob};
 use super::sync_report::{describe, SyncReport, EXIT_HELD};
@@ -120,11 +120,11 @@ fn entry_job(
     }
     let guard = command
         .guard()
-        .unwrap_or(match (entry.allow_mass_delete, entry.max_delete) {
-            (Some(true), _) => DeleteGuard::Off,
-            (_, Some(most)) => DeleteGuard::AtMost(most),
-            _ => DeleteGuard::Default,
-        });
+        .or(asked_guard(
+            entry.allow_mass_delete == Some(true),
+            entry.max_delete,
+        ))
+        .unwrap_or(DeleteGuard::Default);
     Ok(SyncJob {
         params,
         dataset: entry.dataset.clone(),
@@ -206,8 +206,8 @@ pub fn summary(outcomes: &[EntryOutcome]) -> String {
                 first_words(error)
             ),
         };
-        out.push_str(&format!("{:width$}  {line}\n", outcome.name));
-        out.truncate(out.trim_end().len());
+        let line = format!("{:width$}  {line}", outcome.name);
+        out.push_str(line.trim_end());
         out.push('\n');
     }
     out

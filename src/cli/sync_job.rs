@@ -61,6 +61,7 @@ pub struct SyncOptions {
 
 impl SyncJob {
     /// Mirrors the branch into the knowledge base, or with `dry_run` says what that would do.
+    /// `bar` shows the progress; the caller finishes it, whatever the outcome.
     pub async fn run(
         &self,
         git: &Arc<GitClient>,
@@ -196,7 +197,6 @@ impl SyncJob {
         let left = mirroring.plan(&files, full, self.guard);
         mirroring.settle(&report.commit, &left);
         mirroring.remember(store).await;
-        bar.finish();
         Ok(report.finish(&mirroring, started))
     }
 }

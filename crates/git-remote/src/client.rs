@@ -343,8 +343,12 @@ impl GitClient {
             None => advertised(&heads, reference)
                 .ok_or_else(|| FetchFailure::Git(ref_not_found(url, reference, &heads)))?,
         };
-        let held = repo.find_commit(advertised.0).and_then(|c| c.tree());
-        if as_commit.is_none() && held.is_ok() {
+        let held = || {
+            repo.find_commit(advertised.0)
+                .and_then(|c| c.tree())
+                .is_ok()
+        };
+        if as_commit.is_none() && held() {
             // The branch (or tag) has not moved since it was fetched: no negotiation and no
             // pack, as `git fetch` skips it. The caller's credentials were checked above.
             return Ok(advertised);
