@@ -380,9 +380,19 @@ http {{
         format!("https://127.0.0.1:{}/same/{name}.git", self.https_port)
     }
 
-    /// `METHOD path` of every request the HTTPS origin answered, in order.
+    /// `METHOD path` of every request the HTTPS origin answered, in order. nginx writes a
+    /// request's line after its response has gone out, so a client can finish before the line
+    /// lands: the log is read until it has stayed the same for 300 ms.
     pub fn requests(&self) -> Vec<String> {
-        self.log("requests.log")
+        let mut seen = self.log("requests.log");
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let now = self.log("requests.log");
+            if now == seen {
+                return now;
+            }
+            seen = now;
+        }
     }
 
     /// The `Authorization` headers the recording server received, one per request.
