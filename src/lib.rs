@@ -9,6 +9,7 @@
 //! 4. [`handlers`] (the plugin's requests), [`cli`] (the command line) and [`settings`]
 //!    (every `GIT_DATASOURCE_*` setting, read once and handed down).
 
+pub mod browse;
 pub mod cli;
 pub mod crawl;
 pub mod dify;

@@ -114,6 +114,7 @@ impl<S: StateStore, K: CrawlSink> Crawl<'_, S, K> {
             full,
             rest,
             client: self.client.clone(),
+            import_listed: false,
         };
         (report, Some(watch))
     }

@@ -15,7 +15,7 @@ use crate::repository::params::CrawlParams;
 use crate::repository::shorten;
 use crate::settings::Settings;
 use dify_plugin::protocol::{ErrorPayload, Request, Session, Shown};
-use git_remote::{Fault, GitClient};
+use git_remote::{Fault, GitClient, GitError};
 
 pub async fn handle(
     request: &Request,
@@ -119,7 +119,7 @@ fn log_files(summary: &RunSummary) {
 }
 
 /// The knowledge base to mirror into: on when both the key and the id are given.
-fn mirror_target(
+pub(super) fn mirror_target(
     params: &CrawlParams,
     credentials: &Credentials,
     mirrors: &MirrorProcess,
@@ -185,19 +185,7 @@ fn log_mirror(summary: &RunSummary) {
 fn error_payload(error: &CrawlError) -> ErrorPayload {
     let (shown, name) = match error {
         CrawlError::Params(_) => (Shown::BadRequest, "CrawlParameterError"),
-        CrawlError::Git(git) => (
-            shown_for(git.fault()),
-            match git.kind() {
-                "auth_failed" => "GitAuthenticationError",
-                "repo_not_found" => "GitRepositoryNotFoundError",
-                "ref_not_found" => "GitRefNotFoundError",
-                "host_key_mismatch" | "host_key_unknown" => "GitHostKeyError",
-                "tls" => "GitTlsError",
-                "network" | "timeout" => "GitNetworkError",
-                "invalid_url" | "not_allowed" => "GitUrlError",
-                _ => "GitError",
-            },
-        ),
+        CrawlError::Git(git) => return git_error_payload(git),
         CrawlError::State(_) => (Shown::ServerUnavailable, "PluginStorageError"),
         CrawlError::Output(_) => (Shown::ServerUnavailable, "InternalError"),
         CrawlError::NotWhole(_) => (Shown::BadRequest, "CrawlIncompleteError"),
@@ -211,11 +199,22 @@ fn error_payload(error: &CrawlError) -> ErrorPayload {
             "DifyApiError",
         ),
     };
-    let mut payload = ErrorPayload::shown(shown, name, error.to_string());
-    if let CrawlError::Git(git) = error {
-        payload = payload.with_arg("kind", git.kind());
-    }
-    payload
+    ErrorPayload::shown(shown, name, error.to_string())
+}
+
+/// A Git error as Dify shows it, our name for its kind in `args.error`.
+pub(super) fn git_error_payload(git: &GitError) -> ErrorPayload {
+    let name = match git.kind() {
+        "auth_failed" => "GitAuthenticationError",
+        "repo_not_found" => "GitRepositoryNotFoundError",
+        "ref_not_found" => "GitRefNotFoundError",
+        "host_key_mismatch" | "host_key_unknown" => "GitHostKeyError",
+        "tls" => "GitTlsError",
+        "network" | "timeout" => "GitNetworkError",
+        "invalid_url" | "not_allowed" => "GitUrlError",
+        _ => "GitError",
+    };
+    ErrorPayload::shown(shown_for(git.fault()), name, git.to_string()).with_arg("kind", git.kind())
 }
 
 /// How Dify shows a Git error: bad input, refused credentials, no connection, or a failure.

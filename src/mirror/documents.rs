@@ -1,11 +1,14 @@
 //! The knowledge base's documents as mirroring sees them: which are ours (their `source_url`
-//! is `git:<config hash>:<path>`), the blob each holds, where its indexing stands, and whether
+//! is `git:<config hash>:<path>`, or for the browser's their file id begins with it), the
+//! blob each holds, where its indexing stands, and whether
 //! it carries its Git metadata.
 
 use git2::Oid;
 use serde::{Deserialize, Serialize};
 
+use crate::browse::file_id::FileId;
 use crate::dify::knowledge::RawDocument;
+use crate::repository::identity;
 
 /// Where a document's indexing stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,14 +74,25 @@ pub fn url_prefix(config_hash: &str) -> String {
 pub fn classify(raw: &RawDocument, prefixes: &[String]) -> KbDocument {
     let info = raw.data_source_info.as_ref();
     let text = |key: &str| info.and_then(|i| i.get(key)).and_then(|v| v.as_str());
+    // The browser's documents: the file id begins with the source URL and names the blob.
+    let browsed = match text("source_url") {
+        Some(_) => None,
+        None => text("id").and_then(FileId::parse).map(|(file, _)| file),
+    };
+    let browsed_url = browsed
+        .as_ref()
+        .map(|file| identity::source_url(&file.hash, &file.path));
     // A document whose id is not a UUID cannot be ours (Dify made it, so it has one), and is
     // never deleted: its id would go into a URL path.
     let ours = text("source_url")
+        .or(browsed_url.as_deref())
         .filter(|_| crate::dify::knowledge::is_uuid(&raw.id))
         .and_then(|url| prefixes.iter().find_map(|p| url.strip_prefix(p.as_str())))
         .filter(|path| !path.is_empty())
         .map(|path| {
-            let described = text("description").and_then(blob_in_description);
+            let described = text("description")
+                .and_then(blob_in_description)
+                .or_else(|| browsed.as_ref().map(|file| file.blob.to_string()));
             let content = text("content").map(|c| content_blob(c).to_string());
             OurDocument {
                 path: path.to_string(),
@@ -194,6 +208,33 @@ mod tests {
         let impostor = described("something else");
         assert_eq!(impostor.genuine, Some(false));
         assert_eq!(impostor.blob.as_deref(), Some(hello), "it claims the blob");
+    }
+
+    #[test]
+    fn a_browsed_document_is_known_by_its_file_id() {
+        let blob = git2::Oid::from_bytes(&[7; 20]).unwrap();
+        let file = FileId {
+            hash: "ab12".into(),
+            path: "docs/a.md".into(),
+            commit: git2::Oid::from_bytes(&[1; 20]).unwrap(),
+            blob,
+        };
+        let id = file.sealed(&crate::browse::seal::Seal::new(), "someone");
+        let doc = classify(
+            &raw(
+                json!({"id": id, "name": "docs/a.md", "bucket": null}),
+                "completed",
+            ),
+            &[url_prefix("ab12")],
+        );
+        let ours = doc.ours.unwrap();
+        assert_eq!(ours.path, "docs/a.md");
+        assert_eq!(ours.blob, Some(blob.to_string()));
+        let other = classify(
+            &raw(json!({"id": id, "name": "docs/a.md"}), "completed"),
+            &[url_prefix("cd34")],
+        );
+        assert_eq!(other.ours, None);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct Watch {
     /// What to push once the user's import is indexed, and the Git client to read it with.
     pub rest: Option<Rest>,
     pub client: Arc<GitClient>,
+    /// The import's documents may be listed before the watch starts (the browser's: Dify
+    /// creates them before it asks for their files), so every document of an offered file
+    /// counts, not only those listed later.
+    pub import_listed: bool,
 }
 
 /// The part of a change set the crawl's message could not hold, asked to be pushed once
@@ -98,7 +102,7 @@ impl Watch {
             .iter()
             .map(|(path, oid)| (path.as_str(), oid.to_string()))
             .collect();
-        let listed_before: HashSet<String> = match offered.is_empty() {
+        let listed_before: HashSet<String> = match offered.is_empty() || self.import_listed {
             true => HashSet::new(),
             false => self
                 .mirroring

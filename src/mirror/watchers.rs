@@ -49,6 +49,12 @@ impl Watchers {
         }
     }
 
+    /// Whether a watcher of `key` runs.
+    pub fn is_running(&self, key: &str) -> bool {
+        let running = self.running.lock().expect("watchers");
+        running.tasks.iter().any(|task| task.key == key)
+    }
+
     pub fn stop(&self, key: &str) {
         self.running.lock().expect("watchers").tasks.retain(|task| {
             let same = task.key == key;

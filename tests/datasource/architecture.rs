@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The folders (and top-level files) of `src/`, by floor, lowest first.
 const FLOORS: [&[&str]; 4] = [
-    &["repository", "store", "dify"],
+    &["repository", "store", "dify", "browse"],
     &["mirror"],
     &["crawl"],
     &["handlers", "cli", "settings", "main", "lib"],

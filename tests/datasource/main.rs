@@ -7,6 +7,8 @@
 
 mod aarch64_emulated;
 mod architecture;
+mod browse_daemon;
+mod browse_real_dify;
 mod check_command;
 mod crawl_budget;
 mod crawl_command;

@@ -16,55 +16,13 @@ use std::time::{Duration, Instant};
 use crate::support::git_servers::TestRepo;
 use crate::support::installed_package::{package, unpack};
 use crate::support::package_files::launcher_command;
-use crate::support::real_dify::{self, RealDifyProcess};
+use crate::support::web_app::WebApp;
 use serde_json::{json, Value};
 
 const PORT: &str = "5303";
 const PLUGIN: &str = "dify-community/git_datasource/git_datasource";
 
-struct Browser {
-    process: RealDifyProcess,
-    pipeline: String,
-    dataset: String,
-    node: String,
-    runtime: tokio::runtime::Runtime,
-    http: reqwest::Client,
-}
-
-impl Browser {
-    /// A console call as the web app makes it (cookies and `X-CSRF-Token`): status and body.
-    fn call(&self, method: reqwest::Method, route: &str, body: Option<Value>) -> (u16, String) {
-        let boot = &self.process.boot;
-        let cookies: Vec<String> = boot["cookies"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
-            .collect();
-        let url = format!("{}/console/api{route}", self.process.url);
-        self.runtime.block_on(async {
-            let mut request = self
-                .http
-                .request(method, &url)
-                .header("Cookie", cookies.join("; "))
-                .header("X-CSRF-Token", boot["csrf_token"].as_str().unwrap());
-            if let Some(body) = body {
-                request = request
-                    .header("Content-Type", "application/json")
-                    .body(body.to_string());
-            }
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap())
-        })
-    }
-
-    fn json(&self, method: reqwest::Method, route: &str, body: Option<Value>) -> Value {
-        let (status, text) = self.call(method, route, body);
-        assert!((200..300).contains(&status), "{route}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
+impl WebApp {
     /// The data source node's parameters in the draft (and, with `publish`, published).
     fn set_parameters(&self, parameters: Value, publish: bool) {
         let route = format!("/rag/pipelines/{}/workflows/draft", self.pipeline);
@@ -150,41 +108,18 @@ impl Browser {
     /// Every document of the knowledge base (through the Knowledge API): (source_url,
     /// indexing status, content).
     fn documents(&self) -> Vec<(String, String, String)> {
-        let boot = &self.process.boot;
-        let mut all = Vec::new();
-        for page in 1..100 {
-            let url = format!(
-                "{}/datasets/{}/documents?page={page}&limit=100",
-                boot["service_api_url"].as_str().unwrap(),
-                self.dataset
-            );
-            let answer: Value = self.runtime.block_on(async {
-                let response = self
-                    .http
-                    .get(&url)
-                    .bearer_auth(boot["dataset_api_key"].as_str().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(response.status().is_success(), "{url}: {response:?}");
-                serde_json::from_str(&response.text().await.unwrap()).unwrap()
-            });
-            for d in answer["data"].as_array().unwrap() {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        self.all_documents()
+            .iter()
+            .map(|d| {
                 let info = &d["data_source_info"];
-                all.push((
-                    info["source_url"].as_str().unwrap_or_default().to_string(),
-                    d["indexing_status"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    info["content"].as_str().unwrap_or_default().to_string(),
-                ));
-            }
-            if answer["has_more"] != json!(true) {
-                break;
-            }
-        }
-        all
+                (
+                    text(&info["source_url"]),
+                    text(&d["indexing_status"]),
+                    text(&info["content"]),
+                )
+            })
+            .collect()
     }
 
     /// The documents of one repository (`prefix` of their `source_url`), once indexed:
@@ -234,48 +169,19 @@ impl Browser {
     }
 }
 
-fn start(dir: &Path) -> Option<Browser> {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/dify");
-    if !scripts.join("start").exists() {
-        eprintln!("SKIPPED: ../shared/dify is absent; the fake daemon tests still ran");
-        return None;
-    }
+fn start(dir: &Path) -> Option<WebApp> {
     let built = package(dir, &["--no-aarch64"]);
     assert!(built.status.success(), "{built:?}");
     let plugin = unpack(dir);
     let launcher = launcher_command(&plugin, &dir.join("launch"));
     let plugins = format!("{}:{}", plugin.display(), launcher.display());
-    let cache = dir.join("cache");
-    let process = RealDifyProcess::start_with(
-        &scripts,
+    // One Run's result of at most 20 kB: a change set of 40 kB needs two.
+    WebApp::start(
+        dir,
         PORT,
-        &[
-            ("DIFY_DAEMON", "relay"),
-            ("DIFY_RELAY_PLUGINS", &plugins),
-            ("GIT_DATASOURCE_ALLOW_LOCAL", "1"),
-            ("GIT_DATASOURCE_CACHE_DIR", cache.to_str().unwrap()),
-            ("GIT_DATASOURCE_MIRROR_POLL_SECS", "2"),
-            // One Run's result of at most 20 kB: a change set of 40 kB needs two.
-            ("GIT_DATASOURCE_MAX_RESULT_BYTES", "20000"),
-        ],
-        "the fake daemon tests still ran",
-    )?;
-    let boot = process.boot.clone();
-    let mut browser = Browser {
-        process,
-        pipeline: String::new(),
-        dataset: boot["pipeline_dataset_id"].as_str().unwrap().to_string(),
-        node: boot["start_node_id"].as_str().unwrap().to_string(),
-        runtime: real_dify::runtime(),
-        http: real_dify::http_client(),
-    };
-    let dataset = browser.json(
-        reqwest::Method::GET,
-        &format!("/datasets/{}", browser.dataset),
-        None,
-    );
-    browser.pipeline = dataset["pipeline_id"].as_str().unwrap().to_string();
-    Some(browser)
+        &plugins,
+        &[("GIT_DATASOURCE_MAX_RESULT_BYTES", "20000")],
+    )
 }
 
 #[test]

@@ -29,6 +29,20 @@ pub struct PackageArgs {
     /// Leave the aarch64 binary out: the package then runs on x86_64 Dify hosts only.
     #[arg(long)]
     pub no_aarch64: bool,
+    /// The Cargo binary to build for aarch64 (default: the plugin's name with `-` for `_`),
+    /// from the nearest Cargo.toml at or above the plugin directory: one binary may serve
+    /// several packages.
+    #[arg(long)]
+    pub bin: Option<String>,
+}
+
+/// The nearest directory at or above `dir` with a Cargo.toml (`dir` itself when none has).
+fn crate_dir(dir: &std::path::Path) -> PathBuf {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    absolute
+        .ancestors()
+        .find(|d| d.join("Cargo.toml").is_file())
+        .map_or_else(|| dir.to_path_buf(), PathBuf::from)
 }
 
 /// Validate manifest.yaml and the provider's YAML as strictly as the daemon.
@@ -73,7 +87,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn package(args: &PackageArgs) -> ExitCode {
     let dir = args.dir.as_path();
     let bin = match PluginDeclaration::load(dir) {
-        Ok(plugin) => plugin.binary_name(),
+        Ok(plugin) => args.bin.clone().unwrap_or_else(|| plugin.binary_name()),
         Err(problems) => {
             eprint!("error: {problems}");
             return ExitCode::FAILURE;
@@ -100,7 +114,7 @@ pub fn package(args: &PackageArgs) -> ExitCode {
         (None, false) => {
             eprintln!("building the aarch64 binary ({})", aarch64_build::TARGET);
             match aarch64_build::find()
-                .and_then(|toolchain| aarch64_build::build(&toolchain, dir, &bin))
+                .and_then(|toolchain| aarch64_build::build(&toolchain, &crate_dir(dir), &bin))
             {
                 Ok(path) => Some(path),
                 Err(error) => {

@@ -61,27 +61,39 @@ pub fn classify(bytes: &[u8]) -> Result<&str, SkipReason> {
 
 /// Reads one blob: the size from the object header first, so a large file is never loaded.
 pub fn read_blob(repo: &Repository, oid: Oid, max_bytes: u64) -> BlobRead {
-    let odb = match repo.odb() {
-        Ok(odb) => odb,
-        Err(e) => return BlobRead::Failed(e.message().to_string()),
-    };
-    match odb.read_header(oid) {
-        Ok((size, _)) if size as u64 > max_bytes => {
-            return BlobRead::Skipped(SkipReason::TooLarge {
-                size: size as u64,
-                limit: max_bytes,
-            })
-        }
-        Ok(_) => {}
-        Err(e) => return BlobRead::Failed(format!("blob {oid}: {}", e.message())),
+    match inspect_blob(repo, oid, max_bytes, str::to_string) {
+        Ok(text) => BlobRead::Text(text),
+        Err(unread) => unread,
     }
-    match repo.find_blob(oid) {
-        Ok(blob) => match classify(blob.content()) {
-            Ok(text) => BlobRead::Text(text.to_string()),
-            Err(reason) => BlobRead::Skipped(reason),
-        },
-        Err(e) => BlobRead::Failed(format!("blob {oid}: {}", e.message())),
+}
+
+/// Reads one blob as [`read_blob`] does and hands its text to `on_text` without copying it;
+/// a blob that is not deliverable text is the error ([`BlobRead::Skipped`] or
+/// [`BlobRead::Failed`]).
+pub fn inspect_blob<T>(
+    repo: &Repository,
+    oid: Oid,
+    max_bytes: u64,
+    on_text: impl FnOnce(&str) -> T,
+) -> Result<T, BlobRead> {
+    let odb = repo
+        .odb()
+        .map_err(|e| BlobRead::Failed(e.message().to_string()))?;
+    let (size, _) = odb
+        .read_header(oid)
+        .map_err(|e| BlobRead::Failed(format!("blob {oid}: {}", e.message())))?;
+    if size as u64 > max_bytes {
+        return Err(BlobRead::Skipped(SkipReason::TooLarge {
+            size: size as u64,
+            limit: max_bytes,
+        }));
     }
+    let blob = repo
+        .find_blob(oid)
+        .map_err(|e| BlobRead::Failed(format!("blob {oid}: {}", e.message())))?;
+    classify(blob.content())
+        .map(on_text)
+        .map_err(BlobRead::Skipped)
 }
 
 /// Reads blobs in parallel: one worker thread per core, each with its own repository handle

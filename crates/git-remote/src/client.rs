@@ -106,6 +106,16 @@ pub struct RepoPlace {
     cached: bool,
 }
 
+impl RepoPlace {
+    pub fn url(&self) -> &RepoUrl {
+        &self.url
+    }
+
+    pub fn commit(&self) -> Oid {
+        self.commit
+    }
+}
+
 pub struct GitClient {
     cache: RepoCache,
     settings: FetchSettings,
@@ -125,15 +135,7 @@ impl GitClient {
     }
 
     pub fn fetch(&self, request: &FetchRequest<'_>) -> Result<Fetched, GitError> {
-        let url = RepoUrl::parse(request.url)?;
-        if url.transport == Transport::Local && !self.settings.allow_local {
-            return Err(GitError::NotAllowed(format!(
-                "{}: local paths and file:// URLs are refused (they would expose the plugin host's disk); \
-                 use a remote URL, or have the operator set {}=1",
-                url.masked(),
-                self.settings.env.name("ALLOW_LOCAL")
-            )));
-        }
+        let url = self.allowed_url(request.url)?;
         let reference = request.reference.trim();
         let reference = if reference.is_empty() {
             "main"
@@ -163,6 +165,43 @@ impl GitClient {
             kind,
             _lock: Some(lock),
         })
+    }
+
+    /// Where `commit` of `url` is held if an earlier fetch brought it, without fetching or
+    /// asking the server anything: [`GitClient::reopen`] says whether it still is. Only for a
+    /// caller that has proof the same credentials were authorized for this commit.
+    pub fn place_of(&self, url: &str, commit: Oid) -> Result<RepoPlace, GitError> {
+        let url = self.allowed_url(url)?;
+        let (repo_dir, cached) = match url.local_path() {
+            Some(path) => {
+                let repo = Repository::open(&path).map_err(|_| {
+                    GitError::RepoNotFound(format!("{}: not a Git repository", path.display()))
+                })?;
+                (repo.path().to_path_buf(), false)
+            }
+            None => (self.cache.entry(&url).dir, true),
+        };
+        Ok(RepoPlace {
+            url,
+            repo_dir,
+            commit,
+            kind: RefKind::Commit,
+            cached,
+        })
+    }
+
+    /// `url` parsed, refused when it is a local path the settings do not allow.
+    fn allowed_url(&self, url: &str) -> Result<RepoUrl, GitError> {
+        let url = RepoUrl::parse(url)?;
+        if url.transport == Transport::Local && !self.settings.allow_local {
+            return Err(GitError::NotAllowed(format!(
+                "{}: local paths and file:// URLs are refused (they would expose the plugin host's disk); \
+                 use a remote URL, or have the operator set {}=1",
+                url.masked(),
+                self.settings.env.name("ALLOW_LOCAL")
+            )));
+        }
+        Ok(url)
     }
 
     /// Takes a fetched commit again, without fetching: its cache entry stays locked while the

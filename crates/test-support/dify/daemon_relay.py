@@ -5,7 +5,9 @@ live in memory, settings as given, where the daemon keeps them encrypted by Dify
 `/e/<hook id>/<path>` is relayed to the plugin as the daemon does it (internal/service/endpoint.go:
 the request as Go's Request.Write prints it, without X-Forwarded-* and with Dify-Hook-Id and
 Dify-Hook-Url, hex, in an `invoke_endpoint` request with the settings; the answer's first chunk
-gives status, headers and body). Its helpers still come from ../shared/dify.
+gives status, headers and body); and with the `online_drive` routes (browse_files, its answer bound to
+GetOnlineDriveBrowseFilesResponse; download_file, each chunk to DataSourceResponseChunk:
+pkg/entities/{requests,datasource_entities}/datasource.go). Its helpers still come from ../shared/dify.
 
 A stand-in for Dify's plugin daemon that relays to REAL plugin binaries over stdio.
 
@@ -24,7 +26,8 @@ Routes for the plugin ids given, mirroring langgenius/dify-plugin-daemon bdb5642
   GET  plugin/<t>/management/datasources | /datasource          manage_plugin.go ListDatasources, GetDatasource
   GET  plugin/<t>/management/tools | /tool                      manage_plugin.go ListTools, GetTool
   GET  plugin/<t>/asset/<name>                                   the plugin's _assets/<name>
-  POST plugin/<t>/dispatch/datasource/{validate_credentials,get_website_crawl}
+  POST plugin/<t>/dispatch/datasource/{validate_credentials,get_website_crawl,online_drive_browse_files,
+                                       online_drive_download_file}
   POST plugin/<t>/dispatch/tool/{validate_credentials,invoke}
        internal/server/controllers/{datasource,tool}.gen.go -> internal/service/base_sse.go baseSSEWithSession
        -> internal/core/io_tunnel/{datasource,tool}.gen.go -> io_tunnel/generic.go invokePluginOnce
@@ -67,6 +70,12 @@ ROUTES = {
                                      ["credentials", "credential_type", "provider", "datasource",
                                       "datasource_parameters"], ["provider", "datasource", "datasource_parameters"],
                                      "crawl"),
+    "datasource/online_drive_browse_files": ("datasource", "invoke_online_drive_browse_files",
+                                             ["credentials", "credential_type", "provider", "datasource", "request"],
+                                             ["provider", "datasource", "request"], "drive"),
+    "datasource/online_drive_download_file": ("datasource", "invoke_online_drive_download_file",
+                                              ["credentials", "credential_type", "provider", "datasource", "request"],
+                                              ["provider", "datasource", "request"], "chunk"),
     "tool/validate_credentials": ("tool", "validate_tool_credentials", ["provider", "credentials"], ["provider"],
                                   "bool"),
     "tool/invoke": ("tool", "invoke_tool", ["provider", "tool", "tool_parameters", "credentials", "credential_type"],
@@ -442,6 +451,21 @@ class RelayedPlugin:
                 return None, "cannot unmarshal %s into Go struct field WebsiteCrawlChunk.result of type " \
                              "map[string]interface {}" % type(result).__name__
             return {"result": result}, ""
+        if check == "drive":  # GetOnlineDriveBrowseFilesResponse: result required, each bucket's files
+            result = data.get("result")
+            if not isinstance(result, list) or not result:
+                return None, "Key: 'GetOnlineDriveBrowseFilesResponse.Result' Error:Field validation for " \
+                             "'Result' failed on the 'required' tag"
+            buckets = []
+            for b in result:
+                if not isinstance(b, dict) or not isinstance(b.get("files"), list):
+                    return None, "cannot unmarshal into Go struct field OnlineDriveFileBucket.result.files"
+                files = [{"id": f.get("id"), "name": f.get("name"), "size": f.get("size") or 0,
+                          "type": f.get("type")} for f in b["files"] if isinstance(f, dict)]
+                buckets.append({"bucket": b.get("bucket"), "files": files,
+                                "is_truncated": bool(b.get("is_truncated")),
+                                "next_page_parameters": b.get("next_page_parameters")})
+            return {"result": buckets}, ""
         chunk = {"type": data.get("type"), "message": data.get("message"), "meta": data.get("meta")}
         for k in ("message", "meta"):
             if chunk[k] is not None and not isinstance(chunk[k], dict):

@@ -6,6 +6,7 @@
 pub mod daemon_rules;
 pub mod fake_daemon;
 pub mod git_servers;
+pub mod imported_repo;
 pub mod keys;
 pub mod knowledge_api;
 pub mod loopback_http;

@@ -13,10 +13,24 @@ use super::package_files::{slim_binary, unpack_package};
 
 /// `git-datasource package` into `dir/git_datasource.difypkg`, with `extra` arguments.
 pub fn package(dir: &Path, extra: &[&str]) -> std::process::Output {
+    package_plugin(dir, Path::new(REPO_DIR), "git_datasource", extra)
+}
+
+/// `git-datasource package` of the plugin in `plugin_dir` (the datasource's, or the
+/// browser's `browser/`) into `dir/<name>.difypkg`, with `extra` arguments.
+pub fn package_plugin(
+    dir: &Path,
+    plugin_dir: &Path,
+    name: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let slim = slim_binary(dir);
     Command::new(BINARY)
-        .args(["package", "--dir", REPO_DIR, "--out"])
-        .arg(dir.join("git_datasource.difypkg"))
+        .arg("package")
+        .arg("--dir")
+        .arg(plugin_dir)
+        .arg("--out")
+        .arg(dir.join(format!("{name}.difypkg")))
         .arg("--binary")
         .arg(&slim)
         .args(extra)
@@ -27,8 +41,13 @@ pub fn package(dir: &Path, extra: &[&str]) -> std::process::Output {
 /// Unpacks `dir/git_datasource.difypkg` where the daemon would, every file 0644 as its
 /// `ExtractTo` leaves them; returns the plugin's directory.
 pub fn unpack(dir: &Path) -> PathBuf {
-    let plugin = dir.join("cwd/dify-community/git_datasource-0.1.0");
-    unpack_package(&dir.join("git_datasource.difypkg"), &plugin);
+    unpack_plugin(dir, "git_datasource")
+}
+
+/// Unpacks `dir/<name>.difypkg` as [`unpack`] does.
+pub fn unpack_plugin(dir: &Path, name: &str) -> PathBuf {
+    let plugin = dir.join(format!("cwd/dify-community/{name}-0.1.0"));
+    unpack_package(&dir.join(format!("{name}.difypkg")), &plugin);
     plugin
 }
 

@@ -6,8 +6,11 @@
 pub mod crawl_harness;
 pub mod installed_package;
 pub mod mirror_scenario;
+pub mod web_app;
 
-pub use test_support::{daemon_rules, git_servers, keys, knowledge_api, loopback_http, real_dify};
+pub use test_support::{
+    daemon_rules, git_servers, imported_repo, keys, knowledge_api, loopback_http, real_dify,
+};
 
 use test_support::fake_daemon::{Plugin, UnderTest};
 

@@ -358,7 +358,8 @@ fn read_assets(dir: &Path, problems: &mut Vec<Problem>) -> Vec<(String, Vec<u8>)
     };
     let mut assets: Vec<(String, Vec<u8>)> = entries
         .filter_map(Result::ok)
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        // A link to an icon another package of the same binary keeps counts as the icon.
+        .filter(|entry| entry.path().is_file())
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let bytes = std::fs::read(entry.path()).ok()?;

@@ -1,0 +1,339 @@
+//! The browser (`git_browser`, an `online_drive` provider) as Dify drives it, through the
+//! fake daemon: a 100,000-file repository listed a folder page by page within the line cap,
+//! every file found once, its text read from the cached clone; a file delivered at the
+//! commit it was listed at after the branch moved; one request to the server per listing
+//! and none per file; an id another process sealed, or a forged one, decided by the server
+//! and the commit; errors as text.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::support::fake_daemon::FakeDaemon;
+use crate::support::git_servers::{HttpServer, TestRepo, TOKEN};
+use crate::support::imported_repo::ImportedRepo;
+
+const BROWSE: &str = "invoke_online_drive_browse_files";
+const DOWNLOAD: &str = "invoke_online_drive_download_file";
+
+fn daemon(dir: &Path, extra: &[(&str, &str)]) -> FakeDaemon {
+    let cache = dir.join("cache").display().to_string();
+    let mut envs = vec![
+        ("GIT_DATASOURCE_ALLOW_LOCAL", "1"),
+        ("GIT_DATASOURCE_CACHE_DIR", cache.as_str()),
+    ];
+    envs.extend_from_slice(extra);
+    FakeDaemon::spawn(&envs)
+}
+
+/// One browse: the page's answer, or the error's data.
+fn browse(
+    daemon: &FakeDaemon,
+    credentials: &Value,
+    prefix: &str,
+    next: &Value,
+) -> Result<Value, Value> {
+    let session = daemon.request(
+        BROWSE,
+        json!({"provider": "git_browser", "datasource": "git_browser", "credentials": credentials,
+               "request": {"bucket": null, "prefix": prefix, "max_keys": 20,
+                           "next_page_parameters": next}}),
+    );
+    answer(daemon.finish(&session))
+}
+
+/// One download: the file's text and its meta, or the error's data.
+fn download(daemon: &FakeDaemon, credentials: &Value, id: &str) -> Result<(String, Value), Value> {
+    let session = daemon.request(
+        DOWNLOAD,
+        json!({"provider": "git_browser", "datasource": "git_browser", "credentials": credentials,
+               "request": {"bucket": null, "id": id}}),
+    );
+    let message = answer(daemon.finish(&session))?;
+    assert_eq!(message["type"], "blob", "{message}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(message["message"]["blob"].as_str().unwrap())
+        .unwrap();
+    Ok((String::from_utf8(bytes).unwrap(), message["meta"].clone()))
+}
+
+fn answer(messages: Vec<Value>) -> Result<Value, Value> {
+    let last = messages.last().unwrap();
+    if last["type"] == "error" {
+        return Err(last["data"].clone());
+    }
+    let streamed: Vec<&Value> = messages.iter().filter(|m| m["type"] == "stream").collect();
+    assert_eq!(streamed.len(), 1, "one message per answer: {messages:?}");
+    Ok(streamed[0]["data"].clone())
+}
+
+/// Walks every folder from the top, page by page: (file id, name, size) of every file, the
+/// number of answers, and the longest answer in bytes.
+fn walk(daemon: &FakeDaemon, credentials: &Value) -> (Vec<(String, String, u64)>, usize, usize) {
+    let mut files = Vec::new();
+    let (mut answers, mut longest) = (0, 0);
+    let mut folders = VecDeque::from([(String::new(), Value::Null)]);
+    while let Some((prefix, next)) = folders.pop_front() {
+        let page = browse(daemon, credentials, &prefix, &next).unwrap();
+        answers += 1;
+        longest = longest.max(page.to_string().len());
+        let bucket = &page["result"][0];
+        for entry in bucket["files"].as_array().unwrap() {
+            let id = entry["id"].as_str().unwrap().to_string();
+            match entry["type"].as_str().unwrap() {
+                "folder" => folders.push_back((id, Value::Null)),
+                _ => files.push((
+                    id,
+                    entry["name"].as_str().unwrap().to_string(),
+                    entry["size"].as_u64().unwrap(),
+                )),
+            }
+        }
+        if bucket["is_truncated"] == true {
+            folders.push_front((prefix, bucket["next_page_parameters"].clone()));
+        } else {
+            assert_eq!(bucket["next_page_parameters"], Value::Null);
+        }
+    }
+    (files, answers, longest)
+}
+
+/// The plugin's resident anonymous memory (its heap), in MB.
+fn heap_mb(daemon: &FakeDaemon) -> f64 {
+    let pid = daemon.child.as_ref().unwrap().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[test]
+fn a_100000_file_repository_is_browsed_page_by_page_and_read_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = BTreeMap::new();
+    for part in 0..100 {
+        for page in 0..1000 {
+            tree.insert(
+                format!("docs/part{part:02}/page{page:04}.md"),
+                format!("# Part {part}, page {page}\n").into_bytes(),
+            );
+        }
+    }
+    tree.insert("README.md".into(), b"# Read me\n".to_vec());
+    tree.insert("logo.png".into(), b"\x89PNG\r\n\x1a\n\0\0\0".to_vec());
+    tree.insert(
+        "big.bin.md".into(),
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 9\n".to_vec(),
+    );
+    let repo = ImportedRepo::create(&dir.path().join("large.git"), tree.clone());
+    // Pages of at most 100 kB: a folder of 1,000 files takes three.
+    let daemon = daemon(dir.path(), &[("GIT_DATASOURCE_MAX_RESULT_BYTES", "100000")]);
+    let credentials = json!({"repo_url": repo.bare.display().to_string()});
+
+    let heap_before = heap_mb(&daemon);
+    let (files, answers, longest) = walk(&daemon, &credentials);
+    let heap_after = heap_mb(&daemon);
+    assert_eq!(
+        files.len(),
+        100_001,
+        "every text file once, no binary or LFS pointer"
+    );
+    let mut names: Vec<&str> = files.iter().map(|(_, name, _)| name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 100_001);
+    assert!(names.contains(&"docs/part42/page0999.md"));
+    assert!(!names.contains(&"logo.png") && !names.contains(&"big.bin.md"));
+    assert!(longest <= 100_000, "an answer of {longest} bytes");
+    assert!(answers >= 100 * 3, "{answers} answers");
+    // The heap follows a page, not the repository (whose listing alone is ~25 MB).
+    assert!(
+        heap_after - heap_before < 24.0,
+        "the heap grew from {heap_before:.1} to {heap_after:.1} MB"
+    );
+
+    // Each file's text, exactly, from the cached clone.
+    let sizes: BTreeMap<&str, u64> = files.iter().map(|(_, n, s)| (n.as_str(), *s)).collect();
+    assert_eq!(sizes["README.md"], 10);
+    for (id, name, _) in files.iter().step_by(997) {
+        let (text, meta) = download(&daemon, &credentials, id).unwrap();
+        assert_eq!(text.as_bytes(), tree[name.as_str()].as_slice(), "{name}");
+        assert_eq!(meta["mime_type"], "text/plain");
+        assert!(
+            meta["file_name"].as_str().unwrap().ends_with(".md.txt"),
+            "{meta}"
+        );
+    }
+}
+
+#[test]
+fn a_file_comes_at_its_listed_commit_with_one_request_per_listing_and_none_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(&dir.path().join("https"));
+    let repo = TestRepo::create(
+        &server.root.join("private"),
+        "docs",
+        &[
+            ("docs/a.md", b"A one\n"),
+            ("docs/b.md", b"B one\n"),
+            ("README.md", b"R\n"),
+        ],
+    );
+    let url = server.https_url("private", "docs");
+    let credentials = json!({"repo_url": url, "access_token": TOKEN,
+                             "ca_certificate": server.ca.ca_pem});
+    let daemon = daemon(dir.path(), &[]);
+    let top = browse(&daemon, &credentials, "", &Value::Null).unwrap();
+    let entries = top["result"][0]["files"].as_array().unwrap().clone();
+    let kinds: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [("README.md", "file"), ("docs", "folder")]);
+    let fetched = server.requests().len();
+    assert!(fetched > 0);
+    let docs = browse(
+        &daemon,
+        &credentials,
+        entries[1]["id"].as_str().unwrap(),
+        &Value::Null,
+    )
+    .unwrap();
+    let ids: Vec<String> = docs["result"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        download(&daemon, &credentials, &ids[0]).unwrap().0,
+        "A one\n"
+    );
+    assert_eq!(
+        server.requests().len(),
+        fetched,
+        "a folder and a file of the listing ask the server nothing"
+    );
+
+    // The branch moves: the listed file still comes as it was listed.
+    repo.commit(&[("docs/a.md", b"A two\n")], &[], "edit");
+    assert_eq!(
+        download(&daemon, &credentials, &ids[0]).unwrap().0,
+        "A one\n"
+    );
+    let top_again = browse(&daemon, &credentials, "", &Value::Null).unwrap();
+    assert_ne!(top_again, top, "a new listing is of the new commit");
+
+    // Another process (a restart) cannot trust the seal: the server decides, with the
+    // caller's own credentials, and the content is still the listed commit's.
+    let other = self::daemon(dir.path(), &[]);
+    let before = server.requests().len();
+    assert_eq!(
+        download(&other, &credentials, &ids[0]).unwrap().0,
+        "A one\n"
+    );
+    assert!(server.requests().len() > before, "the server was asked");
+    let wrong = json!({"repo_url": url, "access_token": "wrong",
+                       "ca_certificate": server.ca.ca_pem});
+    let refused = download(&other, &wrong, &ids[0]).unwrap_err();
+    assert_eq!(
+        refused["error_type"], "InvokeAuthorizationError",
+        "{refused}"
+    );
+    for denied in [download(&daemon, &wrong, &ids[0]).unwrap_err(), refused] {
+        assert!(!denied.to_string().contains("A one"), "{denied}");
+        assert!(!denied.to_string().contains(TOKEN));
+    }
+
+    // A forged id: another path under the same seal, or another configuration's.
+    let forged = ids[0].replacen("docs/a.md", "docs/b.md", 1);
+    let error = download(&daemon, &credentials, &forged).unwrap_err();
+    assert_eq!(error["error_type"], "InvokeBadRequestError", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a file of commit"),
+        "{error}"
+    );
+    let narrower = json!({"repo_url": url, "access_token": TOKEN, "subdir": "docs",
+                          "ca_certificate": server.ca.ca_pem});
+    let error = download(&daemon, &narrower, &ids[0]).unwrap_err();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("open the data source again"),
+        "{error}"
+    );
+    for junk in ["", "git:", "../../etc/passwd", &"x".repeat(10_000)] {
+        let error = download(&daemon, &credentials, junk).unwrap_err();
+        assert_eq!(error["error_type"], "InvokeBadRequestError", "{error}");
+        let error = browse(&daemon, &credentials, junk, &Value::Null);
+        if !junk.is_empty() {
+            assert_eq!(error.unwrap_err()["error_type"], "InvokeBadRequestError");
+        }
+    }
+    // Without a repository the authorization is refused with the fix named.
+    let error = browse(&daemon, &json!({}), "", &Value::Null).unwrap_err();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("repo_url is missing")
+            && error["message"]
+                .as_str()
+                .unwrap()
+                .contains("in the authorization"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_browsers_authorization_is_checked_against_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(&dir.path().join("https"));
+    TestRepo::create(&server.root.join("private"), "docs", &[("a.md", b"a")]);
+    let daemon = daemon(dir.path(), &[]);
+    let validate = |credentials: Value| {
+        let session = daemon.request(
+            "validate_datasource_credentials",
+            json!({"provider": "git_browser", "credentials": credentials}),
+        );
+        answer(daemon.finish(&session))
+    };
+    let url = server.https_url("private", "docs");
+    let ca = server.ca.ca_pem.clone();
+    assert_eq!(
+        validate(json!({"repo_url": url, "access_token": TOKEN, "ca_certificate": ca})).unwrap(),
+        json!({"result": true})
+    );
+    for (credentials, says) in [
+        (
+            json!({"repo_url": url, "access_token": "wrong", "ca_certificate": ca}),
+            "cannot be read",
+        ),
+        (
+            json!({"repo_url": url, "access_token": TOKEN, "ca_certificate": ca,
+                "branch": "nope"}),
+            "nope",
+        ),
+        (json!({"access_token": TOKEN}), "repo_url is missing"),
+    ] {
+        let error = validate(credentials).unwrap_err();
+        assert_eq!(
+            error["error_type"], "CredentialsValidateFailedError",
+            "{error}"
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(says) && !message.contains(TOKEN),
+            "{message}"
+        );
+    }
+}
