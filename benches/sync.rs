@@ -10,8 +10,11 @@
 //! force-pushed rewrite, and a sync after the clone cache was wiped. The plugin is driven
 //! through the fake daemon (the way Dify drives it) and through `git-datasource crawl`.
 //! Then mirroring (`sync/mirror.rs`) and `git-datasource sync` through the pipeline API
-//! (`sync/pipeline.rs`), against the fake Knowledge API.
+//! (`sync/pipeline.rs`), against the fake Knowledge API; and the browser's listing and
+//! per-file text (`sync/browse.rs`).
 
+#[path = "sync/browse.rs"]
+mod browse;
 #[path = "sync/mirror.rs"]
 mod mirror;
 #[path = "sync/pipeline.rs"]
@@ -626,8 +629,13 @@ fn main() {
     for line in &sync_lines {
         println!("{line}");
     }
+    let (browse_lines, browse_report) = browse::run(work.path(), size != "small");
+    for line in &browse_lines {
+        println!("{line}");
+    }
     let report = json!({"size": size, "reps": reps, "rows": json_rows, "targets": verdicts,
-                        "mirror": mirror_report, "pipeline_sync": sync_report});
+                        "mirror": mirror_report, "pipeline_sync": sync_report,
+                        "browse": browse_report});
     std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     println!("\nwritten to {out}");
 }

@@ -48,6 +48,9 @@ pub struct PageLimits {
     pub bytes: usize,
     pub entries: usize,
     pub max_file_bytes: u64,
+    /// Reading its files (each is read to know it is text) ends by this time; a folder of
+    /// many large or binary files then takes more pages, some perhaps empty.
+    pub time: std::time::Duration,
 }
 
 /// The page of `folder` that starts at tree position `from`.
@@ -81,7 +84,13 @@ pub fn folder_page(
     };
     let mut page = Page::default();
     let mut bytes = 0;
+    let started = std::time::Instant::now();
     for (position, entry) in tree.iter().enumerate().skip(from) {
+        // Every page moves on by one entry at least.
+        if position > from && started.elapsed() >= limits.time {
+            page.next = Some(position);
+            break;
+        }
         let Ok(name) = std::str::from_utf8(entry.name_bytes()) else {
             continue;
         };
@@ -158,4 +167,117 @@ fn json_len(text: &str) -> usize {
             _ => 1,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A repository of `files` at one commit: its handle and the commit.
+    fn repo(dir: &std::path::Path, files: &[(&str, &[u8])]) -> (Repository, git2::Oid) {
+        let repo = Repository::init_bare(dir).unwrap();
+        let mut index = git2::Index::new().unwrap();
+        for (path, content) in files {
+            let blob = repo.blob(content).unwrap();
+            let mut entry = git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                file_size: content.len() as u32,
+                id: blob,
+                flags: 0,
+                flags_extended: 0,
+                path: path.as_bytes().to_vec(),
+            };
+            entry.flags = path.len() as u16;
+            index.add(&entry).unwrap();
+        }
+        let tree = repo.find_tree(index.write_tree_to(&repo).unwrap()).unwrap();
+        let who = git2::Signature::now("t", "t@example.com").unwrap();
+        let commit = repo.commit(None, &who, &who, "c", &tree, &[]).unwrap();
+        drop(tree);
+        (repo, commit)
+    }
+
+    fn pages(repo: &Repository, folder: &FolderId, limits: PageLimits) -> Vec<Vec<String>> {
+        let seal = Seal::new();
+        let ids = IdMaker {
+            seal: &seal,
+            who: "w",
+        };
+        let filter = PathFilter::new("", "", "", "").unwrap();
+        let mut all = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = folder_page(repo, folder, from, &filter, limits, &ids).unwrap();
+            all.push(page.entries.iter().map(|e| e.name.clone()).collect());
+            match page.next {
+                Some(next) => {
+                    assert!(next > from, "a page moves on");
+                    from = next;
+                }
+                None => return all,
+            }
+        }
+    }
+
+    #[test]
+    fn pages_end_at_their_count_bytes_or_time_and_always_move_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, commit) = repo(
+            dir.path(),
+            &[
+                ("a.md", b"a"),
+                ("b.bin", b"\0\0binary"),
+                ("c.md", b"c"),
+                ("d/e.md", b"e"),
+            ],
+        );
+        let top = FolderId {
+            hash: "ab".into(),
+            dir: String::new(),
+            commit,
+        };
+        let roomy = PageLimits {
+            bytes: 1 << 20,
+            entries: 100,
+            max_file_bytes: 1000,
+            time: Duration::from_secs(60),
+        };
+        assert_eq!(pages(&repo, &top, roomy), [["a.md", "c.md", "d"]]);
+        let two = PageLimits {
+            entries: 2,
+            ..roomy
+        };
+        assert_eq!(pages(&repo, &top, two), [vec!["a.md", "c.md"], vec!["d"]]);
+        // No time at all: one entry a page, a skipped one giving an empty page.
+        let no_time = PageLimits {
+            time: Duration::ZERO,
+            ..roomy
+        };
+        let one_by_one = pages(&repo, &top, no_time);
+        assert_eq!(one_by_one.concat(), ["a.md", "c.md", "d"]);
+        assert_eq!(one_by_one.len(), 4);
+        let inside = FolderId {
+            dir: "d".into(),
+            ..top.clone()
+        };
+        assert_eq!(pages(&repo, &inside, roomy), [["d/e.md"]]);
+        let missing = FolderId {
+            dir: "nope".into(),
+            ..top
+        };
+        let seal = Seal::new();
+        let ids = IdMaker {
+            seal: &seal,
+            who: "w",
+        };
+        let filter = PathFilter::default();
+        assert!(folder_page(&repo, &missing, 0, &filter, roomy, &ids).is_err());
+    }
 }

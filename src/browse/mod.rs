@@ -138,8 +138,10 @@ impl BrowseSource {
         match hash == self.hash || self.legacy_hash.as_deref() == Some(hash) {
             true => Ok(()),
             false => Err(BrowseError::Request(
-                "this item was listed under other settings of the authorization (repository, \
-                 branch or filters changed since); open the data source again and pick it anew"
+                "this item was listed under other settings (the authorization's repository, \
+                 branch or filters changed since, or Dify read a picked folder with another \
+                 authorization: it uses the workspace's default one, so make the one you browse \
+                 the default); open the data source again and pick it anew"
                     .into(),
             )),
         }

@@ -21,6 +21,10 @@ use git_remote::GitClient;
 
 /// What the answer's envelope around the entries may take.
 const PAGE_MARGIN: usize = 1024;
+/// How long one page may read files for: well within what Dify waits for a browse.
+const PAGE_TIME: std::time::Duration = std::time::Duration::from_secs(20);
+/// The longest bucket name echoed back (this provider has no buckets; Dify sends `""`).
+const MAX_BUCKET_CHARS: usize = 64;
 
 pub async fn handle(
     request: &Request,
@@ -74,12 +78,14 @@ pub async fn handle(
             .map_err(|e| browse_error(&e))?;
         (folder, fetched)
     };
+    let folder_id = folder.sealed(seal, &source.who);
     let limits = PageLimits {
-        bytes: page_budget(session, settings),
+        // The next page's parameters name the folder: its id, escaped at worst, comes first.
+        bytes: page_budget(session, settings).saturating_sub(2 * folder_id.len()),
         entries: MAX_PAGE_ENTRIES,
         max_file_bytes: max_file_bytes(session, settings),
+        time: PAGE_TIME,
     };
-    let folder_id = folder.sealed(seal, &source.who);
     let page = {
         let (filter, who) = (source.params.filter(), source.who.clone());
         let seal_key = seal.clone();
@@ -101,8 +107,14 @@ pub async fn handle(
         "browsed a folder of {}",
         source.hash
     );
+    // The bucket is echoed as Dify sent it (`""` from the web app): text of a bounded
+    // length only, so the answer stays within the budget its page was cut to.
+    let bucket = match &asked["bucket"] {
+        Value::String(text) if text.len() <= MAX_BUCKET_CHARS => Value::String(text.clone()),
+        _ => Value::Null,
+    };
     session
-        .stream(answer(&page, &asked["bucket"], &folder_id))
+        .stream(answer(&page, &bucket, &folder_id))
         .await
         .map_err(|e| internal(&e.to_string()))
 }

@@ -3,6 +3,7 @@
 //! scenarios, the installed package).
 #![allow(dead_code, unused_imports)]
 
+pub mod browse_requests;
 pub mod crawl_harness;
 pub mod installed_package;
 pub mod mirror_scenario;
