@@ -132,6 +132,33 @@ fn shape(name: &str, scale: f64) -> Tree {
     tree
 }
 
+/// `files` files of `bytes` of text, 200 a directory, as documentation trees tend to be.
+fn docs_tree(files: usize, rng: &mut Rng, bytes: usize) -> Tree {
+    (0..files)
+        .map(|i| (format!("docs/{:03}/{i:06}.md", i / 200), rng.text(bytes)))
+        .collect()
+}
+
+/// Runs `scenario` at 5,000 files, and at 100,000 with `with_100k`: the report lines and
+/// their JSON.
+fn at_sizes(
+    work: &Path,
+    with_100k: bool,
+    scenario: fn(&Path, usize) -> (Vec<String>, Value),
+) -> (Vec<String>, Value) {
+    let mut sizes = vec![5_000];
+    if with_100k {
+        sizes.push(100_000);
+    }
+    let (mut lines, mut reports) = (Vec::new(), Vec::new());
+    for files in sizes {
+        let (more, report) = scenario(work, files);
+        lines.extend(more);
+        reports.push(report);
+    }
+    (lines, Value::Array(reports))
+}
+
 // ---------------------------------------------------------------- measuring
 
 #[derive(Debug, Clone, Default)]

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::support::browse_requests::{download, walk};
 use super::support::fake_daemon::FakeDaemon;
-use super::{peak_rss_mb, status_mb, Importer, Rng};
+use super::{at_sizes, docs_tree, peak_rss_mb, status_mb, Importer, Rng};
 
 /// Bytes of text per file.
 const FILE_BYTES: usize = 1200;
@@ -20,16 +20,7 @@ const PICKED: usize = 1000;
 
 fn scenario(work: &Path, files: usize) -> (Vec<String>, Value) {
     let work = work.join(format!("browse-{files}"));
-    let mut rng = Rng(23);
-    // 200 files a directory, as documentation trees tend to be.
-    let tree = (0..files)
-        .map(|i| {
-            (
-                format!("docs/{:03}/{i:06}.md", i / 200),
-                rng.text(FILE_BYTES),
-            )
-        })
-        .collect();
+    let tree = docs_tree(files, &mut Rng(23), FILE_BYTES);
     let bare = work.join("repo.git");
     Importer::create(&bare, tree);
     let cache = work.join("cache").display().to_string();
@@ -86,15 +77,5 @@ fn scenario(work: &Path, files: usize) -> (Vec<String>, Value) {
 
 /// Runs the scenarios; returns the report lines and their JSON.
 pub fn run(work: &Path, with_100k: bool) -> (Vec<String>, Value) {
-    let mut sizes = vec![5_000];
-    if with_100k {
-        sizes.push(100_000);
-    }
-    let (mut lines, mut reports) = (Vec::new(), Vec::new());
-    for files in sizes {
-        let (more, report) = scenario(work, files);
-        lines.extend(more);
-        reports.push(report);
-    }
-    (lines, Value::Array(reports))
+    at_sizes(work, with_100k, scenario)
 }

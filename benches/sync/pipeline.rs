@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::support::fake_daemon::BINARY;
 use super::support::knowledge_api::{FakeKnowledgeApi, KEY};
-use super::{measure, Importer, Rng, Sample};
+use super::{at_sizes, docs_tree, measure, Importer, Rng, Sample};
 
 /// Bytes of text per file.
 const FILE_BYTES: usize = 1200;
@@ -86,15 +86,7 @@ fn row(files: usize, name: &str, outcome: &Outcome) -> (String, Value) {
 fn scenario(work: &Path, files: usize) -> (Vec<String>, Value) {
     let work = work.join(format!("pipeline-sync-{files}"));
     let mut rng = Rng(11);
-    // 200 files a directory, as documentation trees tend to be.
-    let tree = (0..files)
-        .map(|i| {
-            (
-                format!("docs/{:03}/{i:06}.md", i / 200),
-                rng.text(FILE_BYTES),
-            )
-        })
-        .collect();
+    let tree = docs_tree(files, &mut rng, FILE_BYTES);
     let bare = work.join("repo.git");
     let mut importer = Importer::create(&bare, tree);
     let kb = FakeKnowledgeApi::start();
@@ -140,16 +132,5 @@ fn scenario(work: &Path, files: usize) -> (Vec<String>, Value) {
 
 /// Runs the scenarios; returns the report lines and their JSON.
 pub fn run(work: &Path, with_100k: bool) -> (Vec<String>, Value) {
-    let mut sizes = vec![5_000];
-    if with_100k {
-        sizes.push(100_000);
-    }
-    let mut lines = Vec::new();
-    let mut reports = Vec::new();
-    for files in sizes {
-        let (more, report) = scenario(work, files);
-        lines.extend(more);
-        reports.push(report);
-    }
-    (lines, Value::Array(reports))
+    at_sizes(work, with_100k, scenario)
 }

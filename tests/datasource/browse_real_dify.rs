@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -37,9 +36,7 @@ impl WebApp {
     /// The pipeline a user builds for the browser: its node in place of the crawl's, a Doc
     /// Extractor of its file, the chunker reading the extractor's text; published.
     fn use_browser_pipeline(&self) {
-        let route = format!("/rag/pipelines/{}/workflows/draft", self.pipeline);
-        let draft = self.json(reqwest::Method::GET, &route, None);
-        let mut graph = draft["graph"].clone();
+        let (mut graph, hash) = self.draft();
         let node = self.node.as_str();
         let nodes = graph["nodes"].as_array_mut().unwrap();
         for n in nodes.iter_mut() {
@@ -73,20 +70,7 @@ impl WebApp {
         };
         edges.push(edge(node, EXTRACTOR, "datasource", "document-extractor"));
         edges.push(edge(EXTRACTOR, &chunker, "document-extractor", "tool"));
-        self.json(
-            reqwest::Method::POST,
-            &route,
-            Some(
-                json!({"graph": graph, "hash": draft["hash"], "features": {},
-                        "environment_variables": [], "conversation_variables": [],
-                        "rag_pipeline_variables": []}),
-            ),
-        );
-        self.json(
-            reqwest::Method::POST,
-            &format!("/rag/pipelines/{}/workflows/publish", self.pipeline),
-            Some(json!({})),
-        );
+        self.save_draft(&graph, &hash, true);
     }
 
     /// Browsing a folder (`""` for the top) as the web app does (30 at a time, the bucket
@@ -185,22 +169,11 @@ impl WebApp {
     /// Waits until the knowledge base holds exactly `files`, each once, indexed with its
     /// text.
     fn holds_the_branch(&self, prefix: &str, files: &BTreeMap<String, String>) {
-        let want: Vec<(String, String, String)> = files
+        let want = files
             .iter()
             .map(|(p, c)| (p.clone(), "completed".into(), c.trim().to_string()))
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let have = self.browsed_documents(prefix);
-            if have == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the knowledge base is not the branch after 180 s:\nhave {have:#?}\nwant {want:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(1000));
-        }
+        self.wait_for_documents(want, |app| app.browsed_documents(prefix));
     }
 }
 

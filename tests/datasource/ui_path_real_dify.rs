@@ -25,9 +25,7 @@ const PLUGIN: &str = "dify-community/git_datasource/git_datasource";
 impl WebApp {
     /// The data source node's parameters in the draft (and, with `publish`, published).
     fn set_parameters(&self, parameters: Value, publish: bool) {
-        let route = format!("/rag/pipelines/{}/workflows/draft", self.pipeline);
-        let draft = self.json(reqwest::Method::GET, &route, None);
-        let mut graph = draft["graph"].clone();
+        let (mut graph, hash) = self.draft();
         for node in graph["nodes"].as_array_mut().unwrap() {
             if node["id"] == self.node.as_str() {
                 let as_constants: serde_json::Map<String, Value> = parameters
@@ -39,22 +37,7 @@ impl WebApp {
                 node["data"]["datasource_parameters"] = Value::Object(as_constants);
             }
         }
-        self.json(
-            reqwest::Method::POST,
-            &route,
-            Some(
-                json!({"graph": graph, "hash": draft["hash"], "features": {},
-                        "environment_variables": [], "conversation_variables": [],
-                        "rag_pipeline_variables": []}),
-            ),
-        );
-        if publish {
-            self.json(
-                reqwest::Method::POST,
-                &format!("/rag/pipelines/{}/workflows/publish", self.pipeline),
-                Some(json!({})),
-            );
-        }
+        self.save_draft(&graph, &hash, publish);
     }
 
     /// *Run*: the data source node's SSE stream; the items of its `datasource_completed`
@@ -148,24 +131,11 @@ impl WebApp {
     /// Waits until the knowledge base holds exactly `files` (path, content) of the branch,
     /// each once, indexed: no stale, missing or duplicate document.
     fn holds_exactly(&self, prefix: &str, files: &[(String, String)]) {
-        let mut want: Vec<(String, String, String)> = files
+        let want = files
             .iter()
             .map(|(p, c)| (format!("{prefix}{p}"), "completed".into(), c.clone()))
             .collect();
-        want.sort();
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let mut have = self.documents();
-            have.sort();
-            if have == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the knowledge base is not the branch after 180 s:\nhave {have:#?}\nwant {want:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        self.wait_for_documents(want, WebApp::documents);
     }
 }
 

@@ -4,6 +4,7 @@
 //! `../shared/dify` is absent.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -87,6 +88,33 @@ impl WebApp {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
+    /// The pipeline's draft: its graph and hash.
+    pub fn draft(&self) -> (Value, Value) {
+        let route = format!("/rag/pipelines/{}/workflows/draft", self.pipeline);
+        let draft = self.json(reqwest::Method::GET, &route, None);
+        (draft["graph"].clone(), draft["hash"].clone())
+    }
+
+    /// Saves `graph` as the draft (of `hash`), and with `publish` publishes it.
+    pub fn save_draft(&self, graph: &Value, hash: &Value, publish: bool) {
+        self.json(
+            reqwest::Method::POST,
+            &format!("/rag/pipelines/{}/workflows/draft", self.pipeline),
+            Some(
+                serde_json::json!({"graph": graph, "hash": hash, "features": {},
+                                    "environment_variables": [], "conversation_variables": [],
+                                    "rag_pipeline_variables": []}),
+            ),
+        );
+        if publish {
+            self.json(
+                reqwest::Method::POST,
+                &format!("/rag/pipelines/{}/workflows/publish", self.pipeline),
+                Some(serde_json::json!({})),
+            );
+        }
+    }
+
     /// A Knowledge API GET with the knowledge base's key: its JSON.
     pub fn service_get(&self, route: &str) -> Value {
         let boot = &self.process.boot;
@@ -102,6 +130,29 @@ impl WebApp {
             assert!(response.status().is_success(), "{url}: {response:?}");
             serde_json::from_str(&response.text().await.unwrap()).unwrap()
         })
+    }
+
+    /// Waits until `read` (sorted) is `want` (sorted): (path, status, text) of every
+    /// document, so none is stale, missing or twice; fails after 180 s showing both.
+    pub fn wait_for_documents(
+        &self,
+        mut want: Vec<(String, String, String)>,
+        read: impl Fn(&WebApp) -> Vec<(String, String, String)>,
+    ) {
+        want.sort();
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let mut have = read(self);
+            have.sort();
+            if have == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the knowledge base is not the branch after 180 s:\nhave {have:#?}\nwant {want:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Every document of the knowledge base, as the Knowledge API lists them.
