@@ -1,9 +1,13 @@
 //! The seal on the ids the browser hands out: proof that the credentials asking now are the
 //! ones that were authorized (by the Git server, at the fetch of a listing) for that commit,
 //! so a later page or file of the same listing is read from the cached clone without asking
-//! the server again. Keyed by a secret of this process: an id from another process (after a
-//! restart) or one made up is not trusted, and its request fetches with its own credentials
-//! first, as any cache hit must.
+//! the server again. Keyed by a secret of this process that changes every half hour (the
+//! last one still holds): an id from another process (after a restart), an old one (access
+//! may have been revoked since) or one made up is not trusted, and its request fetches with
+//! its own credentials first, as any cache hit must.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -13,39 +17,68 @@ use git_remote::GitCredentials;
 /// Hex characters of a seal (128 bits of an HMAC-SHA256).
 pub const SEAL_HEX: usize = 32;
 
+/// How long a key signs; ids it sealed hold for one period more.
+pub const KEY_PERIOD: Duration = Duration::from_secs(30 * 60);
+
 pub struct Seal {
-    key: [u8; 32],
+    keys: Mutex<Keys>,
+    period: Duration,
+}
+
+struct Keys {
+    current: [u8; 32],
+    previous: Option<[u8; 32]>,
+    since: Instant,
 }
 
 impl Seal {
-    /// A seal with a fresh random key.
+    /// A seal with a fresh random key, changed every [`KEY_PERIOD`].
     pub fn new() -> Seal {
-        let mut key = [0u8; 32];
-        openssl::rand::rand_bytes(&mut key).expect("the system's random source");
-        Seal { key }
+        Seal::with_period(KEY_PERIOD)
+    }
+
+    pub fn with_period(period: Duration) -> Seal {
+        Seal {
+            keys: Mutex::new(Keys {
+                current: random_key(),
+                previous: None,
+                since: Instant::now(),
+            }),
+            period,
+        }
     }
 
     /// The seal of `body` for the credentials `who` ([`fingerprint`]).
     pub fn sign(&self, who: &str, body: &str) -> String {
-        hex::encode(&self.mac(who, body)[..SEAL_HEX / 2])
+        let key = self.keys().0;
+        hex::encode(&mac(&key, who, body)[..SEAL_HEX / 2])
     }
 
-    /// Whether `seal` is this process's seal of `body` for `who`.
+    /// Whether `seal` is this process's seal of `body` for `who`, made by its current key
+    /// or the one before.
     pub fn verify(&self, who: &str, body: &str, seal: &str) -> bool {
         let Ok(given) = hex::decode(seal) else {
             return false;
         };
+        let (current, previous) = self.keys();
         given.len() == SEAL_HEX / 2
-            && openssl::memcmp::eq(&given, &self.mac(who, body)[..SEAL_HEX / 2])
+            && [Some(current), previous]
+                .into_iter()
+                .flatten()
+                .any(|key| openssl::memcmp::eq(&given, &mac(&key, who, body)[..SEAL_HEX / 2]))
     }
 
-    fn mac(&self, who: &str, body: &str) -> Vec<u8> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes a key of any length");
-        mac.update(who.as_bytes());
-        mac.update(b"\n");
-        mac.update(body.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+    /// The current and the previous key, turned over first when a period has passed (two:
+    /// nothing of before is kept).
+    fn keys(&self) -> ([u8; 32], Option<[u8; 32]>) {
+        let mut keys = self.keys.lock().expect("seal keys");
+        let age = keys.since.elapsed();
+        if age >= self.period {
+            keys.previous = (age < 2 * self.period).then_some(keys.current);
+            keys.current = random_key();
+            keys.since = Instant::now();
+        }
+        (keys.current, keys.previous)
     }
 }
 
@@ -53,6 +86,20 @@ impl Default for Seal {
     fn default() -> Self {
         Seal::new()
     }
+}
+
+fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    openssl::rand::rand_bytes(&mut key).expect("the system's random source");
+    key
+}
+
+fn mac(key: &[u8], who: &str, body: &str) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(who.as_bytes());
+    mac.update(b"\n");
+    mac.update(body.as_bytes());
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// Stands for one set of Git credentials, every field of them: a different token, key or
@@ -94,6 +141,19 @@ mod tests {
         for forged in ["", "zz", &"0".repeat(SEAL_HEX), &signed[..SEAL_HEX - 2]] {
             assert!(!seal.verify(&alice, "git:h:a.md", forged));
         }
+        // A key signs for a period and holds for one more; then its ids are not trusted.
+        let turning = Seal::with_period(Duration::from_millis(200));
+        let early = turning.sign(&alice, "b");
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(
+            turning.verify(&alice, "b", &early),
+            "the key before still holds"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(
+            !turning.verify(&alice, "b", &early),
+            "two periods on, it does not"
+        );
         // Fields do not run into each other.
         let split = |a: &str, b: &str| GitCredentials {
             access_token: a.into(),
