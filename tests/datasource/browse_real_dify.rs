@@ -152,11 +152,14 @@ impl WebApp {
         all
     }
 
+    /// A document's indexed text; mirroring may have deleted it since it was listed.
     fn segments_text(&self, document: &str) -> String {
-        let answer = self.service_get(&format!(
+        let Some(answer) = self.service_try_get(&format!(
             "/datasets/{}/documents/{document}/segments",
             self.dataset
-        ));
+        )) else {
+            return "(deleted while it was read)".into();
+        };
         let parts: Vec<&str> = answer["data"]
             .as_array()
             .unwrap()

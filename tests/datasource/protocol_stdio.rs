@@ -229,13 +229,13 @@ fn crawl_without_a_url_and_unknown_actions_get_a_clear_error() {
         .unwrap()
         .contains("repo_url is missing"));
 
-    let unknown = daemon.request("invoke_online_drive_browse_files", json!({}));
+    let unknown = daemon.request("invoke_online_document_datasource_get_pages", json!({}));
     let error = single_error(&daemon.finish(&unknown));
     assert_eq!(error["error_type"], "InvokeBadRequestError");
     assert!(error["message"]
         .as_str()
         .unwrap()
-        .contains("invoke_online_drive_browse_files"));
+        .contains("invoke_online_document_datasource_get_pages"));
 }
 
 #[test]

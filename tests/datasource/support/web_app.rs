@@ -117,6 +117,12 @@ impl WebApp {
 
     /// A Knowledge API GET with the knowledge base's key: its JSON.
     pub fn service_get(&self, route: &str) -> Value {
+        self.service_try_get(route)
+            .unwrap_or_else(|| panic!("{route}: not found"))
+    }
+
+    /// [`Self::service_get`], `None` when the API answers 404 (a document deleted meanwhile).
+    pub fn service_try_get(&self, route: &str) -> Option<Value> {
         let boot = &self.process.boot;
         let url = format!("{}{route}", boot["service_api_url"].as_str().unwrap());
         self.runtime.block_on(async {
@@ -127,8 +133,11 @@ impl WebApp {
                 .send()
                 .await
                 .unwrap();
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return None;
+            }
             assert!(response.status().is_success(), "{url}: {response:?}");
-            serde_json::from_str(&response.text().await.unwrap()).unwrap()
+            Some(serde_json::from_str(&response.text().await.unwrap()).unwrap())
         })
     }
 
