@@ -186,6 +186,12 @@ fn a_folder_picked_in_the_real_dify_is_imported_and_mirrored() {
     let Some(app) = start(dir.path()) else {
         return;
     };
+    if app.process.version() < (1, 16, 0) {
+        // Seen on 1.13.2: browsing works, but Save & Process answers 500 (its documents'
+        // `DataSourceType` has no `online_drive`), hence the package's minimum of 1.16.1.
+        eprintln!("SKIPPED: the browser needs Dify 1.16.1 or later");
+        return;
+    }
     let boot = app.process.boot.clone();
     let mut files: BTreeMap<String, String> = (0..6)
         .map(|n| {
