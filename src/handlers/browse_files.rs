@@ -51,10 +51,7 @@ pub async fn handle(
         .unwrap_or_default();
     let from = next["from"].as_u64().unwrap_or(0) as usize;
     let (folder, fetched) = if prefix.is_empty() {
-        let fetched = source
-            .fetch_branch(&client, &store)
-            .await
-            .map_err(|e| browse_error(&e))?;
+        let fetched = source.fetch_branch(&client, &store).await?;
         let folder = FolderId {
             hash: source.hash.clone(),
             dir: source.params.filter().subdir().to_string(),
@@ -63,19 +60,17 @@ pub async fn handle(
         (folder, fetched)
     } else {
         let Some((folder, signature)) = FolderId::parse(prefix) else {
-            return Err(browse_error(&BrowseError::Request(
+            return Err(BrowseError::Request(
                 "this is not a folder of the Git browser's listing; open the data source again"
                     .into(),
-            )));
+            )
+            .into());
         };
-        source
-            .check_hash(&folder.hash)
-            .map_err(|e| browse_error(&e))?;
+        source.check_hash(&folder.hash)?;
         let sealed = folder.verify(seal, &source.who, signature);
         let fetched = source
             .open_listed(&client, &store, folder.commit, sealed)
-            .await
-            .map_err(|e| browse_error(&e))?;
+            .await?;
         (folder, fetched)
     };
     let folder_id = folder.sealed(seal, &source.who);
@@ -98,7 +93,7 @@ pub async fn handle(
         })
         .await
         .map_err(|e| internal(&e.to_string()))?
-        .map_err(|e| browse_error(&BrowseError::Git(e)))?
+        .map_err(BrowseError::Git)?
     };
     tracing::info!(
         entries = page.entries.len(),
@@ -167,16 +162,19 @@ pub(super) fn source_of(request: &Request) -> Result<BrowseSource, ErrorPayload>
     })
 }
 
-pub(super) fn browse_error(error: &BrowseError) -> ErrorPayload {
-    match error {
-        BrowseError::Git(git) => git_error_payload(git),
-        BrowseError::State(_) => ErrorPayload::shown(
-            Shown::ServerUnavailable,
-            "PluginStorageError",
-            error.to_string(),
-        ),
-        BrowseError::Request(_) => {
-            ErrorPayload::shown(Shown::BadRequest, "BrowseRequestError", error.to_string())
+/// A browser's error as Dify shows it.
+impl From<BrowseError> for ErrorPayload {
+    fn from(error: BrowseError) -> ErrorPayload {
+        match &error {
+            BrowseError::Git(git) => git_error_payload(git),
+            BrowseError::State(_) => ErrorPayload::shown(
+                Shown::ServerUnavailable,
+                "PluginStorageError",
+                error.to_string(),
+            ),
+            BrowseError::Request(_) => {
+                ErrorPayload::shown(Shown::BadRequest, "BrowseRequestError", error.to_string())
+            }
         }
     }
 }

@@ -53,28 +53,27 @@ pub async fn watch_import(
         legacy_hash: source.legacy_hash.as_deref(),
         source: GitSource::new(place.url(), &source.params.branch),
     };
+    // A failure keeps the claim: the import's next downloads do not each try again (and
+    // wait on an API that just failed) until a claim's start time has passed.
     let mirroring = match Mirroring::open(target, store, config, None).await {
         Ok(mirroring) => mirroring,
         Err(error) => {
             tracing::warn!("mirror: not watching this import: {error}");
-            mirrors.browse_claims.lock().expect("claims").remove(&key);
             return;
         }
     };
-    let files = {
+    let listed = {
         let (client, place, filter) = (client.clone(), place.clone(), source.params.filter());
         tokio::task::spawn_blocking(move || {
             let fetched = client.reopen(&place)?;
             git_remote::list_files(&fetched.open()?, fetched.commit, &filter)
         })
         .await
+        .map_err(|e| e.to_string())
+        .and_then(|listed| listed.map_err(|e| e.to_string()))
     };
-    let files = match files {
-        Ok(Ok(listing)) => listing.files,
-        Ok(Err(error)) => {
-            tracing::warn!("mirror: not watching this import: {error}");
-            return;
-        }
+    let files = match listed {
+        Ok(listing) => listing.files,
         Err(error) => {
             tracing::warn!("mirror: not watching this import: {error}");
             return;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::browse_files::{browse_error, internal, max_file_bytes, source_of};
+use super::browse_files::{internal, max_file_bytes, source_of};
 use super::browse_mirror;
 use super::session::SessionStore;
 use super::MirrorProcess;
@@ -18,8 +18,8 @@ use crate::browse::seal::Seal;
 use crate::browse::BrowseError;
 use crate::settings::Settings;
 use dify_plugin::protocol::{ErrorPayload, Request, Session};
-use git_remote::blob::inspect_blob;
-use git_remote::{BlobRead, GitClient, GitError};
+use git_remote::blob::{inspect_blob, Unread};
+use git_remote::{GitClient, GitError};
 
 pub async fn handle(
     request: &Request,
@@ -37,15 +37,14 @@ pub async fn handle(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let Some((file, signature)) = FileId::parse(id) else {
-        return Err(browse_error(&BrowseError::Request(
+        return Err(BrowseError::Request(
             "this is not a file of the Git browser's listing; open the data source again and \
              pick it anew"
                 .into(),
-        )));
+        )
+        .into());
     };
-    source
-        .check_hash(&file.hash)
-        .map_err(|e| browse_error(&e))?;
+    source.check_hash(&file.hash)?;
     let sealed = file.verify(seal, &source.who, signature);
     let store = SessionStore {
         storage: session.storage(),
@@ -53,8 +52,7 @@ pub async fn handle(
     };
     let fetched = source
         .open_listed(&client, &store, file.commit, sealed)
-        .await
-        .map_err(|e| browse_error(&e))?;
+        .await?;
     let place = fetched.place();
     let max_bytes = max_file_bytes(session, settings);
     let filter = source.params.filter();
@@ -66,7 +64,7 @@ pub async fn handle(
         .await
         .map_err(|e| internal(&e.to_string()))?
     };
-    let encoded = read.map_err(|e| browse_error(&e))?;
+    let encoded = read?;
     let name = file.path.rsplit('/').next().unwrap_or(&file.path);
     let file_name = match name.ends_with(".txt") {
         true => name.to_string(),
@@ -110,12 +108,10 @@ fn read_listed(
     let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
     match inspect_blob(&repo, file.blob, max_bytes, encode) {
         Ok(encoded) => Ok(encoded),
-        Err(BlobRead::Skipped(reason)) => Err(BrowseError::Request(format!(
+        Err(Unread::Skipped(reason)) => Err(BrowseError::Request(format!(
             "{} is not offered: {}",
             file.path, reason
         ))),
-        Err(BlobRead::Failed(why)) | Err(BlobRead::Text(why)) => {
-            Err(BrowseError::Git(GitError::Read(why)))
-        }
+        Err(Unread::Failed(why)) => Err(BrowseError::Git(GitError::Read(why))),
     }
 }

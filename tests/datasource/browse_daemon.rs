@@ -257,4 +257,19 @@ fn the_browsers_authorization_is_checked_against_the_repository() {
             "{message}"
         );
     }
+    // A server that redirects to another host: a browse is refused and the token never
+    // leaves for the other origin; nothing the plugin logged holds it.
+    for code in [301, 302, 307] {
+        let moved = json!({"repo_url": server.redirect_url(code, "docs"), "access_token": TOKEN,
+                           "ca_certificate": ca});
+        let error = browse(&daemon, &moved, "", &Value::Null).unwrap_err();
+        assert!(!error.to_string().contains(TOKEN), "{error}");
+    }
+    let seen = server.recorded_authorizations();
+    assert!(
+        !seen.is_empty(),
+        "the redirects were followed to the recorder"
+    );
+    assert!(seen.iter().all(|line| line.trim() == "-"), "{seen:?}");
+    assert!(!daemon.stderr_text().contains(TOKEN));
 }

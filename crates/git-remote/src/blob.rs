@@ -63,37 +63,42 @@ pub fn classify(bytes: &[u8]) -> Result<&str, SkipReason> {
 pub fn read_blob(repo: &Repository, oid: Oid, max_bytes: u64) -> BlobRead {
     match inspect_blob(repo, oid, max_bytes, str::to_string) {
         Ok(text) => BlobRead::Text(text),
-        Err(unread) => unread,
+        Err(Unread::Skipped(reason)) => BlobRead::Skipped(reason),
+        Err(Unread::Failed(why)) => BlobRead::Failed(why),
     }
 }
 
-/// Reads one blob as [`read_blob`] does and hands its text to `on_text` without copying it;
-/// a blob that is not deliverable text is the error ([`BlobRead::Skipped`] or
-/// [`BlobRead::Failed`]).
+/// Why a blob's text was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unread {
+    /// Permanently not deliverable.
+    Skipped(SkipReason),
+    /// The object could not be read.
+    Failed(String),
+}
+
+/// Reads one blob as [`read_blob`] does and hands its text to `on_text` without copying it.
 pub fn inspect_blob<T>(
     repo: &Repository,
     oid: Oid,
     max_bytes: u64,
     on_text: impl FnOnce(&str) -> T,
-) -> Result<T, BlobRead> {
-    let odb = repo
+) -> Result<T, Unread> {
+    let failed = |e: git2::Error| Unread::Failed(format!("blob {oid}: {}", e.message()));
+    let (size, _) = repo
         .odb()
-        .map_err(|e| BlobRead::Failed(e.message().to_string()))?;
-    let (size, _) = odb
-        .read_header(oid)
-        .map_err(|e| BlobRead::Failed(format!("blob {oid}: {}", e.message())))?;
+        .and_then(|odb| odb.read_header(oid))
+        .map_err(failed)?;
     if size as u64 > max_bytes {
-        return Err(BlobRead::Skipped(SkipReason::TooLarge {
+        return Err(Unread::Skipped(SkipReason::TooLarge {
             size: size as u64,
             limit: max_bytes,
         }));
     }
-    let blob = repo
-        .find_blob(oid)
-        .map_err(|e| BlobRead::Failed(format!("blob {oid}: {}", e.message())))?;
+    let blob = repo.find_blob(oid).map_err(failed)?;
     classify(blob.content())
         .map(on_text)
-        .map_err(BlobRead::Skipped)
+        .map_err(Unread::Skipped)
 }
 
 /// Reads blobs in parallel: one worker thread per core, each with its own repository handle
