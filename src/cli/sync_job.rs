@@ -21,7 +21,7 @@ use crate::crawl::CrawlError;
 use crate::dify::knowledge::KnowledgeApi;
 use crate::dify::pipeline::start_node;
 use crate::mirror::metadata::GitSource;
-use crate::mirror::plan::DeleteGuard;
+use crate::mirror::plan::{DeleteGuard, MirrorPlan};
 use crate::mirror::push::{self, PushEvent, PushSettings};
 use crate::mirror::{Mirror, MirrorConfig, Mirroring, Pipeline};
 use crate::repository::credentials::Credentials;
@@ -187,13 +187,19 @@ impl SyncJob {
         mirroring.refresh().await.map_err(CrawlError::Mirror)?;
         let never_pushed = report.push.skipped.iter().map(|(p, o, _)| (p.clone(), *o));
         mirroring.learn_skips(&files, &offered, never_pushed);
-        let after = mirroring.plan(&files, full, self.guard);
-        report.held = after.held;
-        report.cleanup.extend(mirroring.delete(after.delete).await);
-        if !after.untagged.is_empty() {
+        let MirrorPlan {
+            held,
+            delete,
+            untagged,
+            ..
+        } = mirroring.plan(&files, full, self.guard);
+        report.held = held;
+        report.cleanup.extend(mirroring.delete(delete).await);
+        if !untagged.is_empty() {
             bar.say("setting the documents' Git metadata");
-            report.metadata = mirroring.tag(&after.untagged, &report.commit).await;
+            report.metadata = mirroring.tag(&untagged, &report.commit).await;
         }
+        drop(untagged);
         let left = mirroring.plan(&files, full, self.guard);
         mirroring.settle(&report.commit, &left);
         mirroring.remember(store).await;

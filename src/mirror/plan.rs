@@ -3,8 +3,6 @@
 //! no longer delivers, and every other document of a path once its current blob is indexed.
 //! Indexing and archived documents are never deleted.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use super::documents::{DocState, KbDocument, OurDocument};
 use crate::store::snapshot::Entries;
 use git_remote::FileEntry;
@@ -82,9 +80,9 @@ impl MirrorPlan {
     }
 }
 
-/// `files` is the branch's sorted listing; `skipped` the (path, blob) pairs known to be
-/// permanently skipped (binary, too large, …); `full` offers every file again and lifts
-/// the guard.
+/// `files` is the branch's listing; `skipped` the (path, blob) pairs known
+/// to be permanently skipped (binary, too large, …); `full` offers every file again and
+/// lifts the guard.
 pub fn plan(
     files: &[FileEntry],
     docs: &[KbDocument],
@@ -92,49 +90,43 @@ pub fn plan(
     full: bool,
     guard: DeleteGuard,
 ) -> MirrorPlan {
-    let mut by_path: BTreeMap<&str, Vec<(&str, &OurDocument)>> = BTreeMap::new();
-    for doc in docs {
-        if let Some(ours) = &doc.ours {
-            by_path
-                .entry(ours.path.as_str())
-                .or_default()
-                .push((doc.id.as_str(), ours));
-        }
-    }
+    // This configuration's documents in path order (listing order within a path), so a
+    // path's documents are one run of the list: one allocation, whatever the repository.
+    let mut ours: Vec<(&str, &OurDocument)> = docs
+        .iter()
+        .filter_map(|doc| Some((doc.id.as_str(), doc.ours.as_ref()?)))
+        .collect();
+    ours.sort_by(|a, b| a.1.path.cmp(&b.1.path));
+    let of_path = |path: &str| {
+        let from = ours.partition_point(|(_, d)| d.path.as_str() < path);
+        from..from + ours[from..].partition_point(|(_, d)| d.path == path)
+    };
+    // Which of them are of a path the branch delivers.
+    let mut delivered = vec![false; ours.len()];
     let mut plan = MirrorPlan {
-        ours: by_path.values().map(Vec::len).sum(),
+        ours: ours.len(),
+        indexing: ours
+            .iter()
+            .filter(|(_, d)| d.state == DocState::Indexing)
+            .count(),
+        searchable: ours
+            .iter()
+            .filter(|(_, d)| d.state == DocState::Indexed)
+            .count(),
         ..MirrorPlan::default()
     };
-    plan.indexing = by_path
-        .values()
-        .flatten()
-        .filter(|(_, d)| d.state == DocState::Indexing)
-        .count();
-    plan.searchable = by_path
-        .values()
-        .flatten()
-        .filter(|(_, d)| d.state == DocState::Indexed)
-        .count();
-    // Documents of gone files still indexing: deleted by a later run, but their loss counts
-    // now, or a re-push in progress would hide a mass deletion from the guard.
-    let mut gone_indexing = 0;
-    let mut gone = Vec::new();
-    let delivered: BTreeSet<&str> = files
-        .iter()
-        .filter(|f| skipped.get(&f.path) != Some(&f.oid))
-        .map(|f| f.path.as_str())
-        .collect();
     for file in files {
-        let blob = file.oid.to_string();
-        let docs = by_path
-            .get(file.path.as_str())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let current = |d: &&(&str, &OurDocument)| d.1.blob.as_deref() == Some(blob.as_str());
-        let live = docs.iter().filter(current).any(|(_, d)| d.state.is_live());
-        if !delivered.contains(file.path.as_str()) {
+        if skipped.get(&file.path) == Some(&file.oid) {
             continue;
         }
+        let mut hex = [0u8; 40];
+        hex::encode_to_slice(file.oid.as_bytes(), &mut hex).expect("40 hex digits for 20 bytes");
+        let blob = std::str::from_utf8(&hex).expect("hex is ASCII");
+        let range = of_path(&file.path);
+        delivered[range.clone()].fill(true);
+        let docs = &ours[range];
+        let current = |d: &&(&str, &OurDocument)| d.1.blob.as_deref() == Some(blob);
+        let live = docs.iter().filter(current).any(|(_, d)| d.state.is_live());
         if full || !live {
             plan.offer.push(file.clone());
         }
@@ -161,17 +153,16 @@ pub fn plan(
             }
         }
     }
-    for (path, docs) in &by_path {
-        if !delivered.contains(path) {
-            gone_indexing += docs
-                .iter()
-                .filter(|(_, d)| d.state == DocState::Indexing)
-                .count();
-            gone.extend(
-                docs.iter()
-                    .filter(|(_, d)| deletable(d))
-                    .map(|(id, d)| deletion(id, d, DeleteReason::Gone)),
-            );
+    // Documents of gone files still indexing: deleted by a later run, but their loss counts
+    // now, or a re-push in progress would hide a mass deletion from the guard.
+    let mut gone_indexing = 0;
+    let mut gone = Vec::new();
+    for ((id, doc), _) in ours.iter().zip(&delivered).filter(|(_, kept)| !**kept) {
+        if doc.state == DocState::Indexing {
+            gone_indexing += 1;
+        }
+        if deletable(doc) {
+            gone.push(deletion(id, doc, DeleteReason::Gone));
         }
     }
     if !full && guard.holds(gone.len() + gone_indexing, plan.searchable) {
@@ -199,6 +190,7 @@ mod tests {
     use super::*;
     use git2::Oid;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     fn oid(n: u8) -> Oid {
         Oid::from_bytes(&[n; 20]).unwrap()
