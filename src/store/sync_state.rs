@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::snapshot::{self, Entries};
+use super::snapshot::{self, Entries, KnownChunks, RawDigest};
 use super::{StateError, StateStore};
 
 pub fn sha_key(hash: &str) -> String {
@@ -41,6 +41,9 @@ pub struct ChunkRef {
     /// For a pending record: it belongs to a `full` sync, which ignores the snapshot.
     #[serde(default)]
     pub full: bool,
+    /// Of a record read back: the digest of each chunk's entries (not stored).
+    #[serde(skip)]
+    pub digests: Vec<RawDigest>,
 }
 
 /// The delivered state of one configuration.
@@ -74,6 +77,18 @@ impl SyncState {
         refs.iter()
             .filter_map(|r| r.as_ref())
             .flat_map(|(r, _)| r.chunks.iter().cloned())
+            .collect()
+    }
+
+    /// The chunks a save may name again without writing them: this state's own.
+    fn known_chunks(&self) -> KnownChunks {
+        if self.foreign {
+            return KnownChunks::new();
+        }
+        let refs = [&self.snapshot, &self.pending];
+        refs.iter()
+            .filter_map(|r| r.as_ref())
+            .flat_map(|(r, _)| r.digests.iter().copied().zip(r.chunks.iter().cloned()))
             .collect()
     }
 
@@ -176,7 +191,7 @@ async fn load_ref<S: StateStore>(
         }
     }
     match snapshot::decode(chunks.iter().map(Vec::as_slice)) {
-        Ok(entries) => Ok(Some((record, entries))),
+        Ok((entries, digests)) => Ok(Some((ChunkRef { digests, ..record }, entries))),
         Err(error) => {
             tracing::warn!("{key}: {error}; ignoring it");
             Ok(None)
@@ -250,10 +265,13 @@ async fn write_chunks<S: StateStore>(
     old: &SyncState,
 ) -> Result<ChunkRef, StateError> {
     let existing = old.referenced_chunks();
-    let chunks = snapshot::encode(entries);
+    let chunks = snapshot::encode(entries, &old.known_chunks());
     for chunk in &chunks {
-        if !existing.contains(&chunk.id) {
-            store.set(&chunk_key(hash, &chunk.id), &chunk.bytes).await?;
+        match &chunk.bytes {
+            Some(bytes) if !existing.contains(&chunk.id) => {
+                store.set(&chunk_key(hash, &chunk.id), bytes).await?
+            }
+            _ => {}
         }
     }
     Ok(ChunkRef {
@@ -263,6 +281,7 @@ async fn write_chunks<S: StateStore>(
         chunks: chunks.into_iter().map(|c| c.id).collect(),
         base,
         full: false,
+        digests: Vec::new(),
     })
 }
 
