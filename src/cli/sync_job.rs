@@ -199,6 +199,7 @@ impl SyncJob {
             bar.say("setting the documents' Git metadata");
             report.metadata = mirroring.tag(&untagged, &report.commit).await;
         }
+        // One entry per document tagged: gone before the last plan, which is the peak.
         drop(untagged);
         let left = mirroring.plan(&files, full, self.guard);
         mirroring.settle(&report.commit, &left);

@@ -80,9 +80,8 @@ impl MirrorPlan {
     }
 }
 
-/// `files` is the branch's listing; `skipped` the (path, blob) pairs known
-/// to be permanently skipped (binary, too large, …); `full` offers every file again and
-/// lifts the guard.
+/// `files` is the branch's listing; `skipped` the (path, blob) pairs known to be permanently
+/// skipped (binary, too large, …); `full` offers every file again and lifts the guard.
 pub fn plan(
     files: &[FileEntry],
     docs: &[KbDocument],
