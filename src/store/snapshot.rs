@@ -20,6 +20,8 @@ pub type Entries = BTreeMap<String, Oid>;
 const BOUNDARY_MASK: u32 = 0x3ff;
 const MAX_CHUNK_RAW: usize = 512 * 1024;
 const OID_LEN: usize = 20;
+/// What one stored chunk may decompress to (a chunk is cut after 512 KiB and one entry).
+const MAX_CHUNK_INFLATED: u64 = 8 * 1024 * 1024;
 
 /// The SHA-256 of a chunk's entries, before compression.
 pub type RawDigest = [u8; 32];
@@ -67,8 +69,14 @@ pub fn decode<'a>(
     for compressed in chunks {
         let mut raw = Vec::new();
         ZlibDecoder::new(compressed)
+            .take(MAX_CHUNK_INFLATED + 1)
             .read_to_end(&mut raw)
             .map_err(|e| SnapshotError(e.to_string()))?;
+        if raw.len() as u64 > MAX_CHUNK_INFLATED {
+            return Err(SnapshotError(format!(
+                "a chunk inflates past {MAX_CHUNK_INFLATED} bytes"
+            )));
+        }
         digests.push(Sha256::digest(&raw).into());
         let mut rest = raw.as_slice();
         while !rest.is_empty() {
@@ -210,5 +218,18 @@ mod tests {
     #[test]
     fn garbage_is_an_error() {
         assert!(decode([b"not zlib".as_slice()]).is_err());
+    }
+
+    /// A stored value that inflates without end is refused, not read into memory.
+    #[test]
+    fn a_chunk_that_inflates_too_far_is_an_error() {
+        let mut encoder = ZlibEncoder::new(Vec::new(), Compression::best());
+        for _ in 0..64 {
+            encoder.write_all(&[b'a'; 256 * 1024]).unwrap();
+        }
+        let bomb = encoder.finish().unwrap();
+        assert!(bomb.len() < 64 * 1024);
+        let error = decode([bomb.as_slice()]).unwrap_err();
+        assert!(error.0.contains("inflates past"), "{error}");
     }
 }
